@@ -1,0 +1,209 @@
+//! Server functions: the HTTP side of the app (page data and the forms that
+//! work without JavaScript). Each one delegates to a [`Backend`] that the
+//! server crate provides through Leptos context, so storage and auth stay in
+//! `server/` while the routes stay here.
+
+use crate::protocol::{ApiError, ChatMessage, ErrorCode, RoomInfo, UserInfo};
+use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+use server_fn::{
+    codec::JsonEncoding,
+    error::{FromServerFnError, ServerFnErrorErr},
+};
+
+/// Everything a page needs to render, in one round trip.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageData {
+    /// The signed-in user, if any.
+    pub me: Option<UserInfo>,
+    /// Every room, oldest first (empty when signed out).
+    pub rooms: Vec<RoomInfo>,
+    /// The room asked for, when it exists.
+    pub room: Option<RoomPage>,
+    /// The room asked for, when it does not exist.
+    pub missing_room: Option<String>,
+}
+
+/// One room's latest history and who is online in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomPage {
+    pub info: RoomInfo,
+    /// The latest messages, ascending by `seq`.
+    pub messages: Vec<ChatMessage>,
+    /// Whether older messages exist.
+    pub has_more: bool,
+    pub online: Vec<UserInfo>,
+}
+
+impl FromServerFnError for ApiError {
+    type Encoder = JsonEncoding;
+
+    fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
+        let code = match value {
+            ServerFnErrorErr::Args(_)
+            | ServerFnErrorErr::MissingArg(_)
+            | ServerFnErrorErr::Deserialization(_) => ErrorCode::BadFrame,
+            ServerFnErrorErr::Request(_) => ErrorCode::Unavailable,
+            _ => ErrorCode::Internal,
+        };
+        ApiError::new(code, value.to_string())
+    }
+}
+
+/// What the server functions need from the server. Implemented in `server`.
+#[cfg(feature = "ssr")]
+#[async_trait::async_trait]
+pub trait Backend: Send + Sync + 'static {
+    /// Page data for the session's user; `room` selects a room's history.
+    async fn page(&self, session: Option<&str>, room: Option<&str>) -> Result<PageData, ApiError>;
+    /// Creates a guest user and a session; returns the session token.
+    async fn sign_in_guest(&self, name: &str) -> Result<String, ApiError>;
+    /// Ends a session.
+    async fn sign_out(&self, session: &str) -> Result<(), ApiError>;
+    /// Creates a room and announces it.
+    async fn create_room(&self, session: Option<&str>, name: &str) -> Result<RoomInfo, ApiError>;
+    /// Posts a message through the same commit pipeline as the WebSocket.
+    async fn post_message(
+        &self,
+        session: Option<&str>,
+        room: &str,
+        client_id: &str,
+        body: &str,
+    ) -> Result<ChatMessage, ApiError>;
+    /// The `Set-Cookie` value that stores `token` (or clears it when `None`).
+    fn session_cookie(&self, token: Option<&str>) -> String;
+}
+
+#[cfg(feature = "ssr")]
+mod ssr {
+    use super::*;
+    use http::{header, request::Parts, HeaderValue};
+    use std::sync::Arc;
+
+    /// The backend provided by the server, as a shared trait object.
+    pub type SharedBackend = Arc<dyn Backend>;
+
+    pub fn backend() -> Result<SharedBackend, ApiError> {
+        use_context::<SharedBackend>()
+            .ok_or_else(|| ApiError::new(ErrorCode::Internal, "backend missing from context"))
+    }
+
+    /// The session token from the request's cookie, if any.
+    pub fn session_token() -> Option<String> {
+        let parts = use_context::<Parts>()?;
+        parts
+            .headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(name, _)| *name == crate::protocol::SESSION_COOKIE)
+            .map(|(_, value)| value.to_owned())
+    }
+
+    pub fn set_cookie(value: &str) {
+        if let (Some(res), Ok(value)) = (
+            use_context::<leptos_axum::ResponseOptions>(),
+            HeaderValue::from_str(value),
+        ) {
+            res.append_header(header::SET_COOKIE, value);
+        }
+    }
+
+    /// A plain HTML form (no JavaScript) cannot show an error itself, so it is
+    /// sent back to the page it came from with `?error=` for the page to show.
+    /// Clients running the WASM app get the error as the function's result.
+    pub fn fail<T>(err: ApiError) -> Result<T, ApiError> {
+        if let Some(parts) = use_context::<Parts>() {
+            let plain_form = parts
+                .headers
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.contains("text/html"));
+            if plain_form {
+                let back = parts
+                    .headers
+                    .get(header::REFERER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|r| http::Uri::try_from(r).ok())
+                    .map(|uri| uri.path().to_owned())
+                    .unwrap_or_else(|| "/".to_owned());
+                leptos_axum::redirect(&format!(
+                    "{back}?error={}",
+                    crate::percent_encode(&err.message)
+                ));
+            }
+        }
+        Err(err)
+    }
+}
+
+#[cfg(feature = "ssr")]
+pub use ssr::SharedBackend;
+
+/// Loads what a page shows: the user, the rooms, and a room's latest history.
+#[server(endpoint = "page")]
+pub async fn load_page(room: Option<String>) -> Result<PageData, ApiError> {
+    ssr::backend()?
+        .page(ssr::session_token().as_deref(), room.as_deref())
+        .await
+}
+
+/// Signs in as a guest with a display name.
+#[server(endpoint = "sign_in_guest")]
+pub async fn sign_in_guest(name: String) -> Result<(), ApiError> {
+    let backend = ssr::backend()?;
+    match backend.sign_in_guest(&name).await {
+        Ok(token) => {
+            ssr::set_cookie(&backend.session_cookie(Some(&token)));
+            Ok(())
+        }
+        Err(err) => ssr::fail(err),
+    }
+}
+
+/// Signs out and forgets the session.
+#[server(endpoint = "sign_out")]
+pub async fn sign_out() -> Result<(), ApiError> {
+    let backend = ssr::backend()?;
+    if let Some(token) = ssr::session_token() {
+        backend.sign_out(&token).await?;
+    }
+    ssr::set_cookie(&backend.session_cookie(None));
+    leptos_axum::redirect("/");
+    Ok(())
+}
+
+/// Creates a room and opens it.
+#[server(endpoint = "create_room")]
+pub async fn create_room(name: String) -> Result<RoomInfo, ApiError> {
+    let backend = ssr::backend()?;
+    match backend
+        .create_room(ssr::session_token().as_deref(), &name)
+        .await
+    {
+        Ok(room) => {
+            leptos_axum::redirect(&crate::room_href(&room.name));
+            Ok(room)
+        }
+        Err(err) => ssr::fail(err),
+    }
+}
+
+/// Posts a message from the plain HTML composer (the no-JavaScript path).
+#[server(endpoint = "post_message")]
+pub async fn post_message(
+    room: String,
+    client_id: String,
+    body: String,
+) -> Result<ChatMessage, ApiError> {
+    let backend = ssr::backend()?;
+    match backend
+        .post_message(ssr::session_token().as_deref(), &room, &client_id, &body)
+        .await
+    {
+        Ok(message) => Ok(message),
+        Err(err) => ssr::fail(err),
+    }
+}

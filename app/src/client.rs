@@ -1,0 +1,469 @@
+//! The browser's live chat state and its WebSocket connection.
+//!
+//! [`Chat`] is one per page (provided as context by `App`). On the server it
+//! only holds signals for rendering; in the browser it also owns a connection
+//! loop that reconnects with capped, jittered backoff and, on every (re)connect,
+//! resubscribes the open room from the last `seq` it has and resends every
+//! message not yet acknowledged (same `client_id`, so nothing is stored twice).
+
+use crate::protocol::{
+    validate_body, ApiError, ChatMessage, ClientFrame, RoomInfo, ServerFrame, SystemEvent,
+    UserInfo,
+};
+use leptos::prelude::*;
+
+/// Connection state shown to the user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Not started (server rendering, or signed out).
+    Idle,
+    Connecting,
+    Online,
+    /// Lost; a reconnect is scheduled.
+    Reconnecting,
+}
+
+/// One line in the message pane.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Item {
+    /// A committed message.
+    Message(ChatMessage),
+    /// A message sent by this tab that has no `seq` yet.
+    Pending {
+        client_id: String,
+        body: String,
+        author: UserInfo,
+        /// Why the server refused it, if it did.
+        failed: Option<String>,
+    },
+    /// A join or leave notice.
+    Notice {
+        key: u64,
+        user: String,
+        event: SystemEvent,
+        ts: i64,
+    },
+}
+
+impl Item {
+    /// A key that is stable for the life of the line.
+    pub fn key(&self) -> String {
+        match self {
+            Item::Message(m) => format!("m{}", m.seq),
+            Item::Pending { client_id, .. } => format!("p{client_id}"),
+            Item::Notice { key, .. } => format!("n{key}"),
+        }
+    }
+}
+
+/// The live state of the room on screen.
+#[derive(Debug, Clone, Copy)]
+pub struct RoomState {
+    pub name: RwSignal<String>,
+    pub items: RwSignal<Vec<Item>>,
+    pub online: RwSignal<Vec<UserInfo>>,
+    /// Highest `seq` seen: the resume cursor.
+    pub last_seq: RwSignal<i64>,
+}
+
+impl RoomState {
+    pub fn new(name: String, messages: Vec<ChatMessage>, online: Vec<UserInfo>) -> Self {
+        let last_seq = messages.last().map_or(0, |m| m.seq);
+        Self {
+            name: RwSignal::new(name),
+            items: RwSignal::new(messages.into_iter().map(Item::Message).collect()),
+            online: RwSignal::new(online),
+            last_seq: RwSignal::new(last_seq),
+        }
+    }
+
+    fn apply_message(&self, message: ChatMessage) {
+        if message.seq <= self.last_seq.get_untracked() {
+            return; // already shown (replay overlap or duplicate delivery)
+        }
+        self.last_seq.set(message.seq);
+        self.items.update(|items| {
+            let pending = items.iter().position(
+                |i| matches!(i, Item::Pending { client_id, .. } if *client_id == message.client_id),
+            );
+            match pending {
+                // Our own message: it takes its place in seq order at the end,
+                // where a pending line already sits.
+                Some(at) => {
+                    items.remove(at);
+                    let first_pending = items
+                        .iter()
+                        .position(|i| matches!(i, Item::Pending { .. }))
+                        .unwrap_or(items.len());
+                    items.insert(first_pending, Item::Message(message));
+                }
+                None => {
+                    let first_pending = items
+                        .iter()
+                        .position(|i| matches!(i, Item::Pending { .. }))
+                        .unwrap_or(items.len());
+                    items.insert(first_pending, Item::Message(message));
+                }
+            }
+        });
+    }
+}
+
+/// The page's chat client. `Copy`: every field is an arena handle.
+#[derive(Debug, Clone, Copy)]
+pub struct Chat {
+    pub status: RwSignal<Status>,
+    /// Set once the page is hydrated; server-rendered text that depends on
+    /// the browser (local times) switches over when it flips.
+    pub hydrated: RwSignal<bool>,
+    pub me: RwSignal<Option<UserInfo>>,
+    pub rooms: RwSignal<Vec<RoomInfo>>,
+    pub active: RwSignal<Option<RoomState>>,
+    /// The last error not tied to a message.
+    pub notice: RwSignal<Option<String>>,
+    /// Sends not yet acknowledged, resent on reconnect: (room, client_id, body).
+    outbox: RwSignal<Vec<(String, String, String)>>,
+    notice_seq: StoredValue<u64>,
+    #[cfg(feature = "hydrate")]
+    conn: StoredValue<Option<live::Conn>, LocalStorage>,
+}
+
+impl Default for Chat {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Chat {
+    pub fn new() -> Self {
+        Self {
+            status: RwSignal::new(Status::Idle),
+            hydrated: RwSignal::new(false),
+            me: RwSignal::new(None),
+            rooms: RwSignal::new(Vec::new()),
+            active: RwSignal::new(None),
+            notice: RwSignal::new(None),
+            outbox: RwSignal::new(Vec::new()),
+            notice_seq: StoredValue::new(0),
+            #[cfg(feature = "hydrate")]
+            conn: StoredValue::new_local(None),
+        }
+    }
+
+    /// Makes `room` the room on screen and subscribes to it from its cursor.
+    pub fn open(&self, room: RoomState) {
+        let previous = self.active.get_untracked();
+        let name = room.name.get_untracked();
+        if let Some(prev) = previous {
+            let prev_name = prev.name.get_untracked();
+            if prev_name != name {
+                self.send_frame(&ClientFrame::Unsubscribe { room: prev_name });
+            }
+        }
+        self.active.set(Some(room));
+        self.send_frame(&ClientFrame::Subscribe {
+            room: name,
+            since: Some(room.last_seq.get_untracked()),
+        });
+    }
+
+    /// Leaves `name` if it is the room on screen.
+    pub fn close(&self, name: &str) {
+        let is_active = self
+            .active
+            .with_untracked(|a| a.is_some_and(|r| r.name.get_untracked() == name));
+        if is_active {
+            self.active.set(None);
+            self.send_frame(&ClientFrame::Unsubscribe {
+                room: name.to_owned(),
+            });
+        }
+    }
+
+    /// Queues a message for the open room. Returns the reason when it cannot
+    /// be sent at all (the composer then keeps the text).
+    pub fn send_message(&self, body: String) -> Result<(), ApiError> {
+        validate_body(&body)?;
+        let Some(room) = self.active.get_untracked() else {
+            return Ok(());
+        };
+        let author = self.me.get_untracked().unwrap_or(UserInfo {
+            id: 0,
+            name: String::new(),
+        });
+        let client_id = uuid::Uuid::new_v4().to_string();
+        let name = room.name.get_untracked();
+        room.items.update(|items| {
+            items.push(Item::Pending {
+                client_id: client_id.clone(),
+                body: body.clone(),
+                author,
+                failed: None,
+            })
+        });
+        self.outbox
+            .update(|o| o.push((name.clone(), client_id.clone(), body.clone())));
+        self.send_frame(&ClientFrame::Send {
+            room: name,
+            client_id,
+            body,
+        });
+        Ok(())
+    }
+
+    /// Applies one frame from the server to the state.
+    pub fn apply(&self, frame: ServerFrame) {
+        let active = self.active.get_untracked();
+        let is_active =
+            |room: &str| active.filter(|a| a.name.with_untracked(|n| n == room));
+        match frame {
+            ServerFrame::Hello { user, .. } => {
+                self.me.set(Some(user));
+                self.status.set(Status::Online);
+                self.resume();
+            }
+            ServerFrame::Message(message) => {
+                let client_id = message.client_id.clone();
+                if let Some(room) = is_active(&message.room) {
+                    room.apply_message(message);
+                }
+                self.outbox.update(|o| o.retain(|(_, id, _)| *id != client_id));
+            }
+            ServerFrame::Ack { client_id, .. } => {
+                self.outbox.update(|o| o.retain(|(_, id, _)| *id != client_id));
+            }
+            ServerFrame::Error {
+                message,
+                client_id: Some(client_id),
+                room,
+                ..
+            } => {
+                self.outbox.update(|o| o.retain(|(_, id, _)| *id != client_id));
+                if let Some(state) = room.as_deref().and_then(is_active) {
+                    state.items.update(|items| {
+                        for item in items.iter_mut() {
+                            if let Item::Pending {
+                                client_id: id,
+                                failed,
+                                ..
+                            } = item
+                            {
+                                if *id == client_id {
+                                    *failed = Some(message.clone());
+                                }
+                            }
+                        }
+                    });
+                }
+            }
+            ServerFrame::Error { message, .. } => self.notice.set(Some(message)),
+            ServerFrame::Presence { room, users } => {
+                if let Some(state) = is_active(&room) {
+                    state.online.set(users);
+                }
+            }
+            ServerFrame::System {
+                room,
+                event,
+                user,
+                ts,
+            } => {
+                if let Some(state) = is_active(&room) {
+                    state.online.update(|online| match event {
+                        SystemEvent::Joined if !online.contains(&user) => online.push(user.clone()),
+                        SystemEvent::Joined => {}
+                        SystemEvent::Left => online.retain(|u| u.id != user.id),
+                    });
+                    let key = self.notice_seq.get_value() + 1;
+                    self.notice_seq.set_value(key);
+                    state.items.update(|items| {
+                        let at = items
+                            .iter()
+                            .position(|i| matches!(i, Item::Pending { .. }))
+                            .unwrap_or(items.len());
+                        items.insert(
+                            at,
+                            Item::Notice {
+                                key,
+                                user: user.name,
+                                event,
+                                ts,
+                            },
+                        );
+                    });
+                }
+            }
+            ServerFrame::Rooms { rooms } => self.rooms.update(|list| {
+                for room in rooms {
+                    match list.iter_mut().find(|r| r.name == room.name) {
+                        Some(existing) => *existing = room,
+                        None => list.push(room),
+                    }
+                }
+            }),
+            ServerFrame::History { .. } | ServerFrame::Typing { .. } | ServerFrame::Pong => {}
+        }
+    }
+
+    /// After a (re)connect: subscribe the open room from its cursor, then
+    /// resend what was never acknowledged.
+    fn resume(&self) {
+        if let Some(room) = self.active.get_untracked() {
+            self.send_frame(&ClientFrame::Subscribe {
+                room: room.name.get_untracked(),
+                since: Some(room.last_seq.get_untracked()),
+            });
+        }
+        for (room, client_id, body) in self.outbox.get_untracked() {
+            self.send_frame(&ClientFrame::Send {
+                room,
+                client_id,
+                body,
+            });
+        }
+    }
+
+    /// Starts the connection loop (browser only; idempotent).
+    pub fn start(&self) {
+        #[cfg(feature = "hydrate")]
+        live::start(*self);
+    }
+
+    /// Stops the connection loop, e.g. on sign-out.
+    pub fn stop(&self) {
+        #[cfg(feature = "hydrate")]
+        live::stop(*self);
+        self.status.set(Status::Idle);
+    }
+
+    #[cfg_attr(not(feature = "hydrate"), allow(unused_variables))]
+    fn send_frame(&self, frame: &ClientFrame) {
+        #[cfg(feature = "hydrate")]
+        live::send(*self, frame);
+    }
+}
+
+#[cfg(feature = "hydrate")]
+mod live {
+    use super::*;
+    use futures::{channel::mpsc, SinkExt, StreamExt};
+    use gloo_net::websocket::{futures::WebSocket, Message};
+    use std::{cell::Cell, rc::Rc};
+
+    /// A running connection loop: the writer side of the current socket and
+    /// a flag that stops the loop.
+    pub struct Conn {
+        tx: Option<mpsc::UnboundedSender<String>>,
+        stopped: Rc<Cell<bool>>,
+    }
+
+    pub fn send(chat: Chat, frame: &ClientFrame) {
+        // Only send while online: anything that matters is replayed by
+        // `resume` on the next hello, so a frame sent into a half-open
+        // socket is never the only copy.
+        if chat.status.get_untracked() != Status::Online {
+            return;
+        }
+        let Ok(text) = serde_json::to_string(frame) else {
+            return;
+        };
+        chat.conn.with_value(|conn| {
+            if let Some(tx) = conn.as_ref().and_then(|c| c.tx.as_ref()) {
+                let _ = tx.unbounded_send(text); // closed: the loop is reconnecting
+            }
+        });
+    }
+
+    pub fn stop(chat: Chat) {
+        chat.conn.update_value(|conn| {
+            if let Some(conn) = conn.take() {
+                conn.stopped.set(true);
+                drop(conn.tx); // ends the writer, which closes the socket
+            }
+        });
+    }
+
+    pub fn start(chat: Chat) {
+        if chat.conn.with_value(Option::is_some) {
+            return;
+        }
+        let stopped = Rc::new(Cell::new(false));
+        chat.conn.set_value(Some(Conn {
+            tx: None,
+            stopped: stopped.clone(),
+        }));
+        leptos::task::spawn_local(run(chat, stopped));
+    }
+
+    fn url() -> Option<String> {
+        let location = web_sys::window()?.location();
+        let scheme = if location.protocol().ok()? == "https:" {
+            "wss"
+        } else {
+            "ws"
+        };
+        Some(format!("{scheme}://{}/ws", location.host().ok()?))
+    }
+
+    async fn run(chat: Chat, stopped: Rc<Cell<bool>>) {
+        let mut attempt: u32 = 0;
+        while !stopped.get() {
+            chat.status.set(if attempt == 0 {
+                Status::Connecting
+            } else {
+                Status::Reconnecting
+            });
+            if let Some(socket) = url().and_then(|url| WebSocket::open(&url).ok()) {
+                let (mut sink, mut stream) = socket.split();
+                let (tx, mut rx) = mpsc::unbounded::<String>();
+                chat.conn.update_value(|c| {
+                    if let Some(c) = c {
+                        c.tx = Some(tx);
+                    }
+                });
+                let writer = async move {
+                    while let Some(text) = rx.next().await {
+                        if sink.send(Message::Text(text)).await.is_err() {
+                            break;
+                        }
+                    }
+                    let _ = sink.close().await;
+                };
+                let reader = async {
+                    while let Some(Ok(message)) = stream.next().await {
+                        let Message::Text(text) = message else {
+                            continue;
+                        };
+                        match serde_json::from_str::<ServerFrame>(&text) {
+                            Ok(frame) => {
+                                if matches!(frame, ServerFrame::Hello { .. }) {
+                                    attempt = 0;
+                                }
+                                chat.apply(frame);
+                            }
+                            Err(err) => leptos::logging::warn!("unreadable frame: {err}"),
+                        }
+                    }
+                };
+                futures::pin_mut!(writer, reader);
+                futures::future::select(writer, reader).await;
+                chat.conn.update_value(|c| {
+                    if let Some(c) = c {
+                        c.tx = None;
+                    }
+                });
+            }
+            if stopped.get() {
+                break;
+            }
+            chat.status.set(Status::Reconnecting);
+            // Capped exponential backoff with full jitter, so a restarted
+            // server is not hit by every client at the same instant.
+            let cap = 250.0 * f64::from(2u32.pow(attempt.min(5)));
+            let delay = (cap.min(8000.0) * (0.5 + js_sys::Math::random() / 2.0)) as u32;
+            attempt = attempt.saturating_add(1);
+            gloo_timers::future::TimeoutFuture::new(delay).await;
+        }
+        chat.status.set(Status::Idle);
+    }
+}

@@ -1,0 +1,199 @@
+//! The open room: message stream, composer and who is online.
+
+use crate::{
+    api::RoomPage,
+    client::{Chat, Item, RoomState},
+    protocol::{SystemEvent, MAX_BODY_CHARS},
+    room_href,
+};
+use leptos::{html, prelude::*};
+
+/// The message pane, composer and online list of one room.
+#[component]
+pub fn RoomPane(room: RoomPage) -> impl IntoView {
+    let chat = expect_context::<Chat>();
+    let name = room.info.name.clone();
+    let state = RoomState::new(name.clone(), room.messages, room.online);
+    Effect::new(move || chat.open(state));
+    {
+        let name = name.clone();
+        on_cleanup(move || chat.close(&name));
+    }
+
+    view! {
+        <main class="pane" data-room=name.clone()>
+            <header class="pane-head">
+                <h1>{format!("# {name}")}</h1>
+            </header>
+            <MessageList state />
+            <Composer name=name.clone() />
+        </main>
+        <aside class="online" aria-label="Online">
+            <h2>"Online " <span class="count">{move || state.online.with(Vec::len)}</span></h2>
+            <ul data-testid="online">
+                <For each=move || state.online.get() key=|u| u.id let:user>
+                    <li>{user.name}</li>
+                </For>
+            </ul>
+        </aside>
+    }
+}
+
+#[component]
+fn MessageList(state: RoomState) -> impl IntoView {
+    let chat = expect_context::<Chat>();
+    let list = NodeRef::<html::Ol>::new();
+    // Keep the newest line in view as lines arrive, unless the reader has
+    // scrolled up to read older ones.
+    Effect::new(move || {
+        state.items.track();
+        if let Some(el) = list.get() {
+            let near_bottom = el.scroll_height() - el.scroll_top() - el.client_height() < 120;
+            if near_bottom || !chat.hydrated.get_untracked() {
+                el.set_scroll_top(el.scroll_height());
+            }
+        }
+    });
+    view! {
+        <ol class="messages" node_ref=list aria-live="polite">
+            <For each=move || state.items.get() key=Item::key let:item>
+                <Line item />
+            </For>
+        </ol>
+    }
+}
+
+#[component]
+fn Line(item: Item) -> impl IntoView {
+    match item {
+        Item::Message(m) => view! {
+            <li class="msg" data-seq=m.seq>
+                <span class="author">{m.author.name}</span>
+                <Time ts=m.ts />
+                <p class="body">{m.body}</p>
+            </li>
+        }
+        .into_any(),
+        Item::Pending {
+            author,
+            body,
+            failed,
+            ..
+        } => {
+            let class = if failed.is_some() { "msg failed" } else { "msg pending" };
+            view! {
+                <li class=class>
+                    <span class="author">{author.name}</span>
+                    <span class="time">
+                        {if failed.is_some() { "not sent" } else { "sending…" }}
+                    </span>
+                    <p class="body">{body}</p>
+                    {failed.map(|why| view! { <p class="error" role="alert">{why}</p> })}
+                </li>
+            }
+            .into_any()
+        }
+        Item::Notice { user, event, ts, .. } => {
+            let text = match event {
+                SystemEvent::Joined => format!("{user} joined"),
+                SystemEvent::Left => format!("{user} left"),
+            };
+            view! {
+                <li class="notice">
+                    {text} " " <Time ts />
+                </li>
+            }
+            .into_any()
+        }
+    }
+}
+
+/// A timestamp: UTC while server-rendered, the reader's local time once hydrated.
+#[component]
+fn Time(ts: i64) -> impl IntoView {
+    let chat = expect_context::<Chat>();
+    let text = move || {
+        if chat.hydrated.get() {
+            local_hhmm(ts)
+        } else {
+            utc_hhmm(ts)
+        }
+    };
+    view! { <time class="time" datetime=ts.to_string()>{text}</time> }
+}
+
+fn utc_hhmm(ts: i64) -> String {
+    let minutes = ts.div_euclid(60_000);
+    format!("{:02}:{:02} UTC", minutes.div_euclid(60).rem_euclid(24), minutes.rem_euclid(60))
+}
+
+#[cfg(feature = "hydrate")]
+fn local_hhmm(ts: i64) -> String {
+    let date = js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(ts as f64));
+    format!("{:02}:{:02}", date.get_hours(), date.get_minutes())
+}
+
+#[cfg(not(feature = "hydrate"))]
+fn local_hhmm(ts: i64) -> String {
+    utc_hhmm(ts)
+}
+
+/// The composer. Without JavaScript it is a plain form posting to the
+/// `post_message` server function; once hydrated, Enter sends over the
+/// WebSocket and the text is kept whenever the message is refused.
+#[component]
+fn Composer(name: String) -> impl IntoView {
+    let chat = expect_context::<Chat>();
+    let text = NodeRef::<html::Textarea>::new();
+    let error = RwSignal::new(None::<String>);
+    let send = move || {
+        let Some(area) = text.get() else { return };
+        match chat.send_message(area.value()) {
+            Ok(()) => {
+                area.set_value("");
+                error.set(None);
+            }
+            Err(err) => error.set(Some(err.message)),
+        }
+    };
+    view! {
+        <form
+            class="composer"
+            method="post"
+            action="/api/post_message"
+            on:submit=move |ev| {
+                ev.prevent_default();
+                send();
+            }
+        >
+            <input type="hidden" name="room" value=name.clone() />
+            <input type="hidden" name="client_id" value=uuid::Uuid::new_v4().to_string() />
+            <input type="hidden" name="back" value=room_href(&name) />
+            <textarea
+                name="body"
+                node_ref=text
+                rows="2"
+                aria-label="Message"
+                placeholder=format!("Message # {name} (Enter to send, Shift+Enter for a new line)")
+                on:keydown=move |ev| {
+                    if ev.key() == "Enter" && !ev.shift_key() && !ev.is_composing() {
+                        ev.prevent_default();
+                        send();
+                    }
+                }
+                on:input=move |_| {
+                    if error.get_untracked().is_some() {
+                        let len = text.get().map(|a| a.value().chars().count()).unwrap_or(0);
+                        if len <= MAX_BODY_CHARS {
+                            error.set(None);
+                        }
+                    }
+                }
+            ></textarea>
+            <button type="submit">"Send"</button>
+            <Show when=move || error.get().is_some()>
+                <p class="error" role="alert">{move || error.get()}</p>
+            </Show>
+        </form>
+    }
+}

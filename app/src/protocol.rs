@@ -1,0 +1,373 @@
+//! The wire protocol between browser and server, defined once for both sides.
+//!
+//! Every WebSocket frame is a JSON text frame holding one of the tagged enums
+//! below (`{"type": "...", ...}`). `docs/protocol.md` describes each frame for
+//! authors of non-Rust clients; keep the two in step.
+
+use serde::{Deserialize, Serialize};
+
+/// Version of this protocol, announced by the server in its `hello` frame.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Largest WebSocket frame (and message) the server accepts, in bytes.
+pub const MAX_FRAME_BYTES: usize = 64 * 1024;
+/// Longest message body, in characters (Unicode scalar values).
+pub const MAX_BODY_CHARS: usize = 4000;
+/// Display names are 1 to this many characters after trimming.
+pub const MAX_DISPLAY_NAME_CHARS: usize = 32;
+/// Room names are 1 to this many characters after trimming.
+pub const MAX_ROOM_NAME_CHARS: usize = 64;
+/// Messages the server renders (and returns by default) per page of history.
+pub const HISTORY_PAGE: u32 = 50;
+/// Most messages one `history` request may ask for.
+pub const MAX_HISTORY_PAGE: u32 = 200;
+/// Name of the session cookie.
+pub const SESSION_COOKIE: &str = "chat_session";
+
+/// Frames a client sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientFrame {
+    /// Join a room: receive its messages, presence and notices. The server
+    /// first replays every message with `seq > since` from the store, then
+    /// goes live, with no gap and no duplicate between the two.
+    Subscribe {
+        room: String,
+        #[serde(default)]
+        since: Option<i64>,
+    },
+    /// Leave a room's live stream.
+    Unsubscribe { room: String },
+    /// Post a message. `client_id` is a UUID the client makes; resending the
+    /// same one to the same room is answered with the original `ack`.
+    Send {
+        room: String,
+        client_id: String,
+        body: String,
+    },
+    /// Ask for up to `limit` messages older than `before` (newest page when absent).
+    History {
+        room: String,
+        #[serde(default)]
+        before: Option<i64>,
+        #[serde(default)]
+        limit: Option<u32>,
+    },
+    /// The user is typing in a room.
+    Typing { room: String },
+    /// Keep-alive; answered with `pong`.
+    Ping,
+}
+
+/// Frames the server sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    /// First frame on every connection.
+    Hello { protocol: u32, user: UserInfo },
+    /// A committed message, in per-room `seq` order.
+    Message(ChatMessage),
+    /// The message with this `client_id` is durably stored with this `seq`.
+    Ack {
+        room: String,
+        client_id: String,
+        seq: i64,
+        id: i64,
+        ts: i64,
+    },
+    /// A request failed. The connection stays usable.
+    Error {
+        code: ErrorCode,
+        message: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_id: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
+    },
+    /// Everyone online in a room, sent to a subscriber when it joins.
+    Presence { room: String, users: Vec<UserInfo> },
+    /// A user came online in (`joined`) or went offline from (`left`) a room.
+    System {
+        room: String,
+        event: SystemEvent,
+        user: UserInfo,
+        ts: i64,
+    },
+    /// Rooms to add to (or update in) the client's room list.
+    Rooms { rooms: Vec<RoomInfo> },
+    /// Reply to `history`: messages in ascending `seq`.
+    History {
+        room: String,
+        messages: Vec<ChatMessage>,
+        has_more: bool,
+    },
+    /// Someone is typing in a room.
+    Typing { room: String, user: UserInfo },
+    /// Reply to `ping`.
+    Pong,
+}
+
+/// A message as stored and delivered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub room: String,
+    pub seq: i64,
+    pub id: i64,
+    pub author: UserInfo,
+    pub body: String,
+    /// Commit time, milliseconds since the Unix epoch.
+    pub ts: i64,
+    pub client_id: String,
+}
+
+/// A user as others see them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct UserInfo {
+    pub id: i64,
+    pub name: String,
+}
+
+/// A room as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomInfo {
+    pub name: String,
+    /// Creation time, milliseconds since the Unix epoch.
+    pub created_at: i64,
+}
+
+/// What a `system` frame announces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SystemEvent {
+    Joined,
+    Left,
+}
+
+/// Error codes shared by WebSocket `error` frames and server-function errors.
+/// Clients match on these; the message is for people.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Not JSON, or not a frame this protocol knows.
+    BadFrame,
+    /// No valid session: sign in again.
+    Unauthorized,
+    /// The request came from a page this server does not trust.
+    Forbidden,
+    /// No room by that name.
+    UnknownRoom,
+    /// The room must be subscribed to (joined) first.
+    NotJoined,
+    /// A message body is empty.
+    EmptyBody,
+    /// A message body is longer than [`MAX_BODY_CHARS`].
+    BodyTooLong,
+    /// A `client_id` is not a UUID.
+    BadClientId,
+    /// A display name or room name is empty or too long.
+    InvalidName,
+    /// A room with that name (ignoring case) exists already.
+    RoomExists,
+    /// The server cannot reach its store right now; retry later.
+    Unavailable,
+    /// Anything else; the server logged it.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The HTTP status this error maps to, in one exhaustive place.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::BadFrame
+            | ErrorCode::EmptyBody
+            | ErrorCode::BodyTooLong
+            | ErrorCode::BadClientId
+            | ErrorCode::InvalidName => 422,
+            ErrorCode::Unauthorized => 401,
+            ErrorCode::Forbidden | ErrorCode::NotJoined => 403,
+            ErrorCode::UnknownRoom => 404,
+            ErrorCode::RoomExists => 409,
+            ErrorCode::Unavailable => 503,
+            ErrorCode::Internal => 500,
+        }
+    }
+}
+
+/// An error with a code for programs and a message for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The `error` frame for this error.
+    pub fn frame(self, room: Option<String>, client_id: Option<String>) -> ServerFrame {
+        ServerFrame::Error {
+            code: self.code,
+            message: self.message,
+            client_id,
+            room,
+        }
+    }
+}
+
+/// Checks a display name and returns it trimmed.
+pub fn validate_display_name(name: &str) -> Result<String, ApiError> {
+    validate_name(name, MAX_DISPLAY_NAME_CHARS, "Display name")
+}
+
+/// Checks a room name and returns it trimmed.
+pub fn validate_room_name(name: &str) -> Result<String, ApiError> {
+    let name = validate_name(name, MAX_ROOM_NAME_CHARS, "Room name")?;
+    // Room names appear in URLs (/rooms/<name>); a slash would split the path.
+    if name.contains('/') {
+        return Err(ApiError::new(
+            ErrorCode::InvalidName,
+            "Room name cannot contain '/'.",
+        ));
+    }
+    Ok(name)
+}
+
+fn validate_name(name: &str, max: usize, what: &str) -> Result<String, ApiError> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(ApiError::new(
+            ErrorCode::InvalidName,
+            format!("{what} cannot be empty."),
+        ));
+    }
+    if name.chars().count() > max {
+        return Err(ApiError::new(
+            ErrorCode::InvalidName,
+            format!("{what} must be at most {max} characters."),
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidName,
+            format!("{what} cannot contain control characters."),
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+/// Checks a message body. Bodies are kept as typed (no trimming), but one
+/// that is only white space counts as empty.
+pub fn validate_body(body: &str) -> Result<(), ApiError> {
+    if body.trim().is_empty() {
+        return Err(ApiError::new(
+            ErrorCode::EmptyBody,
+            "Message cannot be empty.",
+        ));
+    }
+    let chars = body.chars().count();
+    if chars > MAX_BODY_CHARS {
+        return Err(ApiError::new(
+            ErrorCode::BodyTooLong,
+            format!("Message is {chars} characters long; the limit is {MAX_BODY_CHARS}."),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks that a `client_id` is a UUID, and returns it in canonical form.
+pub fn validate_client_id(client_id: &str) -> Result<String, ApiError> {
+    uuid::Uuid::parse_str(client_id)
+        .map(|id| id.hyphenated().to_string())
+        .map_err(|_| ApiError::new(ErrorCode::BadClientId, "client_id must be a UUID."))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_use_a_type_tag() {
+        let frame: ClientFrame =
+            serde_json::from_str(r#"{"type":"send","room":"a","client_id":"x","body":"hi"}"#)
+                .unwrap();
+        assert_eq!(
+            frame,
+            ClientFrame::Send {
+                room: "a".into(),
+                client_id: "x".into(),
+                body: "hi".into()
+            }
+        );
+        let json = serde_json::to_string(&ServerFrame::Pong).unwrap();
+        assert_eq!(json, r#"{"type":"pong"}"#);
+        let subscribe: ClientFrame =
+            serde_json::from_str(r#"{"type":"subscribe","room":"a"}"#).unwrap();
+        assert_eq!(
+            subscribe,
+            ClientFrame::Subscribe {
+                room: "a".into(),
+                since: None
+            }
+        );
+    }
+
+    #[test]
+    fn message_frame_is_flat() {
+        let frame = ServerFrame::Message(ChatMessage {
+            room: "r".into(),
+            seq: 3,
+            id: 9,
+            author: UserInfo {
+                id: 1,
+                name: "ann".into(),
+            },
+            body: "hi".into(),
+            ts: 5,
+            client_id: "c".into(),
+        });
+        let value: serde_json::Value = serde_json::to_value(&frame).unwrap();
+        assert_eq!(value["type"], "message");
+        assert_eq!(value["seq"], 3);
+        assert_eq!(value["author"]["name"], "ann");
+    }
+
+    #[test]
+    fn names_are_trimmed_and_bounded() {
+        assert_eq!(validate_display_name("  ann ").unwrap(), "ann");
+        assert_eq!(
+            validate_display_name("   ").unwrap_err().code,
+            ErrorCode::InvalidName
+        );
+        assert!(validate_display_name(&"é".repeat(32)).is_ok());
+        assert!(validate_display_name(&"é".repeat(33)).is_err());
+        assert!(validate_room_name(&"r".repeat(64)).is_ok());
+        assert!(validate_room_name(&"r".repeat(65)).is_err());
+        assert!(validate_room_name("a/b").is_err());
+    }
+
+    #[test]
+    fn bodies_are_bounded_in_characters() {
+        assert_eq!(validate_body(" \n").unwrap_err().code, ErrorCode::EmptyBody);
+        assert!(validate_body(&"ü".repeat(MAX_BODY_CHARS)).is_ok());
+        assert_eq!(
+            validate_body(&"ü".repeat(MAX_BODY_CHARS + 1)).unwrap_err().code,
+            ErrorCode::BodyTooLong
+        );
+    }
+
+    #[test]
+    fn client_ids_must_be_uuids() {
+        let id = "6F9619FF-8B86-D011-B42D-00C04FC964FF";
+        assert_eq!(
+            validate_client_id(id).unwrap(),
+            "6f9619ff-8b86-d011-b42d-00c04fc964ff"
+        );
+        assert!(validate_client_id("nope").is_err());
+    }
+}

@@ -1,0 +1,120 @@
+//! Sessions and request origin checks.
+//!
+//! A session is a random 256-bit token in an HttpOnly, SameSite=Lax cookie;
+//! the database keeps only its SHA-256, with an expiry.
+
+use crate::store::{SharedStore, StoreError};
+use app::protocol::{UserInfo, SESSION_COOKIE};
+use axum::http::{header, HeaderMap};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+/// A fresh session token (64 hex characters).
+pub fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+/// What the database stores for a token.
+pub fn token_hash(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// The session token in a request's `Cookie` headers.
+pub fn session_token(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value)
+}
+
+/// The user of a session token, if the session exists and has not expired.
+pub async fn user_for_token(store: &SharedStore, token: &str) -> Result<Option<UserInfo>, StoreError> {
+    store.session_user(&token_hash(token), crate::now_ms()).await
+}
+
+/// The user of the request's session cookie.
+pub async fn user_from_headers(store: &SharedStore, headers: &HeaderMap) -> Result<Option<UserInfo>, StoreError> {
+    match session_token(headers) {
+        Some(token) => user_for_token(store, token).await,
+        None => Ok(None),
+    }
+}
+
+/// The `Set-Cookie` value for a session (or one that clears it).
+pub fn cookie(token: Option<&str>, max_age_secs: i64, secure: bool) -> String {
+    let secure = if secure { "; Secure" } else { "" };
+    match token {
+        Some(token) => format!(
+            "{SESSION_COOKIE}={token}; Path=/; Max-Age={max_age_secs}; HttpOnly; SameSite=Lax{secure}"
+        ),
+        None => format!("{SESSION_COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax{secure}"),
+    }
+}
+
+/// Whether a browser request comes from a page this server trusts: the
+/// `Origin` must be the server's own (matching `Host`) or one of `allowed`.
+/// A request without `Origin` is refused: every browser sends one on a
+/// WebSocket upgrade, and other clients can set it.
+pub fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    same_origin(headers, origin) || allowed.iter().any(|a| a.eq_ignore_ascii_case(origin))
+}
+
+/// Whether `origin` (`scheme://host[:port]`) names the host the request was sent to.
+pub fn same_origin(headers: &HeaderMap, origin: &str) -> bool {
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let origin_host = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"));
+    matches!((host, origin_host), (Some(h), Some(o)) if h.eq_ignore_ascii_case(o))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(pairs: &[(header::HeaderName, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(name.clone(), HeaderValue::from_str(value).unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn finds_the_session_cookie_among_others() {
+        let h = headers(&[(header::COOKIE, "a=1; chat_session=abc; b=2")]);
+        assert_eq!(session_token(&h), Some("abc"));
+        assert_eq!(session_token(&headers(&[(header::COOKIE, "a=1")])), None);
+    }
+
+    #[test]
+    fn origin_must_match_host_or_the_allow_list() {
+        let ok = headers(&[(header::HOST, "127.0.0.1:3000"), (header::ORIGIN, "http://127.0.0.1:3000")]);
+        assert!(origin_allowed(&ok, &[]));
+        let evil = headers(&[(header::HOST, "127.0.0.1:3000"), (header::ORIGIN, "http://evil.example")]);
+        assert!(!origin_allowed(&evil, &[]));
+        assert!(origin_allowed(&evil, &["http://evil.example".to_owned()]));
+        let none = headers(&[(header::HOST, "127.0.0.1:3000")]);
+        assert!(!origin_allowed(&none, &[]));
+    }
+
+    #[test]
+    fn tokens_are_random_and_hashed() {
+        let (a, b) = (new_token(), new_token());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 64);
+        assert_eq!(token_hash(&a), token_hash(&a));
+        assert!(cookie(Some(&a), 60, false).contains("HttpOnly; SameSite=Lax"));
+        assert!(cookie(None, 60, true).ends_with("Secure"));
+    }
+}

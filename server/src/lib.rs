@@ -1,0 +1,110 @@
+//! The chat server: one binary serving the pages, the WebSocket hub and the store.
+//!
+//! # Layout
+//! - [`config`]: flags and environment.
+//! - [`http`]: the router (pages via leptos_axum SSR, server functions, `/ws`, health).
+//! - [`ws`]: one task pair per WebSocket: a reader handling client frames, a writer
+//!   draining the connection's bounded queue.
+//! - [`hub`]: rooms, presence and fan-out; each event serialised once and shared.
+//! - [`commit`]: the batch committer, where messages get their `seq` and become
+//!   durable before anyone is told about them.
+//! - [`store`]: the `Store` trait and its SQLite implementation.
+//! - [`auth`]: sessions and Origin checks.
+//! - [`backend`]: the server side of the app's server functions.
+
+pub mod auth;
+pub mod backend;
+pub mod commit;
+pub mod config;
+pub mod http;
+pub mod hub;
+pub mod store;
+pub mod ws;
+
+use crate::{commit::Committer, config::Config, hub::Hub, store::SharedStore};
+use app::protocol::{ApiError, ErrorCode};
+use axum::extract::FromRef;
+use leptos::config::LeptosOptions;
+use std::{future::Future, sync::Arc, time::Duration};
+use tokio::net::TcpListener;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+/// Everything a handler may need; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: SharedStore,
+    pub hub: Hub,
+    pub committer: Committer,
+    pub leptos: LeptosOptions,
+    /// Cancelled when the server is shutting down: connections close with 1012.
+    pub shutdown: CancellationToken,
+    /// Every WebSocket connection task, so shutdown can wait for them.
+    pub tasks: TaskTracker,
+}
+
+impl FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> Self {
+        state.leptos.clone()
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Logs a store failure and turns it into the error clients see.
+pub fn unavailable(err: store::StoreError) -> ApiError {
+    tracing::error!(cause = %err, "store failure");
+    ApiError::new(
+        ErrorCode::Unavailable,
+        "The database is unavailable right now; try again shortly.",
+    )
+}
+
+/// Serves on `listener` until `shutdown` resolves, then shuts down gracefully:
+/// stops accepting, closes every WebSocket with 1012 (clients reconnect and
+/// resume), and commits every message already accepted.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let store = store::open(&config.database_url).await?;
+    let hub = Hub::new(&store.rooms().await?);
+    let stop_commits = CancellationToken::new();
+    let (committer, commit_task) = Committer::spawn(store.clone(), hub.clone(), stop_commits.clone());
+    let state = AppState {
+        leptos: config.leptos_options(),
+        config: Arc::new(config),
+        store,
+        hub,
+        committer,
+        shutdown: CancellationToken::new(),
+        tasks: TaskTracker::new(),
+    };
+    let app = http::router(state.clone());
+    tracing::info!(addr = %listener.local_addr()?, "listening");
+    let token = state.shutdown.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down");
+            token.cancel();
+        })
+        .await?;
+    state.tasks.close();
+    if tokio::time::timeout(Duration::from_secs(10), state.tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some connections did not close in time");
+    }
+    stop_commits.cancel();
+    commit_task.await?;
+    Ok(())
+}

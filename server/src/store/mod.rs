@@ -1,0 +1,142 @@
+//! Durable storage behind one trait, so SQLite (the zero-setup default) and
+//! other databases are interchangeable. Everything here is called off the
+//! per-delivery hot path: fan-out never touches the store.
+
+pub mod sqlite;
+
+use app::protocol::{ChatMessage, RoomInfo, UserInfo};
+use async_trait::async_trait;
+use std::sync::Arc;
+
+/// Storage failures the caller can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness rule was broken (e.g. a room name that exists).
+    #[error("already exists")]
+    Conflict,
+    /// The database failed or cannot be reached.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Migrations could not be applied.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A room as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomRow {
+    pub id: i64,
+    pub name: String,
+    pub created_at: i64,
+    /// Highest committed `seq` (0 when empty).
+    pub last_seq: i64,
+}
+
+impl RoomRow {
+    pub fn info(&self) -> RoomInfo {
+        RoomInfo {
+            name: self.name.clone(),
+            created_at: self.created_at,
+        }
+    }
+}
+
+/// A message to commit.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub room_id: i64,
+    pub author_id: i64,
+    pub body: String,
+    pub client_id: String,
+    pub ts: i64,
+}
+
+/// The outcome of committing one [`NewMessage`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    pub id: i64,
+    pub seq: i64,
+    pub ts: i64,
+    /// The `client_id` was already stored: this is the original message,
+    /// which must be acknowledged again but not delivered again.
+    pub duplicate: bool,
+}
+
+/// A stored message with its author.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMessage {
+    pub id: i64,
+    pub seq: i64,
+    pub author: UserInfo,
+    pub body: String,
+    pub client_id: String,
+    pub ts: i64,
+}
+
+impl StoredMessage {
+    pub fn into_message(self, room: &str) -> ChatMessage {
+        ChatMessage {
+            room: room.to_owned(),
+            seq: self.seq,
+            id: self.id,
+            author: self.author,
+            body: self.body,
+            ts: self.ts,
+            client_id: self.client_id,
+        }
+    }
+}
+
+/// The store behind the chat.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Creates a guest user.
+    async fn create_guest(&self, name: &str, now: i64) -> Result<UserInfo>;
+    /// Stores a session for `user_id` under the hash of its token.
+    async fn create_session(
+        &self,
+        user_id: i64,
+        token_hash: &[u8],
+        now: i64,
+        expires_at: i64,
+    ) -> Result<()>;
+    /// The user of an unexpired session.
+    async fn session_user(&self, token_hash: &[u8], now: i64) -> Result<Option<UserInfo>>;
+    /// Ends a session.
+    async fn delete_session(&self, token_hash: &[u8]) -> Result<()>;
+    /// Creates a room; [`StoreError::Conflict`] when `name_key` is taken.
+    async fn create_room(&self, name: &str, name_key: &str, by: i64, now: i64) -> Result<RoomRow>;
+    /// Every room with its last `seq`, oldest first.
+    async fn rooms(&self) -> Result<Vec<RoomRow>>;
+    /// Commits a batch in one transaction, assigning each new message the
+    /// next `seq` of its room. Results are in the batch's order.
+    async fn commit(&self, batch: &[NewMessage]) -> Result<Vec<Committed>>;
+    /// Up to `limit` messages with `seq < before` (all when `None`), newest
+    /// `limit` of them, returned in ascending `seq`.
+    async fn history(
+        &self,
+        room_id: i64,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<StoredMessage>>;
+    /// Messages with `after < seq <= upto`, ascending, at most `limit`.
+    async fn range(
+        &self,
+        room_id: i64,
+        after: i64,
+        upto: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredMessage>>;
+    /// Whether the store answers.
+    async fn ping(&self) -> Result<()>;
+}
+
+/// A shared store.
+pub type SharedStore = Arc<dyn Store>;
+
+/// Opens the store a `DATABASE_URL` names, creating and migrating it.
+pub async fn open(url: &str) -> Result<SharedStore> {
+    Ok(Arc::new(sqlite::SqliteStore::open(url).await?))
+}

@@ -1,0 +1,269 @@
+//! SQLite: the embedded default. One file, WAL mode, one writer at a time.
+//!
+//! Durability: `journal_mode=WAL` with `synchronous=FULL`, so a transaction
+//! is on disk (fsynced WAL) before `commit` returns, and an acknowledged
+//! message survives a crash of the process or of the machine. The cost is one
+//! fsync per commit, which the batch committer spreads over every message
+//! that arrived while the previous batch was being written.
+
+use super::{Committed, NewMessage, Result, RoomRow, Store, StoreError, StoredMessage};
+use app::protocol::UserInfo;
+use async_trait::async_trait;
+use sqlx::{
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+    Row, SqlitePool,
+};
+use std::{str::FromStr, time::Duration};
+
+/// The SQLite store.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+const MESSAGE_COLUMNS: &str =
+    "m.id, m.seq, m.author_id, u.name AS author_name, m.body, m.client_id, m.created_at";
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `url` and migrates it.
+    pub async fn open(url: &str) -> Result<Self> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        if let Some(dir) = options.get_filename().parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir).map_err(|e| StoreError::Database(e.into()))?;
+            }
+        }
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    fn message(row: &sqlx::sqlite::SqliteRow) -> Result<StoredMessage> {
+        Ok(StoredMessage {
+            id: row.try_get("id")?,
+            seq: row.try_get("seq")?,
+            author: UserInfo {
+                id: row.try_get("author_id")?,
+                name: row.try_get("author_name")?,
+            },
+            body: row.try_get("body")?,
+            client_id: row.try_get("client_id")?,
+            ts: row.try_get("created_at")?,
+        })
+    }
+}
+
+fn is_unique_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_guest(&self, name: &str, now: i64) -> Result<UserInfo> {
+        let id: i64 =
+            sqlx::query_scalar("INSERT INTO users (name, kind, created_at) VALUES (?, 'guest', ?) RETURNING id")
+                .bind(name)
+                .bind(now)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(UserInfo {
+            id,
+            name: name.to_owned(),
+        })
+    }
+
+    async fn create_session(
+        &self,
+        user_id: i64,
+        token_hash: &[u8],
+        now: i64,
+        expires_at: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
+        )
+        .bind(token_hash)
+        .bind(user_id)
+        .bind(now)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn session_user(&self, token_hash: &[u8], now: i64) -> Result<Option<UserInfo>> {
+        let row = sqlx::query(
+            "SELECT u.id, u.name FROM sessions s JOIN users u ON u.id = s.user_id
+             WHERE s.token_hash = ? AND s.expires_at > ?",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            Ok(UserInfo {
+                id: row.try_get("id")?,
+                name: row.try_get("name")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn delete_session(&self, token_hash: &[u8]) -> Result<()> {
+        sqlx::query("DELETE FROM sessions WHERE token_hash = ?")
+            .bind(token_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn create_room(&self, name: &str, name_key: &str, by: i64, now: i64) -> Result<RoomRow> {
+        let id = sqlx::query_scalar(
+            "INSERT INTO rooms (name, name_key, created_by, created_at) VALUES (?, ?, ?, ?) RETURNING id",
+        )
+        .bind(name)
+        .bind(name_key)
+        .bind(by)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::Conflict
+            } else {
+                e.into()
+            }
+        })?;
+        Ok(RoomRow {
+            id,
+            name: name.to_owned(),
+            created_at: now,
+            last_seq: 0,
+        })
+    }
+
+    async fn rooms(&self) -> Result<Vec<RoomRow>> {
+        let rows = sqlx::query(
+            "SELECT r.id, r.name, r.created_at,
+                    COALESCE((SELECT MAX(seq) FROM messages m WHERE m.room_id = r.id), 0) AS last_seq
+             FROM rooms r ORDER BY r.created_at, r.id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(RoomRow {
+                    id: row.try_get("id")?,
+                    name: row.try_get("name")?,
+                    created_at: row.try_get("created_at")?,
+                    last_seq: row.try_get("last_seq")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn commit(&self, batch: &[NewMessage]) -> Result<Vec<Committed>> {
+        // BEGIN IMMEDIATE takes the write lock up front, so the transaction
+        // never has to upgrade a read lock (which SQLite may refuse with BUSY).
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut results = Vec::with_capacity(batch.len());
+        for m in batch {
+            // The next seq is read inside the writing transaction: the
+            // (room_id, seq) index makes MAX a single b-tree probe.
+            let inserted: Option<(i64, i64)> = sqlx::query_as(
+                "INSERT INTO messages (room_id, seq, author_id, body, client_id, created_at)
+                 SELECT ?1, COALESCE(MAX(seq), 0) + 1, ?2, ?3, ?4, ?5 FROM messages WHERE room_id = ?1
+                 ON CONFLICT (room_id, client_id) DO NOTHING
+                 RETURNING id, seq",
+            )
+            .bind(m.room_id)
+            .bind(m.author_id)
+            .bind(&m.body)
+            .bind(&m.client_id)
+            .bind(m.ts)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let committed = match inserted {
+                Some((id, seq)) => Committed {
+                    id,
+                    seq,
+                    ts: m.ts,
+                    duplicate: false,
+                },
+                None => {
+                    let (id, seq, ts): (i64, i64, i64) = sqlx::query_as(
+                        "SELECT id, seq, created_at FROM messages WHERE room_id = ? AND client_id = ?",
+                    )
+                    .bind(m.room_id)
+                    .bind(&m.client_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    Committed {
+                        id,
+                        seq,
+                        ts,
+                        duplicate: true,
+                    }
+                }
+            };
+            results.push(committed);
+        }
+        tx.commit().await?;
+        Ok(results)
+    }
+
+    async fn history(
+        &self,
+        room_id: i64,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<StoredMessage>> {
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN users u ON u.id = m.author_id
+             WHERE m.room_id = ? AND m.seq < ? ORDER BY m.seq DESC LIMIT ?"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(room_id)
+            .bind(before.unwrap_or(i64::MAX))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut messages = rows.iter().map(Self::message).collect::<Result<Vec<_>>>()?;
+        messages.reverse();
+        Ok(messages)
+    }
+
+    async fn range(
+        &self,
+        room_id: i64,
+        after: i64,
+        upto: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredMessage>> {
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN users u ON u.id = m.author_id
+             WHERE m.room_id = ? AND m.seq > ? AND m.seq <= ? ORDER BY m.seq LIMIT ?"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(room_id)
+            .bind(after)
+            .bind(upto)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(Self::message).collect()
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}

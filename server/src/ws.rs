@@ -1,0 +1,344 @@
+//! WebSocket connections: the upgrade (auth + Origin), then one reader that
+//! handles client frames and one writer that drains the connection's queue.
+
+use crate::{
+    auth,
+    commit::{Reply, SendRequest},
+    hub::{Conn, Out, Room},
+    AppState,
+};
+use app::protocol::{
+    validate_body, validate_client_id, ApiError, ClientFrame, ErrorCode, ServerFrame, UserInfo,
+    HISTORY_PAGE, MAX_FRAME_BYTES, MAX_HISTORY_PAGE, PROTOCOL_VERSION,
+};
+use axum::{
+    extract::{
+        ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade},
+        State,
+    },
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+};
+use futures::{stream::SplitSink, SinkExt, StreamExt};
+use std::{collections::HashMap, sync::Arc, time::Duration};
+use tokio::sync::mpsc;
+
+/// Frames the writer sends before one flush (one syscall for a burst).
+const MAX_COALESCE: usize = 256;
+/// Messages per store read while replaying.
+const REPLAY_PAGE: u32 = 500;
+
+/// Close codes.
+const CLOSE_NORMAL: u16 = 1000;
+const CLOSE_TOO_BIG: u16 = 1009;
+const CLOSE_INTERNAL: u16 = 1011;
+const CLOSE_RESTART: u16 = 1012;
+
+/// `GET /ws`: refuses (401/403, never 101) without a valid session cookie
+/// and an allowed `Origin`; otherwise upgrades.
+pub async fn upgrade(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if !auth::origin_allowed(&headers, &state.config.allowed_origins) {
+        return (StatusCode::FORBIDDEN, "Origin not allowed").into_response();
+    }
+    let user = match auth::user_from_headers(&state.store, &headers).await {
+        Ok(Some(user)) => user,
+        Ok(None) => return (StatusCode::UNAUTHORIZED, "Sign in first").into_response(),
+        Err(err) => {
+            tracing::error!(cause = %err, "session lookup failed");
+            return (StatusCode::SERVICE_UNAVAILABLE, "Database unavailable").into_response();
+        }
+    };
+    let tasks = state.tasks.clone();
+    ws.max_frame_size(MAX_FRAME_BYTES)
+        .max_message_size(MAX_FRAME_BYTES)
+        .on_upgrade(move |socket| tasks.track_future(connection(socket, state, user)))
+}
+
+#[tracing::instrument(skip_all, fields(user = user.id))]
+async fn connection(socket: WebSocket, state: AppState, user: UserInfo) {
+    let (conn, queue) = state.hub.connect(user);
+    let (sink, stream) = socket.split();
+    let mut writer = tokio::spawn(write_loop(sink, queue, conn.clone(), state.clone()));
+
+    conn.reply(&ServerFrame::Hello {
+        protocol: PROTOCOL_VERSION,
+        user: conn.user.clone(),
+    })
+    .await;
+    conn.reply(&ServerFrame::Rooms {
+        rooms: state.hub.rooms(),
+    })
+    .await;
+
+    let mut session = Session {
+        conn: conn.clone(),
+        state: state.clone(),
+        rooms: HashMap::new(),
+    };
+    let writer_done = tokio::select! {
+        () = session.read_loop(stream) => false,
+        _ = &mut writer => true,
+    };
+    session.leave_all();
+    state.hub.disconnect(&conn);
+    if !writer_done {
+        // The client went away (or sent something fatal): let the writer send
+        // its close frame, but do not wait long on a peer that is gone.
+        conn.kick(CLOSE_NORMAL);
+        if tokio::time::timeout(Duration::from_secs(5), &mut writer).await.is_err() {
+            writer.abort();
+        }
+    }
+}
+
+/// The reader's state: the connection and the rooms it has joined.
+struct Session {
+    conn: Arc<Conn>,
+    state: AppState,
+    /// Joined rooms by id.
+    rooms: HashMap<i64, Arc<Room>>,
+}
+
+impl Session {
+    async fn read_loop(&mut self, mut stream: futures::stream::SplitStream<WebSocket>) {
+        while let Some(message) = stream.next().await {
+            match message {
+                Ok(Message::Text(text)) => self.handle_text(&text).await,
+                Ok(Message::Binary(_)) => {
+                    self.error(ApiError::new(
+                        ErrorCode::BadFrame,
+                        "Binary frames are not supported; send JSON text frames.",
+                    ))
+                    .await
+                }
+                Ok(Message::Close(_)) => return,
+                Ok(Message::Ping(_) | Message::Pong(_)) => {}
+                Err(err) => {
+                    if is_too_big(err) {
+                        self.conn.kick(CLOSE_TOO_BIG);
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn error(&self, err: ApiError) {
+        self.conn.reply(&err.frame(None, None)).await;
+    }
+
+    async fn handle_text(&mut self, text: &str) {
+        let frame = match serde_json::from_str::<ClientFrame>(text) {
+            Ok(frame) => frame,
+            Err(err) => {
+                return self
+                    .error(ApiError::new(ErrorCode::BadFrame, format!("Malformed frame: {err}")))
+                    .await;
+            }
+        };
+        match frame {
+            ClientFrame::Subscribe { room, since } => match self.state.hub.room(&room) {
+                Some(room) => {
+                    if self.rooms.insert(room.id, room.clone()).is_some() {
+                        // Resubscribing: count the user once.
+                        self.state.hub.unsubscribe(&room, &self.conn);
+                    }
+                    self.state.hub.subscribe(&room, &self.conn, since);
+                }
+                None => self.conn.reply(&unknown_room(&room).frame(Some(room), None)).await,
+            },
+            ClientFrame::Unsubscribe { room } => match self.joined(&room) {
+                Ok(joined) => {
+                    self.rooms.remove(&joined.id);
+                    self.state.hub.unsubscribe(&joined, &self.conn);
+                }
+                Err(err) => self.conn.reply(&err.frame(Some(room), None)).await,
+            },
+            ClientFrame::Send {
+                room,
+                client_id,
+                body,
+            } => {
+                if let Err(err) = self.send(&room, &client_id, body).await {
+                    self.conn.reply(&err.frame(Some(room), Some(client_id))).await;
+                }
+            }
+            ClientFrame::History {
+                room,
+                before,
+                limit,
+            } => {
+                let reply = match self.history(&room, before, limit).await {
+                    Ok(frame) => frame,
+                    Err(err) => err.frame(Some(room), None),
+                };
+                self.conn.reply(&reply).await;
+            }
+            ClientFrame::Typing { room } => match self.joined(&room) {
+                Ok(joined) => self.state.hub.relay(
+                    &joined,
+                    &ServerFrame::Typing {
+                        room: joined.name.to_string(),
+                        user: self.conn.user.clone(),
+                    },
+                ),
+                Err(err) => self.conn.reply(&err.frame(Some(room), None)).await,
+            },
+            ClientFrame::Ping => self.conn.reply(&ServerFrame::Pong).await,
+        }
+    }
+
+    /// The joined room called `name`.
+    fn joined(&self, name: &str) -> Result<Arc<Room>, ApiError> {
+        let room = self.state.hub.room(name).ok_or_else(|| unknown_room(name))?;
+        if self.rooms.contains_key(&room.id) {
+            Ok(room)
+        } else {
+            Err(ApiError::new(
+                ErrorCode::NotJoined,
+                format!("Subscribe to “{name}” before sending to it."),
+            ))
+        }
+    }
+
+    async fn send(&self, room: &str, client_id: &str, body: String) -> Result<(), ApiError> {
+        let client_id = validate_client_id(client_id)?;
+        let room = self.joined(room)?;
+        validate_body(&body)?;
+        self.state
+            .committer
+            .submit(SendRequest {
+                room,
+                author: self.conn.user.clone(),
+                body,
+                client_id,
+                reply: Reply::Conn(self.conn.clone()),
+            })
+            .await
+    }
+
+    async fn history(
+        &self,
+        room: &str,
+        before: Option<i64>,
+        limit: Option<u32>,
+    ) -> Result<ServerFrame, ApiError> {
+        let room = self.state.hub.room(room).ok_or_else(|| unknown_room(room))?;
+        let limit = limit.unwrap_or(HISTORY_PAGE).clamp(1, MAX_HISTORY_PAGE);
+        let messages = self
+            .state
+            .store
+            .history(room.id, before, limit)
+            .await
+            .map_err(crate::unavailable)?;
+        // Seqs are dense from 1, so older messages exist iff the oldest here is above 1.
+        let has_more = messages.first().is_some_and(|m| m.seq > 1);
+        Ok(ServerFrame::History {
+            room: room.name.to_string(),
+            messages: messages
+                .into_iter()
+                .map(|m| m.into_message(&room.name))
+                .collect(),
+            has_more,
+        })
+    }
+
+    fn leave_all(&mut self) {
+        for (_, room) in self.rooms.drain() {
+            self.state.hub.unsubscribe(&room, &self.conn);
+        }
+    }
+}
+
+fn unknown_room(name: &str) -> ApiError {
+    ApiError::new(ErrorCode::UnknownRoom, format!("There is no room named “{name}”."))
+}
+
+/// Whether a read failed because a frame or message was over the limit.
+fn is_too_big(err: axum::Error) -> bool {
+    matches!(
+        err.into_inner().downcast::<tungstenite::Error>().map(|e| *e),
+        Ok(tungstenite::Error::Capacity(_))
+    )
+}
+
+type Sink = SplitSink<WebSocket, Message>;
+
+async fn write_loop(mut sink: Sink, mut queue: mpsc::Receiver<Out>, conn: Arc<Conn>, state: AppState) {
+    let close = loop {
+        let first = tokio::select! {
+            biased;
+            code = conn.kicked() => break code,
+            () = state.shutdown.cancelled() => break CLOSE_RESTART,
+            out = queue.recv() => match out {
+                Some(out) => out,
+                None => break CLOSE_NORMAL,
+            },
+        };
+        // Coalesce: everything already queued goes out with one flush.
+        let mut next = Some(first);
+        let mut written = 0;
+        while let Some(out) = next.take() {
+            if let Err(code) = write(&mut sink, out, &state).await {
+                return finish(sink, code).await;
+            }
+            written += 1;
+            if written < MAX_COALESCE {
+                next = queue.try_recv().ok();
+            }
+        }
+        if sink.flush().await.is_err() {
+            return;
+        }
+    };
+    finish(sink, close).await;
+}
+
+/// Writes one queued item without flushing. `Err` carries the close code to end with.
+async fn write(sink: &mut Sink, out: Out, state: &AppState) -> Result<(), u16> {
+    match out {
+        Out::Frame(frame) => sink.feed(Message::Text(frame)).await.map_err(|_| CLOSE_NORMAL),
+        Out::Replay { room, after, upto } => {
+            let mut cursor = after;
+            while cursor < upto {
+                let page = match state.store.range(room.id, cursor, upto, REPLAY_PAGE).await {
+                    Ok(page) if !page.is_empty() => page,
+                    Ok(_) => break,
+                    Err(err) => {
+                        // A replay with a hole would break the no-gap promise:
+                        // close instead, and the client resumes on reconnect.
+                        tracing::error!(cause = %err, room = room.id, "replay failed");
+                        return Err(CLOSE_INTERNAL);
+                    }
+                };
+                for message in page {
+                    cursor = message.seq;
+                    let frame = crate::hub::encode(&ServerFrame::Message(message.into_message(&room.name)));
+                    sink.feed(Message::Text(frame)).await.map_err(|_| CLOSE_NORMAL)?;
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn finish(mut sink: Sink, code: u16) {
+    let reason = match code {
+        CLOSE_TOO_BIG => "frame too large (limit 65536 bytes)",
+        crate::hub::CLOSE_SLOW_CONSUMER => "too slow to keep up; reconnect and resume",
+        CLOSE_RESTART => "server restarting; reconnect and resume",
+        CLOSE_INTERNAL => "server error; reconnect and resume",
+        _ => "",
+    };
+    let _ = sink
+        .send(Message::Close(Some(CloseFrame {
+            code,
+            reason: Utf8Bytes::from_static(reason),
+        })))
+        .await;
+    let _ = sink.close().await;
+}
