@@ -111,10 +111,21 @@ mod ssr {
         }
     }
 
+    /// Gives the response the HTTP status of `err` (rather than a blanket 500).
+    pub fn set_status(err: &ApiError) {
+        if let (Some(res), Ok(status)) = (
+            use_context::<leptos_axum::ResponseOptions>(),
+            http::StatusCode::from_u16(err.code.http_status()),
+        ) {
+            res.set_status(status);
+        }
+    }
+
     /// A plain HTML form (no JavaScript) cannot show an error itself, so it is
     /// sent back to the page it came from with `?error=` for the page to show.
     /// Clients running the WASM app get the error as the function's result.
     pub fn fail<T>(err: ApiError) -> Result<T, ApiError> {
+        set_status(&err);
         if let Some(parts) = use_context::<Parts>() {
             let plain_form = parts
                 .headers
@@ -145,9 +156,10 @@ pub use ssr::SharedBackend;
 /// Loads what a page shows: the user, the rooms, and a room's latest history.
 #[server(endpoint = "page")]
 pub async fn load_page(room: Option<String>) -> Result<PageData, ApiError> {
-    ssr::backend()?
+    let page = ssr::backend()?
         .page(ssr::session_token().as_deref(), room.as_deref())
-        .await
+        .await;
+    page.inspect_err(ssr::set_status)
 }
 
 /// Signs in as a guest with a display name.
@@ -168,7 +180,9 @@ pub async fn sign_in_guest(name: String) -> Result<(), ApiError> {
 pub async fn sign_out() -> Result<(), ApiError> {
     let backend = ssr::backend()?;
     if let Some(token) = ssr::session_token() {
-        backend.sign_out(&token).await?;
+        if let Err(err) = backend.sign_out(&token).await {
+            return ssr::fail(err);
+        }
     }
     ssr::set_cookie(&backend.session_cookie(None));
     leptos_axum::redirect("/");

@@ -83,7 +83,6 @@ fn SignIn(action: ServerAction<SignInGuest>) -> impl IntoView {
                     id="display-name"
                     name="name"
                     autocomplete="nickname"
-                    required
                     autofocus
                     placeholder=format!("1–{MAX_DISPLAY_NAME_CHARS} characters")
                 />
@@ -161,7 +160,6 @@ fn RoomList(create: ServerAction<CreateRoom>) -> impl IntoView {
             <input
                 id="new-room"
                 name="name"
-                required
                 placeholder=format!("1–{MAX_ROOM_NAME_CHARS} characters")
             />
             <button type="submit">"Create"</button>

@@ -4,7 +4,6 @@ use crate::{
     api::RoomPage,
     client::{Chat, Item, RoomState},
     protocol::{SystemEvent, MAX_BODY_CHARS},
-    room_href,
 };
 use leptos::{html, prelude::*};
 
@@ -168,7 +167,6 @@ fn Composer(name: String) -> impl IntoView {
         >
             <input type="hidden" name="room" value=name.clone() />
             <input type="hidden" name="client_id" value=uuid::Uuid::new_v4().to_string() />
-            <input type="hidden" name="back" value=room_href(&name) />
             <textarea
                 name="body"
                 node_ref=text

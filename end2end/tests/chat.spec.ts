@@ -1,0 +1,416 @@
+import { test, expect, type Browser, type BrowserContext, type Page } from '@playwright/test';
+
+/*
+ * User stories for the chat app, driven through a real browser.
+ *
+ * The database persists across tests and runs, so every room and person gets
+ * a name that is unique to this run (`unique`). The WASM app hydrates the
+ * server-rendered page; anything live waits for the status badge to say the
+ * WebSocket is connected first (`expectLive`).
+ */
+
+const RUN = Date.now().toString();
+let counter = 0;
+
+/** A name unique to this run, e.g. "Ann 1732500000000-3" (well under 32 chars). */
+function unique(prefix: string): string {
+  counter += 1;
+  return `${prefix} ${RUN}-${counter}`;
+}
+
+function escapeRegExp(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+/** The path the app links a room under (its percent-encoded name). */
+function roomPath(name: string): string {
+  return `/rooms/${encodeURIComponent(name)}`;
+}
+
+// ---- locators ---------------------------------------------------------------
+
+const me = (page: Page) => page.getByTestId('me');
+const roomLinks = (page: Page) => page.locator('nav.rooms a');
+const roomLink = (page: Page, name: string) =>
+  page.locator('nav.rooms').getByRole('link', { name: `# ${name}`, exact: true });
+const pane = (page: Page, name: string) => page.locator(`main.pane[data-room="${name}"]`);
+const messages = (page: Page) => page.locator('ol.messages li.msg');
+const committed = (page: Page) => page.locator('ol.messages li.msg[data-seq]');
+const committedBodies = (page: Page) => page.locator('ol.messages li.msg[data-seq] p.body');
+const notices = (page: Page) => page.locator('ol.messages li.notice');
+const online = (page: Page) => page.locator('ul[data-testid="online"] li');
+const composer = (page: Page) => page.locator('form.composer textarea[aria-label="Message"]');
+const composerError = (page: Page) => page.locator('form.composer p.error[role="alert"]');
+const signInName = (page: Page) => page.locator('input#display-name');
+const signInButton = (page: Page) => page.getByRole('button', { name: 'Sign in as guest' });
+const signInError = (page: Page) => page.locator('main.signin p.error[role="alert"]');
+const createRoomError = (page: Page) => page.locator('form.create-room p.error[role="alert"]');
+
+// ---- steps --------------------------------------------------------------------
+
+/** Waits until the WebSocket is connected (the badge says "live"). */
+async function expectLive(page: Page) {
+  await expect(page.locator('.status[data-status="online"]')).toHaveText('live');
+}
+
+/**
+ * Lets the WASM bundle load and hydrate before the page is used. The signed-out
+ * page has no visible hydration marker, so settle for the network going quiet
+ * (the forms also work as plain HTML posts, so this is only to avoid racing).
+ */
+async function settle(page: Page) {
+  await page.waitForLoadState('networkidle');
+}
+
+async function openSignedOut(page: Page) {
+  await page.goto('/');
+  await settle(page);
+  await expect(signInName(page)).toBeVisible();
+  await expect(signInButton(page)).toBeVisible();
+}
+
+/** Signs in as a guest called `name` and waits until the chat is live. */
+async function signIn(page: Page, name: string) {
+  await openSignedOut(page);
+  await signInName(page).fill(name);
+  await signInButton(page).click();
+  await expect(me(page)).toHaveText(name);
+  await expectLive(page);
+}
+
+/** A fresh browser context (its own cookie jar: a different person). */
+async function person(browser: Browser, name: string): Promise<{ context: BrowserContext; page: Page }> {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await signIn(page, name);
+  return { context, page };
+}
+
+/** Creates a room from the sidebar form; the app then opens it. */
+async function createRoom(page: Page, name: string) {
+  await page.locator('input#new-room').fill(name);
+  await page.locator('form.create-room').getByRole('button', { name: 'Create' }).click();
+  await expectInRoom(page, name, await me(page).innerText());
+}
+
+/** The room `name` is open, live, and `who` is listed online in it (subscribed). */
+async function expectInRoom(page: Page, name: string, who: string) {
+  await expect(page).toHaveURL(new RegExp(`${escapeRegExp(roomPath(name))}$`));
+  await expect(pane(page, name)).toBeVisible();
+  await expectLive(page);
+  await expect(online(page).filter({ hasText: new RegExp(`^${escapeRegExp(who)}$`) })).toHaveCount(1);
+}
+
+/** Types `text` into the composer and presses Enter. */
+async function send(page: Page, text: string) {
+  const box = composer(page);
+  await box.fill(text);
+  await box.press('Enter');
+  await expect(box).toHaveValue('');
+}
+
+/** The sorted names in the online list equal `names`. */
+async function expectOnline(page: Page, names: string[]) {
+  await expect
+    .poll(async () => (await online(page).allInnerTexts()).map((n) => n.trim()).sort())
+    .toEqual([...names].sort());
+}
+
+/** Every committed message line shows an author, a time and the body, in this order. */
+async function expectConversation(page: Page, lines: Array<[author: string, body: string]>) {
+  await expect(committedBodies(page)).toHaveText(lines.map(([, body]) => body));
+  const rows = committed(page);
+  await expect(rows).toHaveCount(lines.length);
+  for (let i = 0; i < lines.length; i++) {
+    const row = rows.nth(i);
+    await expect(row.locator('.author')).toHaveText(lines[i][0]);
+    await expect(row.locator('time.time')).toHaveAttribute('datetime', /^\d+$/);
+    await expect(row.locator('p.body')).toHaveText(lines[i][1]);
+  }
+}
+
+/** Sequence numbers of the committed lines, as shown. */
+async function seqs(page: Page): Promise<number[]> {
+  return (await committed(page).evaluateAll((els) => els.map((e) => e.getAttribute('data-seq')))).map(Number);
+}
+
+// ---- stories ------------------------------------------------------------------
+
+test.describe('chat', () => {
+  test('two people chat live in a room; joins, leaves and presence are shown', async ({ browser }) => {
+    const ann = unique('Ann');
+    const bob = unique('Bob');
+    const room = unique('Team Chat');
+
+    const a = await person(browser, ann);
+    const b = await person(browser, bob);
+    try {
+      // Bob waits on the front page; mark the document so a reload would show.
+      await b.page.evaluate(() => ((window as unknown as { __noReload: boolean }).__noReload = true));
+      await expect(roomLink(b.page, room)).toHaveCount(0);
+
+      // Ann creates the room and is taken into it.
+      await createRoom(a.page, room);
+      await expect(a.page.locator('main.pane h1')).toHaveText(`# ${room}`);
+
+      // The room appears in Bob's list live, without a reload, linking to its page.
+      await expect(roomLink(b.page, room)).toBeVisible();
+      await expect(roomLink(b.page, room)).toHaveAttribute('href', roomPath(room));
+      expect(await b.page.evaluate(() => (window as unknown as { __noReload?: boolean }).__noReload)).toBe(true);
+
+      // Bob opens it from the list; Ann (already there) sees him arrive.
+      await roomLink(b.page, room).click();
+      await expectInRoom(b.page, room, bob);
+      await expect(notices(a.page).filter({ hasText: `${bob} joined` })).toHaveCount(1);
+
+      // Both are listed online, on both screens.
+      await expectOnline(a.page, [ann, bob]);
+      await expectOnline(b.page, [ann, bob]);
+
+      // They talk, both ways; each sees the other's message live.
+      const hello = `Hello from Ann ${RUN}`;
+      const reply = `Hi Ann, Bob here ${RUN}`;
+      const more = `Good to see you, Bob ${RUN}`;
+
+      await send(a.page, hello);
+      await expect(committedBodies(b.page).filter({ hasText: hello })).toHaveCount(1);
+
+      await send(b.page, reply);
+      await expect(committedBodies(a.page).filter({ hasText: reply })).toHaveCount(1);
+
+      await send(a.page, more);
+      await expect(committedBodies(b.page).filter({ hasText: more })).toHaveCount(1);
+
+      // Same messages, same order, with authors, on both screens.
+      const conversation: Array<[string, string]> = [
+        [ann, hello],
+        [bob, reply],
+        [ann, more],
+      ];
+      await expectConversation(a.page, conversation);
+      await expectConversation(b.page, conversation);
+      const seqA = await seqs(a.page);
+      expect(seqA).toEqual(await seqs(b.page));
+      expect(seqA).toEqual([...seqA].sort((x, y) => x - y));
+      expect(new Set(seqA).size).toBe(seqA.length);
+      // Nothing left pending or failed.
+      await expect(messages(a.page)).toHaveCount(3);
+      await expect(messages(b.page)).toHaveCount(3);
+
+      // Bob closes his page: Ann sees him leave and he drops off her online list.
+      await b.page.close();
+      await expect(notices(a.page).filter({ hasText: `${bob} left` })).toHaveCount(1);
+      await expectOnline(a.page, [ann]);
+      // Ann's view of the conversation is unchanged.
+      await expectConversation(a.page, conversation);
+    } finally {
+      await a.context.close();
+      await b.context.close();
+    }
+  });
+
+  test('someone in another room sees none of the conversation', async ({ browser }) => {
+    const ann = unique('Ann');
+    const bob = unique('Bob');
+    const cat = unique('Cat');
+    const talk = unique('Private Talk');
+    const elsewhere = unique('Elsewhere');
+
+    const c = await person(browser, cat);
+    const a = await person(browser, ann);
+    const b = await person(browser, bob);
+    try {
+      // Cat sits, live, in her own room for the whole exchange.
+      await createRoom(c.page, elsewhere);
+
+      await createRoom(a.page, talk);
+      await expect(roomLink(b.page, talk)).toBeVisible();
+      await roomLink(b.page, talk).click();
+      await expectInRoom(b.page, talk, bob);
+
+      const first = `Secret one ${RUN}`;
+      const second = `Secret two ${RUN}`;
+      await send(a.page, first);
+      await send(b.page, second);
+      await expectConversation(a.page, [
+        [ann, first],
+        [bob, second],
+      ]);
+      await expectConversation(b.page, [
+        [ann, first],
+        [bob, second],
+      ]);
+
+      // After the exchange, Cat's room shows none of it, nor the others' arrival.
+      await expectLive(c.page);
+      await expect(pane(c.page, elsewhere)).toBeVisible();
+      await expect(messages(c.page)).toHaveCount(0);
+      await expectOnline(c.page, [cat]);
+      const notes = await notices(c.page).allInnerTexts();
+      expect(notes.join('\n')).not.toContain(ann);
+      expect(notes.join('\n')).not.toContain(bob);
+      const content = await c.page.content();
+      expect(content).not.toContain(first);
+      expect(content).not.toContain(second);
+
+      // Nor does a fresh load of her room.
+      const res = await c.page.reload();
+      const html = await res!.text();
+      expect(html).not.toContain(first);
+      expect(html).not.toContain(second);
+      await expectLive(c.page);
+      await expect(messages(c.page)).toHaveCount(0);
+    } finally {
+      await a.context.close();
+      await b.context.close();
+      await c.context.close();
+    }
+  });
+
+  test('a reload keeps the session and the history, which is server-rendered', async ({ page }) => {
+    const dee = unique('Dee');
+    const room = unique('History');
+    const first = `Remember this ${RUN}`;
+    const second = `And this too ${RUN}`;
+
+    await signIn(page, dee);
+    await createRoom(page, room);
+    await send(page, first);
+    await send(page, second);
+    await expectConversation(page, [
+      [dee, first],
+      [dee, second],
+    ]);
+
+    const res = await page.reload();
+    expect(res).not.toBeNull();
+    expect(res!.status()).toBe(200);
+    const html = await res!.text();
+
+    // Still signed in as the same person, in the same room, with the history.
+    await expect(me(page)).toHaveText(dee);
+    await expect(pane(page, room)).toBeVisible();
+    await expectConversation(page, [
+      [dee, first],
+      [dee, second],
+    ]);
+    await expectLive(page);
+
+    // The history is in the server-rendered markup itself (not only fetched later).
+    for (const body of [first, second]) {
+      expect(html).toMatch(new RegExp(`<p class="body">(?:<!--[^>]*-->|<!>)*${escapeRegExp(body)}`));
+    }
+    expect(html).toMatch(new RegExp(`<span [^>]*data-testid="me"[^>]*>(?:<!--[^>]*-->|<!>)*${escapeRegExp(dee)}`));
+
+    // A plain GET with the same cookies renders the same thing.
+    const again = await page.request.get(roomPath(room));
+    expect(again.status()).toBe(200);
+    const againHtml = await again.text();
+    expect(againHtml).toContain(first);
+    expect(againHtml).toContain(second);
+  });
+
+  test.describe('invalid input is refused with an error', () => {
+    test('an empty display name', async ({ page }) => {
+      await openSignedOut(page);
+      await signInName(page).fill('');
+      await signInButton(page).click();
+      await expect(
+        signInError(page),
+        'an error should be shown on the sign-in form (if the input has `required`, the browser blocks the submit instead)',
+      ).toBeVisible();
+      await expect(signInError(page)).toContainText(/empty/i);
+      await expect(me(page)).toHaveCount(0);
+      await expect(signInName(page)).toBeVisible();
+    });
+
+    test('a 33-character display name', async ({ page }) => {
+      await openSignedOut(page);
+      await signInName(page).fill('N'.repeat(33));
+      await signInButton(page).click();
+      await expect(signInError(page)).toBeVisible();
+      await expect(signInError(page)).toContainText(/at most 32 characters/i);
+      await expect(me(page)).toHaveCount(0);
+      await expect(signInName(page)).toBeVisible();
+    });
+
+    test('a 4001-character message, keeping the text in the composer', async ({ page }) => {
+      await signIn(page, unique('Eve'));
+      await createRoom(page, unique('Long Talk'));
+
+      const long = 'x'.repeat(4001);
+      await composer(page).fill(long);
+      await composer(page).press('Enter');
+      await expect(composerError(page)).toHaveText('Message is 4001 characters long; the limit is 4000.');
+      await expect(composer(page)).toHaveValue(long);
+      await expect(messages(page)).toHaveCount(0);
+
+      // Trimming it to the limit clears the error, and it can then be sent.
+      const fits = 'x'.repeat(4000);
+      await composer(page).fill(fits);
+      await expect(composerError(page)).toHaveCount(0);
+      await composer(page).press('Enter');
+      await expect(composer(page)).toHaveValue('');
+      await expect(committedBodies(page)).toHaveText([fits]);
+    });
+
+    test('a room name that differs only in case from an existing one', async ({ page }) => {
+      const room = unique('Casey Room');
+      await signIn(page, unique('Ian'));
+      await createRoom(page, room);
+
+      const shouted = room.toUpperCase();
+      expect(shouted).not.toBe(room);
+      await page.locator('input#new-room').fill(shouted);
+      await page.locator('form.create-room').getByRole('button', { name: 'Create' }).click();
+      await expect(createRoomError(page)).toBeVisible();
+      await expect(createRoomError(page)).toContainText(/exists/i);
+
+      // Still only the original room, and still in it.
+      const sameName = (await roomLinks(page).allInnerTexts()).filter(
+        (t) => t.trim().toLowerCase() === `# ${room}`.toLowerCase(),
+      );
+      expect(sameName).toEqual([`# ${room}`]);
+      await expect(pane(page, room)).toBeVisible();
+      await expect(page).not.toHaveURL(new RegExp(`${escapeRegExp(roomPath(shouted))}$`));
+    });
+  });
+
+  test('message text is shown as text, never as markup', async ({ page }) => {
+    const fay = unique('Fay');
+    const room = unique('Markup');
+    const markup = '<b>bold</b>';
+
+    await signIn(page, fay);
+    await createRoom(page, room);
+    await send(page, markup);
+
+    await expect(committedBodies(page)).toHaveText([markup]);
+    await expect(committed(page).locator('p.body b')).toHaveCount(0);
+    await expect(page.locator('ol.messages b')).toHaveCount(0);
+
+    // Also when rendered by the server.
+    const res = await page.reload();
+    const html = await res!.text();
+    expect(html).toContain('&lt;b&gt;bold&lt;/b&gt;');
+    expect(html).not.toContain(markup);
+    await expect(committedBodies(page)).toHaveText([markup]);
+    await expect(page.locator('ol.messages b')).toHaveCount(0);
+  });
+
+  test('signing out returns to the sign-in form', async ({ page }) => {
+    const gus = unique('Gus');
+    await signIn(page, gus);
+
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await expect(signInName(page)).toBeVisible();
+    await expect(signInButton(page)).toBeVisible();
+    await expect(me(page)).toHaveCount(0);
+    await expect(page.locator('nav.rooms')).toHaveCount(0);
+
+    // And it sticks: a reload is still signed out.
+    await page.reload();
+    await expect(signInName(page)).toBeVisible();
+    await expect(me(page)).toHaveCount(0);
+  });
+});

@@ -1,0 +1,345 @@
+//! The chat end to end over real sockets: ordering, durability, idempotency,
+//! isolation, presence, bad input, restarts, and the server-rendered page.
+
+mod common;
+
+use common::TestApp;
+use futures::SinkExt;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const QUIET: Duration = Duration::from_millis(300);
+
+fn seq(frame: &Value) -> i64 {
+    frame["seq"].as_i64().expect("seq")
+}
+
+#[tokio::test]
+async fn every_member_sees_one_order_and_acks_come_after_commit() {
+    let app = TestApp::spawn().await;
+    let (ann, bob) = (app.sign_in("ann").await, app.sign_in("bob").await);
+    let (mut a, mut b) = (app.ws(&ann).await, app.ws(&bob).await);
+    a.subscribe("general", None).await;
+    b.subscribe("general", None).await;
+
+    // Both send concurrently, interleaving in the room.
+    const EACH: usize = 40;
+    for i in 0..EACH {
+        a.say("general", &format!("a{i}")).await;
+        b.say("general", &format!("b{i}")).await;
+    }
+
+    let db = app.db().await;
+    let mut views = Vec::new();
+    for client in [&mut a, &mut b] {
+        let mut view = Vec::new();
+        let mut acks = 0;
+        while view.len() < 2 * EACH || acks < EACH {
+            let frame = client.recv().await;
+            match frame["type"].as_str().unwrap() {
+                "message" => view.push((seq(&frame), frame["body"].as_str().unwrap().to_owned())),
+                "ack" => {
+                    acks += 1;
+                    // Ack means durable: a separate connection already sees the row.
+                    let stored: i64 = sqlx::query_scalar("SELECT seq FROM messages WHERE client_id = ?")
+                        .bind(frame["client_id"].as_str().unwrap())
+                        .fetch_one(&db)
+                        .await
+                        .expect("acknowledged message is in the database");
+                    assert_eq!(stored, seq(&frame));
+                }
+                _ => {}
+            }
+        }
+        let seqs: Vec<i64> = view.iter().map(|(s, _)| *s).collect();
+        assert_eq!(seqs, (1..=2 * EACH as i64).collect::<Vec<_>>(), "seq strictly increasing, no gap");
+        // Each sender's own messages keep their sending order.
+        for prefix in ["a", "b"] {
+            let mine: Vec<&str> = view.iter().filter(|(_, body)| body.starts_with(prefix)).map(|(_, b)| b.as_str()).collect();
+            let sent: Vec<String> = (0..EACH).map(|i| format!("{prefix}{i}")).collect();
+            assert_eq!(mine, sent);
+        }
+        views.push(view);
+    }
+    assert_eq!(views[0], views[1], "every member sees the same order");
+}
+
+#[tokio::test]
+async fn a_resent_message_is_acknowledged_again_and_stored_once() {
+    let app = TestApp::spawn().await;
+    let (ann, bob) = (app.sign_in("ann").await, app.sign_in("bob").await);
+    let (mut a, mut b) = (app.ws(&ann).await, app.ws(&bob).await);
+    a.subscribe("general", None).await;
+    b.subscribe("general", None).await;
+
+    let client_id = uuid::Uuid::new_v4().to_string();
+    let send = json!({"type": "send", "room": "general", "client_id": client_id, "body": "once"});
+    a.send(send.clone()).await;
+    let first = a.expect("ack").await;
+    // After a reconnect the client resends: same ack, nothing new stored or delivered.
+    drop(a);
+    let mut a = app.ws(&ann).await;
+    a.subscribe("general", Some(seq(&first))).await;
+    a.send(send.clone()).await;
+    a.send(send).await;
+    let second = a.expect("ack").await;
+    let third = a.expect("ack").await;
+    assert_eq!(first, second);
+    assert_eq!(first, third);
+
+    let delivered = b.expect("message").await;
+    assert_eq!(delivered["client_id"], client_id);
+    b.expect_none("message", QUIET).await;
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE client_id = ?")
+        .bind(&client_id)
+        .fetch_one(&app.db().await)
+        .await
+        .unwrap();
+    assert_eq!(count, 1);
+}
+
+#[tokio::test]
+async fn rooms_are_isolated() {
+    let app = TestApp::spawn().await;
+    let (ann, cat) = (app.sign_in("ann").await, app.sign_in("cat").await);
+    assert_eq!(app.create_room(&ann, "elsewhere").await.0, 200);
+    let (mut a, mut c) = (app.ws(&ann).await, app.ws(&cat).await);
+    a.subscribe("general", None).await;
+    c.subscribe("elsewhere", None).await;
+    a.say("general", "for general only").await;
+    a.expect("ack").await;
+    c.expect_none("message", QUIET).await;
+
+    // The other room has its own sequence.
+    c.say("elsewhere", "first here").await;
+    let m = c.expect("message").await;
+    assert_eq!((m["room"].as_str(), seq(&m)), (Some("elsewhere"), 1));
+    a.expect_none("message", QUIET).await;
+}
+
+#[tokio::test]
+async fn presence_counts_a_user_once_across_tabs() {
+    let app = TestApp::spawn().await;
+    let (ann, bob) = (app.sign_in("ann").await, app.sign_in("bob").await);
+    let mut a = app.ws(&ann).await;
+    let presence = a.subscribe("general", None).await;
+    assert_eq!(presence["users"].as_array().unwrap().len(), 1);
+    a.expect_where("system", |f| f["event"] == "joined" && f["user"]["name"] == "ann").await;
+
+    let mut b1 = app.ws(&bob).await;
+    let presence = b1.subscribe("general", None).await;
+    let names: Vec<&str> = presence["users"].as_array().unwrap().iter().map(|u| u["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["ann", "bob"]);
+    a.expect_where("system", |f| f["event"] == "joined" && f["user"]["name"] == "bob").await;
+
+    // A second tab of bob: still one bob, no new notice.
+    let mut b2 = app.ws(&bob).await;
+    let presence = b2.subscribe("general", None).await;
+    assert_eq!(presence["users"].as_array().unwrap().len(), 2);
+    a.expect_none("system", QUIET).await;
+
+    // Closing one tab is not leaving; closing the last one is.
+    b2.socket.close(None).await.unwrap();
+    a.expect_none("system", QUIET).await;
+    b1.send(json!({"type": "unsubscribe", "room": "general"})).await;
+    let left = a.expect("system").await;
+    assert_eq!((left["event"].as_str(), left["user"]["name"].as_str()), (Some("left"), Some("bob")));
+}
+
+#[tokio::test]
+async fn new_rooms_appear_for_everyone_live() {
+    let app = TestApp::spawn().await;
+    let (ann, bob) = (app.sign_in("ann").await, app.sign_in("bob").await);
+    let mut b = app.ws(&bob).await;
+    assert_eq!(app.create_room(&ann, "Design").await.0, 200);
+    let rooms = b.expect("rooms").await;
+    assert_eq!(rooms["rooms"][0]["name"], "Design");
+
+    // Unique ignoring case.
+    let (status, body) = app.create_room(&bob, "design").await;
+    assert_eq!(status, 409);
+    assert_eq!(body["code"], "room_exists");
+    let (status, body) = app.create_room(&bob, &"x".repeat(65)).await;
+    assert_eq!((status, body["code"].as_str()), (422, Some("invalid_name")));
+}
+
+#[tokio::test]
+async fn bad_input_gets_an_error_and_the_connection_stays_usable() {
+    let app = TestApp::spawn().await;
+    let ann = app.sign_in("ann").await;
+    assert_eq!(app.create_room(&ann, "other").await.0, 200);
+    let mut a = app.ws(&ann).await;
+    a.subscribe("general", None).await;
+
+    let cases: Vec<(String, &str)> = vec![
+        ("{not json".into(), "bad_frame"),
+        (json!({"type": "launch_rockets"}).to_string(), "bad_frame"),
+        (json!({"type": "send", "room": "general"}).to_string(), "bad_frame"),
+        (json!({"type": "subscribe", "room": "nowhere"}).to_string(), "unknown_room"),
+        (json!({"type": "send", "room": "nowhere", "client_id": uuid::Uuid::new_v4(), "body": "x"}).to_string(), "unknown_room"),
+        (json!({"type": "send", "room": "other", "client_id": uuid::Uuid::new_v4(), "body": "x"}).to_string(), "not_joined"),
+        (json!({"type": "send", "room": "general", "client_id": "not-a-uuid", "body": "x"}).to_string(), "bad_client_id"),
+        (json!({"type": "send", "room": "general", "client_id": uuid::Uuid::new_v4(), "body": "  "}).to_string(), "empty_body"),
+        (json!({"type": "send", "room": "general", "client_id": uuid::Uuid::new_v4(), "body": "é".repeat(4001)}).to_string(), "body_too_long"),
+        (json!({"type": "history", "room": "nowhere"}).to_string(), "unknown_room"),
+        (json!({"type": "unsubscribe", "room": "other"}).to_string(), "not_joined"),
+    ];
+    for (text, code) in cases {
+        a.send_text(text.clone()).await;
+        let error = a.expect("error").await;
+        assert_eq!(error["code"], code, "for {text}");
+        assert!(!error["message"].as_str().unwrap().is_empty());
+    }
+    a.socket.send(tokio_tungstenite::tungstenite::Message::binary(vec![1, 2, 3])).await.unwrap();
+    assert_eq!(a.expect("error").await["code"], "bad_frame");
+
+    // Still usable, and nothing was stored.
+    a.send(json!({"type": "ping"})).await;
+    a.expect("pong").await;
+    let id = a.say("general", &"é".repeat(4000)).await;
+    assert_eq!(a.expect("ack").await["client_id"], id);
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages").fetch_one(&app.db().await).await.unwrap();
+    assert_eq!(stored, 1);
+}
+
+#[tokio::test]
+async fn an_oversized_frame_closes_with_1009() {
+    let app = TestApp::spawn().await;
+    let ann = app.sign_in("ann").await;
+    let mut a = app.ws(&ann).await;
+    a.send_text("x".repeat(70 * 1024)).await;
+    assert_eq!(a.closed_with().await, 1009);
+    // The server is unharmed.
+    let mut again = app.ws(&ann).await;
+    again.send(json!({"type": "ping"})).await;
+    again.expect("pong").await;
+}
+
+#[tokio::test]
+async fn upgrades_need_a_session_and_an_allowed_origin() {
+    use tokio_tungstenite::tungstenite::Error;
+    let app = TestApp::spawn().await;
+    let ann = app.sign_in("ann").await;
+    let status = |r: Result<common::Client, Error>| match r {
+        Err(Error::Http(res)) => res.status().as_u16(),
+        Err(other) => panic!("unexpected error {other}"),
+        Ok(_) => 101,
+    };
+    assert_eq!(status(app.try_ws(None, Some(&app.origin())).await), 401);
+    assert_eq!(status(app.try_ws(Some("chat_session=forged"), Some(&app.origin())).await), 401);
+    assert_eq!(status(app.try_ws(Some(&ann), Some("http://evil.example")).await), 403);
+    assert_eq!(status(app.try_ws(Some(&ann), None).await), 403);
+    assert_eq!(status(app.try_ws(Some(&ann), Some(&app.origin())).await), 101);
+
+    // After sign-out the session is gone.
+    let (code, _, _) = app.call(Some(&ann), "sign_out", &[]).await;
+    assert_eq!(code, 200);
+    assert_eq!(status(app.try_ws(Some(&ann), Some(&app.origin())).await), 401);
+
+    // Cross-site form posts are refused.
+    let res = reqwest::Client::new()
+        .post(app.url("/api/create_room"))
+        .header("Origin", "http://evil.example")
+        .form(&[("name", "pwned")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 403);
+}
+
+#[tokio::test]
+async fn guest_names_are_validated() {
+    let app = TestApp::spawn().await;
+    for bad in ["", "   ", &"n".repeat(33)] {
+        let (status, body, _) = app.call(None, "sign_in_guest", &[("name", bad)]).await;
+        assert_eq!((status, body["code"].as_str()), (422, Some("invalid_name")), "name {bad:?}");
+    }
+    let cookie = app.sign_in(&format!("  {}  ", "n".repeat(32))).await;
+    let mut ws = app.ws(&cookie).await;
+    ws.send(json!({"type": "ping"})).await;
+    ws.expect("pong").await;
+}
+
+#[tokio::test]
+async fn history_survives_a_restart_and_is_in_the_server_rendered_page() {
+    let app = TestApp::spawn().await;
+    let ann = app.sign_in("ann").await;
+    let mut a = app.ws(&ann).await;
+    a.subscribe("general", None).await;
+    for i in 1..=60 {
+        a.say("general", &format!("line <{i}>")).await;
+    }
+    for _ in 0..60 {
+        a.expect("ack").await;
+    }
+    drop(a);
+
+    let app = app.restart().await;
+    // The session survives too: it lives in the database.
+    let html = app.page(&ann, "/rooms/general").await;
+    assert!(html.contains("data-room=\"general\""), "room pane rendered");
+    assert!(html.contains("# general"), "room list rendered");
+    // The latest 50 (11..=60), escaped as text; not the 10th.
+    for i in 11..=60 {
+        assert!(html.contains(&format!("line &lt;{i}&gt;")), "message {i} in SSR HTML");
+    }
+    assert!(!html.contains("line &lt;10&gt;"));
+
+    let mut a = app.ws(&ann).await;
+    a.send(json!({"type": "history", "room": "general", "before": 11, "limit": 10})).await;
+    let page = a.expect("history").await;
+    let seqs: Vec<i64> = page["messages"].as_array().unwrap().iter().map(seq).collect();
+    assert_eq!(seqs, (1..=10).collect::<Vec<_>>());
+    assert_eq!(page["has_more"], false);
+
+    // New messages continue the sequence.
+    a.subscribe("general", None).await;
+    a.say("general", "after restart").await;
+    assert_eq!(seq(&a.expect("ack").await), 61);
+}
+
+#[tokio::test]
+async fn subscribe_since_replays_what_was_missed_then_goes_live() {
+    let app = TestApp::spawn().await;
+    let (ann, bob) = (app.sign_in("ann").await, app.sign_in("bob").await);
+    let mut a = app.ws(&ann).await;
+    a.subscribe("general", None).await;
+    for i in 1..=5 {
+        a.say("general", &format!("m{i}")).await;
+        a.expect("ack").await;
+    }
+    let mut b = app.ws(&bob).await;
+    b.send(json!({"type": "subscribe", "room": "general", "since": 2})).await;
+    a.say("general", "m6").await;
+    let mut seqs = Vec::new();
+    while seqs.len() < 4 {
+        seqs.push(seq(&b.expect("message").await));
+    }
+    assert_eq!(seqs, [3, 4, 5, 6]);
+    b.expect_none("message", QUIET).await;
+}
+
+#[tokio::test]
+async fn the_no_javascript_form_posts_through_the_same_pipeline() {
+    let app = TestApp::spawn().await;
+    let (ann, bob) = (app.sign_in("ann").await, app.sign_in("bob").await);
+    let mut b = app.ws(&bob).await;
+    b.subscribe("general", None).await;
+    let id = uuid::Uuid::new_v4().to_string();
+    let (status, body, _) = app
+        .call(Some(&ann), "post_message", &[("room", "general"), ("client_id", &id), ("body", "from a form")])
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["seq"], 1);
+    let live = b.expect("message").await;
+    assert_eq!((live["body"].as_str(), live["author"]["name"].as_str()), (Some("from a form"), Some("ann")));
+
+    let (status, body, _) = app
+        .call(Some(&ann), "post_message", &[("room", "general"), ("client_id", &id), ("body", &"x".repeat(4001))])
+        .await;
+    assert_eq!((status, body["code"].as_str()), (422, Some("body_too_long")));
+    let (status, body, _) = app
+        .call(None, "post_message", &[("room", "general"), ("client_id", &id), ("body", "hi")])
+        .await;
+    assert_eq!((status, body["code"].as_str()), (401, Some("unauthorized")));
+}

@@ -1,0 +1,293 @@
+//! Test harness: the real server on 127.0.0.1:0 over a fresh SQLite file,
+//! real HTTP for sign-in, real WebSockets for everything live.
+
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use server::config::Config;
+use std::{net::SocketAddr, path::PathBuf, sync::Once, time::Duration};
+use tokio::{net::TcpListener, net::TcpStream, sync::oneshot, task::JoinHandle};
+use tokio_tungstenite::{
+    tungstenite::{client::IntoClientRequest, http::HeaderValue, Message},
+    MaybeTlsStream, WebSocketStream,
+};
+
+/// How long a test waits for a frame it expects.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+static TRACING: Once = Once::new();
+
+/// Logs only when `TEST_LOG` is set.
+fn init_tracing() {
+    TRACING.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new("info,server=debug"))
+                .with_test_writer()
+                .init();
+        }
+    });
+}
+
+/// A running server.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub db_path: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestApp {
+    /// A server on a new, empty database.
+    pub async fn spawn() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db_path = dir.path().join("chat.db");
+        let mut app = Self::spawn_on(db_path).await;
+        app._dir = Some(dir);
+        app
+    }
+
+    /// A server on the database at `db_path` (kept as it is).
+    pub async fn spawn_on(db_path: PathBuf) -> Self {
+        init_tracing();
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let config = Config::for_test(addr, &format!("sqlite://{}", db_path.display()));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(server::run(listener, config, async {
+            let _ = stopped.await;
+        }));
+        let app = Self {
+            addr,
+            db_path,
+            stop: Some(stop),
+            task: Some(task),
+            _dir: None,
+        };
+        app.wait_ready().await;
+        app
+    }
+
+    async fn wait_ready(&self) {
+        for _ in 0..200 {
+            if let Ok(res) = reqwest::get(self.url("/readyz")).await {
+                if res.status().is_success() {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("server did not become ready");
+    }
+
+    /// Stops the server gracefully and waits until it has.
+    pub async fn shutdown(mut self) -> PathBuf {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task").expect("server run");
+        }
+        self.db_path.clone()
+    }
+
+    /// Stops the server, keeping its temp directory alive for a restart.
+    pub async fn restart(mut self) -> TestApp {
+        let dir = self._dir.take();
+        let path = std::mem::take(&mut self.db_path);
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task").expect("server run");
+        }
+        let mut app = Self::spawn_on(path).await;
+        app._dir = dir;
+        app
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn origin(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Calls a server function with a form body; returns (status, JSON body).
+    pub async fn call(&self, cookie: Option<&str>, endpoint: &str, form: &[(&str, &str)]) -> (u16, Value, reqwest::header::HeaderMap) {
+        let mut req = reqwest::Client::new()
+            .post(self.url(&format!("/api/{endpoint}")))
+            .header("Origin", self.origin())
+            .form(form);
+        if let Some(cookie) = cookie {
+            req = req.header("Cookie", cookie);
+        }
+        let res = req.send().await.expect("request");
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let text = res.text().await.expect("body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)), headers)
+    }
+
+    /// Signs in a guest; returns the `Cookie` header value.
+    pub async fn sign_in(&self, name: &str) -> String {
+        let (status, body, headers) = self.call(None, "sign_in_guest", &[("name", name)]).await;
+        assert_eq!(status, 200, "sign in failed: {body}");
+        let set_cookie = headers
+            .get("set-cookie")
+            .expect("session cookie")
+            .to_str()
+            .unwrap();
+        set_cookie.split(';').next().unwrap().to_owned()
+    }
+
+    /// Creates a room through the server function.
+    pub async fn create_room(&self, cookie: &str, name: &str) -> (u16, Value) {
+        let (status, body, _) = self.call(Some(cookie), "create_room", &[("name", name)]).await;
+        (status, body)
+    }
+
+    /// Fetches a page as HTML.
+    pub async fn page(&self, cookie: &str, path: &str) -> String {
+        reqwest::Client::new()
+            .get(self.url(path))
+            .header("Cookie", cookie)
+            .send()
+            .await
+            .expect("page")
+            .text()
+            .await
+            .expect("page body")
+    }
+
+    /// Opens a WebSocket as the session in `cookie`, reads `hello` and `rooms`.
+    pub async fn ws(&self, cookie: &str) -> Client {
+        let mut client = self.try_ws(Some(cookie), Some(&self.origin())).await.expect("upgrade");
+        client.expect("hello").await;
+        client.expect("rooms").await;
+        client
+    }
+
+    /// Attempts an upgrade with the given cookie and Origin.
+    pub async fn try_ws(&self, cookie: Option<&str>, origin: Option<&str>) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
+        let mut request = format!("ws://{}/ws", self.addr).into_client_request()?;
+        if let Some(cookie) = cookie {
+            request.headers_mut().insert("Cookie", HeaderValue::from_str(cookie).unwrap());
+        }
+        if let Some(origin) = origin {
+            request.headers_mut().insert("Origin", HeaderValue::from_str(origin).unwrap());
+        }
+        let (socket, _) = tokio_tungstenite::connect_async(request).await?;
+        Ok(Client { socket })
+    }
+
+    /// Reads the database directly (a second connection, as an auditor would).
+    pub async fn db(&self) -> sqlx::SqlitePool {
+        sqlx::SqlitePool::connect(&format!("sqlite://{}", self.db_path.display()))
+            .await
+            .expect("open db")
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// A WebSocket client speaking JSON frames.
+pub struct Client {
+    pub socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl Client {
+    pub async fn send(&mut self, frame: Value) {
+        self.send_text(frame.to_string()).await;
+    }
+
+    pub async fn send_text(&mut self, text: String) {
+        self.socket.send(Message::text(text)).await.expect("send");
+    }
+
+    /// The next text frame, as JSON.
+    pub async fn recv(&mut self) -> Value {
+        loop {
+            let message = tokio::time::timeout(WAIT, self.socket.next())
+                .await
+                .expect("timed out waiting for a frame")
+                .expect("socket ended")
+                .expect("socket error");
+            match message {
+                Message::Text(text) => return serde_json::from_str(&text).expect("JSON frame"),
+                Message::Close(frame) => panic!("socket closed: {frame:?}"),
+                _ => continue,
+            }
+        }
+    }
+
+    /// Skips frames until one of type `kind` arrives.
+    pub async fn expect(&mut self, kind: &str) -> Value {
+        loop {
+            let frame = self.recv().await;
+            if frame["type"] == kind {
+                return frame;
+            }
+        }
+    }
+
+    /// Skips frames until one of type `kind` satisfying `pred` arrives.
+    pub async fn expect_where(&mut self, kind: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        loop {
+            let frame = self.expect(kind).await;
+            if pred(&frame) {
+                return frame;
+            }
+        }
+    }
+
+    /// Asserts that no frame of type `kind` arrives within `within`.
+    pub async fn expect_none(&mut self, kind: &str, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            match tokio::time::timeout_at(deadline, self.socket.next()).await {
+                Err(_) => return,
+                Ok(Some(Ok(Message::Text(text)))) => {
+                    let frame: Value = serde_json::from_str(&text).unwrap();
+                    assert_ne!(frame["type"], kind, "unexpected frame: {frame}");
+                }
+                Ok(Some(Ok(_))) => {}
+                Ok(other) => panic!("socket ended: {other:?}"),
+            }
+        }
+    }
+
+    /// Subscribes and waits for the room's presence frame.
+    pub async fn subscribe(&mut self, room: &str, since: Option<i64>) -> Value {
+        self.send(json!({"type": "subscribe", "room": room, "since": since})).await;
+        self.expect("presence").await
+    }
+
+    /// Sends a message with a fresh client id; returns the id.
+    pub async fn say(&mut self, room: &str, body: &str) -> String {
+        let client_id = uuid::Uuid::new_v4().to_string();
+        self.send(json!({"type": "send", "room": room, "client_id": client_id, "body": body})).await;
+        client_id
+    }
+
+    /// Waits for the close frame; returns its code.
+    pub async fn closed_with(&mut self) -> u16 {
+        loop {
+            match tokio::time::timeout(WAIT, self.socket.next()).await.expect("timed out waiting for close") {
+                Some(Ok(Message::Close(Some(frame)))) => return frame.code.into(),
+                Some(Ok(Message::Close(None))) | None => return 1005,
+                Some(Ok(_)) => continue,
+                Some(Err(err)) => panic!("socket error before close: {err}"),
+            }
+        }
+    }
+}
