@@ -7,8 +7,7 @@
 //! message not yet acknowledged (same `client_id`, so nothing is stored twice).
 
 use crate::protocol::{
-    validate_body, ApiError, ChatMessage, ClientFrame, RoomInfo, ServerFrame, SystemEvent,
-    UserInfo,
+    validate_body, ApiError, ChatMessage, ClientFrame, RoomInfo, ServerFrame, SystemEvent, UserInfo,
 };
 use leptos::prelude::*;
 
@@ -214,8 +213,7 @@ impl Chat {
     /// Applies one frame from the server to the state.
     pub fn apply(&self, frame: ServerFrame) {
         let active = self.active.get_untracked();
-        let is_active =
-            |room: &str| active.filter(|a| a.name.with_untracked(|n| n == room));
+        let is_active = |room: &str| active.filter(|a| a.name.with_untracked(|n| n == room));
         match frame {
             ServerFrame::Hello { user, .. } => {
                 self.me.set(Some(user));
@@ -227,10 +225,12 @@ impl Chat {
                 if let Some(room) = is_active(&message.room) {
                     room.apply_message(message);
                 }
-                self.outbox.update(|o| o.retain(|(_, id, _)| *id != client_id));
+                self.outbox
+                    .update(|o| o.retain(|(_, id, _)| *id != client_id));
             }
             ServerFrame::Ack { client_id, .. } => {
-                self.outbox.update(|o| o.retain(|(_, id, _)| *id != client_id));
+                self.outbox
+                    .update(|o| o.retain(|(_, id, _)| *id != client_id));
             }
             ServerFrame::Error {
                 message,
@@ -238,7 +238,8 @@ impl Chat {
                 room,
                 ..
             } => {
-                self.outbox.update(|o| o.retain(|(_, id, _)| *id != client_id));
+                self.outbox
+                    .update(|o| o.retain(|(_, id, _)| *id != client_id));
                 if let Some(state) = room.as_deref().and_then(is_active) {
                     state.items.update(|items| {
                         for item in items.iter_mut() {

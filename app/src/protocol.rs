@@ -356,7 +356,9 @@ mod tests {
         assert_eq!(validate_body(" \n").unwrap_err().code, ErrorCode::EmptyBody);
         assert!(validate_body(&"ü".repeat(MAX_BODY_CHARS)).is_ok());
         assert_eq!(
-            validate_body(&"ü".repeat(MAX_BODY_CHARS + 1)).unwrap_err().code,
+            validate_body(&"ü".repeat(MAX_BODY_CHARS + 1))
+                .unwrap_err()
+                .code,
             ErrorCode::BodyTooLong
         );
     }

@@ -34,12 +34,20 @@ pub fn session_token(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// The user of a session token, if the session exists and has not expired.
-pub async fn user_for_token(store: &SharedStore, token: &str) -> Result<Option<UserInfo>, StoreError> {
-    store.session_user(&token_hash(token), crate::now_ms()).await
+pub async fn user_for_token(
+    store: &SharedStore,
+    token: &str,
+) -> Result<Option<UserInfo>, StoreError> {
+    store
+        .session_user(&token_hash(token), crate::now_ms())
+        .await
 }
 
 /// The user of the request's session cookie.
-pub async fn user_from_headers(store: &SharedStore, headers: &HeaderMap) -> Result<Option<UserInfo>, StoreError> {
+pub async fn user_from_headers(
+    store: &SharedStore,
+    headers: &HeaderMap,
+) -> Result<Option<UserInfo>, StoreError> {
     match session_token(headers) {
         Some(token) => user_for_token(store, token).await,
         None => Ok(None),
@@ -99,9 +107,15 @@ mod tests {
 
     #[test]
     fn origin_must_match_host_or_the_allow_list() {
-        let ok = headers(&[(header::HOST, "127.0.0.1:3000"), (header::ORIGIN, "http://127.0.0.1:3000")]);
+        let ok = headers(&[
+            (header::HOST, "127.0.0.1:3000"),
+            (header::ORIGIN, "http://127.0.0.1:3000"),
+        ]);
         assert!(origin_allowed(&ok, &[]));
-        let evil = headers(&[(header::HOST, "127.0.0.1:3000"), (header::ORIGIN, "http://evil.example")]);
+        let evil = headers(&[
+            (header::HOST, "127.0.0.1:3000"),
+            (header::ORIGIN, "http://evil.example"),
+        ]);
         assert!(!origin_allowed(&evil, &[]));
         assert!(origin_allowed(&evil, &["http://evil.example".to_owned()]));
         let none = headers(&[(header::HOST, "127.0.0.1:3000")]);

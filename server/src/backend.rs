@@ -84,7 +84,12 @@ impl Backend for AppBackend {
     async fn sign_in_guest(&self, name: &str) -> Result<String, ApiError> {
         let name = validate_display_name(name)?;
         let now = crate::now_ms();
-        let user = self.0.store.create_guest(&name, now).await.map_err(unavailable)?;
+        let user = self
+            .0
+            .store
+            .create_guest(&name, now)
+            .await
+            .map_err(unavailable)?;
         let token = auth::new_token();
         let expires = now + self.0.config.session_hours * 3_600_000;
         self.0
@@ -97,11 +102,14 @@ impl Backend for AppBackend {
     }
 
     async fn sign_out(&self, session: &str) -> Result<(), ApiError> {
+        let hash = auth::token_hash(session);
         self.0
             .store
-            .delete_session(&auth::token_hash(session))
+            .delete_session(&hash)
             .await
-            .map_err(unavailable)
+            .map_err(unavailable)?;
+        self.0.hub.end_session(&hash);
+        Ok(())
     }
 
     async fn create_room(&self, session: Option<&str>, name: &str) -> Result<RoomInfo, ApiError> {
@@ -134,7 +142,10 @@ impl Backend for AppBackend {
     ) -> Result<ChatMessage, ApiError> {
         let user = self.require_user(session).await?;
         let room = self.0.hub.room(room).ok_or_else(|| {
-            ApiError::new(ErrorCode::UnknownRoom, format!("There is no room named “{room}”."))
+            ApiError::new(
+                ErrorCode::UnknownRoom,
+                format!("There is no room named “{room}”."),
+            )
         })?;
         validate_body(body)?;
         let client_id = validate_client_id(client_id)?;
@@ -150,7 +161,10 @@ impl Backend for AppBackend {
             })
             .await?;
         rx.await.unwrap_or_else(|_| {
-            Err(ApiError::new(ErrorCode::Unavailable, "The server is shutting down; try again."))
+            Err(ApiError::new(
+                ErrorCode::Unavailable,
+                "The server is shutting down; try again.",
+            ))
         })
     }
 

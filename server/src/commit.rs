@@ -112,21 +112,40 @@ async fn commit(store: &SharedStore, hub: &Hub, batch: &mut Vec<SendRequest>) {
         .collect();
     let started = std::time::Instant::now();
     let result = store.commit(&rows).await;
-    tracing::debug!(size = rows.len(), elapsed_us = started.elapsed().as_micros() as u64, "batch committed");
+    tracing::debug!(
+        size = rows.len(),
+        elapsed_us = started.elapsed().as_micros() as u64,
+        "batch committed"
+    );
     match result {
         Ok(committed) => {
             for (request, done) in batch.drain(..).zip(committed) {
+                let resend = done.duplicate.is_some();
+                let body = match done.duplicate {
+                    None => request.body,
+                    // A resend: acknowledge what was stored the first time.
+                    Some(original) if original.author_id == request.author.id => original.body,
+                    Some(_) => {
+                        let error = ApiError::new(
+                            ErrorCode::BadClientId,
+                            "This client_id is already used in this room; make a new UUID.",
+                        );
+                        refuse(request.reply, error, &request.room, request.client_id);
+                        continue;
+                    }
+                };
                 let message = ChatMessage {
                     room: request.room.name.to_string(),
                     seq: done.seq,
                     id: done.id,
                     author: request.author,
-                    body: request.body,
+                    body,
                     ts: done.ts,
                     client_id: request.client_id,
                 };
-                if !done.duplicate {
-                    hub.publish(&request.room, done.seq, &encode(&ServerFrame::Message(message.clone())));
+                if !resend {
+                    let frame = encode(&ServerFrame::Message(message.clone()));
+                    hub.publish(&request.room, done.seq, &frame);
                 }
                 match request.reply {
                     Reply::Conn(conn) => {
@@ -151,18 +170,26 @@ async fn commit(store: &SharedStore, hub: &Hub, batch: &mut Vec<SendRequest>) {
                 "The message could not be stored (database unavailable); it was not sent. Try again.",
             );
             for request in batch.drain(..) {
-                match request.reply {
-                    Reply::Conn(conn) => {
-                        conn.push(Out::Frame(encode(&error.clone().frame(
-                            Some(request.room.name.to_string()),
-                            Some(request.client_id),
-                        ))));
-                    }
-                    Reply::Http(tx) => {
-                        let _ = tx.send(Err(error.clone()));
-                    }
-                }
+                refuse(
+                    request.reply,
+                    error.clone(),
+                    &request.room,
+                    request.client_id,
+                );
             }
+        }
+    }
+}
+
+/// Tells a sender its message was not stored.
+fn refuse(reply: Reply, error: ApiError, room: &Room, client_id: String) {
+    match reply {
+        Reply::Conn(conn) => {
+            let frame = error.frame(Some(room.name.to_string()), Some(client_id));
+            conn.push(Out::Frame(encode(&frame)));
+        }
+        Reply::Http(tx) => {
+            let _ = tx.send(Err(error)); // the caller may have gone
         }
     }
 }

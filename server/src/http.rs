@@ -25,9 +25,17 @@ pub fn router(state: AppState) -> Router {
         .route("/ws", get(ws::upgrade))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .leptos_routes_with_context(&state, routes, context.clone(), move || shell(options.clone()))
-        .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(context, shell))
-        .layer(middleware::from_fn_with_state(state.clone(), same_origin_posts))
+        .leptos_routes_with_context(&state, routes, context.clone(), move || {
+            shell(options.clone())
+        })
+        .fallback(leptos_axum::file_and_error_handler_with_context::<
+            AppState,
+            _,
+        >(context, shell))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            same_origin_posts,
+        ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -46,7 +54,11 @@ async fn readyz(State(state): State<AppState>) -> Response {
 /// Refuses state-changing requests sent by pages of another origin (CSRF).
 /// Browsers send `Origin` on every cross-origin POST; a request without one
 /// did not come from another site's page.
-async fn same_origin_posts(State(state): State<AppState>, request: Request, next: Next) -> Response {
+async fn same_origin_posts(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     if request.method() != Method::GET && request.method() != Method::HEAD {
         if let Some(origin) = request.headers().get(axum::http::header::ORIGIN) {
             let origin = origin.to_str().unwrap_or_default();

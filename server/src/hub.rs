@@ -28,6 +28,9 @@ use tokio::sync::{mpsc, Notify};
 /// Frames a connection may have queued before it counts as too slow.
 pub const CONN_QUEUE: usize = 1024;
 
+/// Close code for a connection whose session ended.
+pub const CLOSE_SIGNED_OUT: u16 = 1008;
+
 /// Close code for a connection that could not keep up.
 pub const CLOSE_SLOW_CONSUMER: u16 = 1013;
 
@@ -57,6 +60,8 @@ pub enum Out {
 pub struct Conn {
     pub id: u64,
     pub user: UserInfo,
+    /// Hash of the session token the connection was opened with.
+    session: [u8; 32],
     tx: mpsc::Sender<Out>,
     kicked: Notify,
     /// Close code of the first kick (0: none yet).
@@ -142,19 +147,27 @@ impl Room {
     fn live(&self) -> MutexGuard<'_, Live> {
         // A panic while holding this lock would be a bug in the few lines
         // below; the state stays consistent enough to keep serving.
-        self.live.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.live
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Users online in the room.
     pub fn online(&self) -> Vec<UserInfo> {
-        let mut users: Vec<UserInfo> = self.live().online.values().map(|(u, _)| u.clone()).collect();
+        let mut users: Vec<UserInfo> = self
+            .live()
+            .online
+            .values()
+            .map(|(u, _)| u.clone())
+            .collect();
         users.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
         users
     }
 
     /// Sends a shared frame to every subscriber; drops the ones too slow to take it.
     fn deliver(live: &mut Live, frame: &Utf8Bytes) {
-        live.subs.retain(|conn| conn.push(Out::Frame(frame.clone())));
+        live.subs
+            .retain(|conn| conn.push(Out::Frame(frame.clone())));
     }
 }
 
@@ -225,11 +238,12 @@ impl Hub {
     }
 
     /// Registers a connection; returns it and the queue its writer drains.
-    pub fn connect(&self, user: UserInfo) -> (Arc<Conn>, mpsc::Receiver<Out>) {
+    pub fn connect(&self, user: UserInfo, session: [u8; 32]) -> (Arc<Conn>, mpsc::Receiver<Out>) {
         let (tx, rx) = mpsc::channel(CONN_QUEUE);
         let conn = Arc::new(Conn {
             id: self.inner.next_conn.fetch_add(1, Ordering::Relaxed),
             user,
+            session,
             tx,
             kicked: Notify::new(),
             kick_code: AtomicU16::new(0),
@@ -238,18 +252,29 @@ impl Hub {
         (conn, rx)
     }
 
+    /// Closes every connection opened with the session whose token hashes to
+    /// `session` (sign-out is rare, so a scan is fine).
+    pub fn end_session(&self, session: &[u8; 32]) {
+        for conn in self.inner.conns.iter().filter(|c| &c.session == session) {
+            conn.kick(CLOSE_SIGNED_OUT);
+        }
+    }
+
     /// Forgets a connection (after it has unsubscribed from its rooms).
     pub fn disconnect(&self, conn: &Conn) {
         self.inner.conns.remove(&conn.id);
     }
 
-    /// Subscribes `conn` to `room`, replaying `seq > since` first when asked.
+    /// Subscribes `conn` to `room`, replaying `seq > since` first when asked
+    /// (subscribing again only replays and resends presence).
     /// The new subscriber gets the room's presence; the room hears that the
     /// user joined if this is their first connection in it.
     pub fn subscribe(&self, room: &Arc<Room>, conn: &Arc<Conn>, since: Option<i64>) {
         let mut live = room.live();
-        live.subs.retain(|c| c.id != conn.id);
-        live.subs.push(conn.clone());
+        let resubscribe = live.subs.iter().any(|c| c.id == conn.id);
+        if !resubscribe {
+            live.subs.push(conn.clone());
+        }
         if let Some(since) = since {
             let after = since.max(0);
             if after < live.last_seq {
@@ -264,8 +289,10 @@ impl Hub {
             .online
             .entry(conn.user.id)
             .or_insert_with(|| (conn.user.clone(), 0));
-        entry.1 += 1;
-        let first = entry.1 == 1;
+        if !resubscribe {
+            entry.1 += 1;
+        }
+        let first = entry.1 == 1 && !resubscribe;
         let mut users: Vec<UserInfo> = live.online.values().map(|(u, _)| u.clone()).collect();
         users.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
         conn.push(Out::Frame(encode(&ServerFrame::Presence {

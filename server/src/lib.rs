@@ -77,7 +77,8 @@ pub async fn run(
     let store = store::open(&config.database_url).await?;
     let hub = Hub::new(&store.rooms().await?);
     let stop_commits = CancellationToken::new();
-    let (committer, commit_task) = Committer::spawn(store.clone(), hub.clone(), stop_commits.clone());
+    let (committer, commit_task) =
+        Committer::spawn(store.clone(), hub.clone(), stop_commits.clone());
     let state = AppState {
         leptos: config.leptos_options(),
         config: Arc::new(config),

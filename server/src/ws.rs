@@ -44,23 +44,25 @@ pub async fn upgrade(
     if !auth::origin_allowed(&headers, &state.config.allowed_origins) {
         return (StatusCode::FORBIDDEN, "Origin not allowed").into_response();
     }
-    let user = match auth::user_from_headers(&state.store, &headers).await {
-        Ok(Some(user)) => user,
-        Ok(None) => return (StatusCode::UNAUTHORIZED, "Sign in first").into_response(),
+    let token = auth::session_token(&headers).unwrap_or_default();
+    let user = match auth::user_for_token(&state.store, token).await {
+        Ok(Some(user)) if !token.is_empty() => user,
+        Ok(_) => return (StatusCode::UNAUTHORIZED, "Sign in first").into_response(),
         Err(err) => {
             tracing::error!(cause = %err, "session lookup failed");
             return (StatusCode::SERVICE_UNAVAILABLE, "Database unavailable").into_response();
         }
     };
+    let session = auth::token_hash(token);
     let tasks = state.tasks.clone();
     ws.max_frame_size(MAX_FRAME_BYTES)
         .max_message_size(MAX_FRAME_BYTES)
-        .on_upgrade(move |socket| tasks.track_future(connection(socket, state, user)))
+        .on_upgrade(move |socket| tasks.track_future(connection(socket, state, user, session)))
 }
 
 #[tracing::instrument(skip_all, fields(user = user.id))]
-async fn connection(socket: WebSocket, state: AppState, user: UserInfo) {
-    let (conn, queue) = state.hub.connect(user);
+async fn connection(socket: WebSocket, state: AppState, user: UserInfo, session: [u8; 32]) {
+    let (conn, queue) = state.hub.connect(user, session);
     let (sink, stream) = socket.split();
     let mut writer = tokio::spawn(write_loop(sink, queue, conn.clone(), state.clone()));
 
@@ -89,7 +91,10 @@ async fn connection(socket: WebSocket, state: AppState, user: UserInfo) {
         // The client went away (or sent something fatal): let the writer send
         // its close frame, but do not wait long on a peer that is gone.
         conn.kick(CLOSE_NORMAL);
-        if tokio::time::timeout(Duration::from_secs(5), &mut writer).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(5), &mut writer)
+            .await
+            .is_err()
+        {
             writer.abort();
         }
     }
@@ -136,20 +141,24 @@ impl Session {
             Ok(frame) => frame,
             Err(err) => {
                 return self
-                    .error(ApiError::new(ErrorCode::BadFrame, format!("Malformed frame: {err}")))
+                    .error(ApiError::new(
+                        ErrorCode::BadFrame,
+                        format!("Malformed frame: {err}"),
+                    ))
                     .await;
             }
         };
         match frame {
             ClientFrame::Subscribe { room, since } => match self.state.hub.room(&room) {
                 Some(room) => {
-                    if self.rooms.insert(room.id, room.clone()).is_some() {
-                        // Resubscribing: count the user once.
-                        self.state.hub.unsubscribe(&room, &self.conn);
-                    }
+                    self.rooms.insert(room.id, room.clone());
                     self.state.hub.subscribe(&room, &self.conn, since);
                 }
-                None => self.conn.reply(&unknown_room(&room).frame(Some(room), None)).await,
+                None => {
+                    self.conn
+                        .reply(&unknown_room(&room).frame(Some(room), None))
+                        .await
+                }
             },
             ClientFrame::Unsubscribe { room } => match self.joined(&room) {
                 Ok(joined) => {
@@ -164,7 +173,9 @@ impl Session {
                 body,
             } => {
                 if let Err(err) = self.send(&room, &client_id, body).await {
-                    self.conn.reply(&err.frame(Some(room), Some(client_id))).await;
+                    self.conn
+                        .reply(&err.frame(Some(room), Some(client_id)))
+                        .await;
                 }
             }
             ClientFrame::History {
@@ -194,13 +205,17 @@ impl Session {
 
     /// The joined room called `name`.
     fn joined(&self, name: &str) -> Result<Arc<Room>, ApiError> {
-        let room = self.state.hub.room(name).ok_or_else(|| unknown_room(name))?;
+        let room = self
+            .state
+            .hub
+            .room(name)
+            .ok_or_else(|| unknown_room(name))?;
         if self.rooms.contains_key(&room.id) {
             Ok(room)
         } else {
             Err(ApiError::new(
                 ErrorCode::NotJoined,
-                format!("Subscribe to “{name}” before sending to it."),
+                format!("Subscribe to “{name}” first."),
             ))
         }
     }
@@ -227,7 +242,11 @@ impl Session {
         before: Option<i64>,
         limit: Option<u32>,
     ) -> Result<ServerFrame, ApiError> {
-        let room = self.state.hub.room(room).ok_or_else(|| unknown_room(room))?;
+        let room = self
+            .state
+            .hub
+            .room(room)
+            .ok_or_else(|| unknown_room(room))?;
         let limit = limit.unwrap_or(HISTORY_PAGE).clamp(1, MAX_HISTORY_PAGE);
         let messages = self
             .state
@@ -255,20 +274,30 @@ impl Session {
 }
 
 fn unknown_room(name: &str) -> ApiError {
-    ApiError::new(ErrorCode::UnknownRoom, format!("There is no room named “{name}”."))
+    ApiError::new(
+        ErrorCode::UnknownRoom,
+        format!("There is no room named “{name}”."),
+    )
 }
 
 /// Whether a read failed because a frame or message was over the limit.
 fn is_too_big(err: axum::Error) -> bool {
     matches!(
-        err.into_inner().downcast::<tungstenite::Error>().map(|e| *e),
+        err.into_inner()
+            .downcast::<tungstenite::Error>()
+            .map(|e| *e),
         Ok(tungstenite::Error::Capacity(_))
     )
 }
 
 type Sink = SplitSink<WebSocket, Message>;
 
-async fn write_loop(mut sink: Sink, mut queue: mpsc::Receiver<Out>, conn: Arc<Conn>, state: AppState) {
+async fn write_loop(
+    mut sink: Sink,
+    mut queue: mpsc::Receiver<Out>,
+    conn: Arc<Conn>,
+    state: AppState,
+) {
     let close = loop {
         let first = tokio::select! {
             biased;
@@ -301,7 +330,10 @@ async fn write_loop(mut sink: Sink, mut queue: mpsc::Receiver<Out>, conn: Arc<Co
 /// Writes one queued item without flushing. `Err` carries the close code to end with.
 async fn write(sink: &mut Sink, out: Out, state: &AppState) -> Result<(), u16> {
     match out {
-        Out::Frame(frame) => sink.feed(Message::Text(frame)).await.map_err(|_| CLOSE_NORMAL),
+        Out::Frame(frame) => sink
+            .feed(Message::Text(frame))
+            .await
+            .map_err(|_| CLOSE_NORMAL),
         Out::Replay { room, after, upto } => {
             let mut cursor = after;
             while cursor < upto {
@@ -317,8 +349,11 @@ async fn write(sink: &mut Sink, out: Out, state: &AppState) -> Result<(), u16> {
                 };
                 for message in page {
                     cursor = message.seq;
-                    let frame = crate::hub::encode(&ServerFrame::Message(message.into_message(&room.name)));
-                    sink.feed(Message::Text(frame)).await.map_err(|_| CLOSE_NORMAL)?;
+                    let frame =
+                        crate::hub::encode(&ServerFrame::Message(message.into_message(&room.name)));
+                    sink.feed(Message::Text(frame))
+                        .await
+                        .map_err(|_| CLOSE_NORMAL)?;
                 }
             }
             Ok(())
@@ -329,6 +364,7 @@ async fn write(sink: &mut Sink, out: Out, state: &AppState) -> Result<(), u16> {
 async fn finish(mut sink: Sink, code: u16) {
     let reason = match code {
         CLOSE_TOO_BIG => "frame too large (limit 65536 bytes)",
+        crate::hub::CLOSE_SIGNED_OUT => "signed out",
         crate::hub::CLOSE_SLOW_CONSUMER => "too slow to keep up; reconnect and resume",
         CLOSE_RESTART => "server restarting; reconnect and resume",
         CLOSE_INTERNAL => "server error; reconnect and resume",

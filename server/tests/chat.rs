@@ -41,21 +41,30 @@ async fn every_member_sees_one_order_and_acks_come_after_commit() {
                 "ack" => {
                     acks += 1;
                     // Ack means durable: a separate connection already sees the row.
-                    let stored: i64 = sqlx::query_scalar("SELECT seq FROM messages WHERE client_id = ?")
-                        .bind(frame["client_id"].as_str().unwrap())
-                        .fetch_one(&db)
-                        .await
-                        .expect("acknowledged message is in the database");
+                    let stored: i64 =
+                        sqlx::query_scalar("SELECT seq FROM messages WHERE client_id = ?")
+                            .bind(frame["client_id"].as_str().unwrap())
+                            .fetch_one(&db)
+                            .await
+                            .expect("acknowledged message is in the database");
                     assert_eq!(stored, seq(&frame));
                 }
                 _ => {}
             }
         }
         let seqs: Vec<i64> = view.iter().map(|(s, _)| *s).collect();
-        assert_eq!(seqs, (1..=2 * EACH as i64).collect::<Vec<_>>(), "seq strictly increasing, no gap");
+        assert_eq!(
+            seqs,
+            (1..=2 * EACH as i64).collect::<Vec<_>>(),
+            "seq strictly increasing, no gap"
+        );
         // Each sender's own messages keep their sending order.
         for prefix in ["a", "b"] {
-            let mine: Vec<&str> = view.iter().filter(|(_, body)| body.starts_with(prefix)).map(|(_, b)| b.as_str()).collect();
+            let mine: Vec<&str> = view
+                .iter()
+                .filter(|(_, body)| body.starts_with(prefix))
+                .map(|(_, b)| b.as_str())
+                .collect();
             let sent: Vec<String> = (0..EACH).map(|i| format!("{prefix}{i}")).collect();
             assert_eq!(mine, sent);
         }
@@ -124,13 +133,24 @@ async fn presence_counts_a_user_once_across_tabs() {
     let mut a = app.ws(&ann).await;
     let presence = a.subscribe("general", None).await;
     assert_eq!(presence["users"].as_array().unwrap().len(), 1);
-    a.expect_where("system", |f| f["event"] == "joined" && f["user"]["name"] == "ann").await;
+    a.expect_where("system", |f| {
+        f["event"] == "joined" && f["user"]["name"] == "ann"
+    })
+    .await;
 
     let mut b1 = app.ws(&bob).await;
     let presence = b1.subscribe("general", None).await;
-    let names: Vec<&str> = presence["users"].as_array().unwrap().iter().map(|u| u["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = presence["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["ann", "bob"]);
-    a.expect_where("system", |f| f["event"] == "joined" && f["user"]["name"] == "bob").await;
+    a.expect_where("system", |f| {
+        f["event"] == "joined" && f["user"]["name"] == "bob"
+    })
+    .await;
 
     // A second tab of bob: still one bob, no new notice.
     let mut b2 = app.ws(&bob).await;
@@ -141,9 +161,13 @@ async fn presence_counts_a_user_once_across_tabs() {
     // Closing one tab is not leaving; closing the last one is.
     b2.socket.close(None).await.unwrap();
     a.expect_none("system", QUIET).await;
-    b1.send(json!({"type": "unsubscribe", "room": "general"})).await;
+    b1.send(json!({"type": "unsubscribe", "room": "general"}))
+        .await;
     let left = a.expect("system").await;
-    assert_eq!((left["event"].as_str(), left["user"]["name"].as_str()), (Some("left"), Some("bob")));
+    assert_eq!(
+        (left["event"].as_str(), left["user"]["name"].as_str()),
+        (Some("left"), Some("bob"))
+    );
 }
 
 #[tokio::test]
@@ -190,7 +214,12 @@ async fn bad_input_gets_an_error_and_the_connection_stays_usable() {
         assert_eq!(error["code"], code, "for {text}");
         assert!(!error["message"].as_str().unwrap().is_empty());
     }
-    a.socket.send(tokio_tungstenite::tungstenite::Message::binary(vec![1, 2, 3])).await.unwrap();
+    a.socket
+        .send(tokio_tungstenite::tungstenite::Message::binary(vec![
+            1, 2, 3,
+        ]))
+        .await
+        .unwrap();
     assert_eq!(a.expect("error").await["code"], "bad_frame");
 
     // Still usable, and nothing was stored.
@@ -198,7 +227,10 @@ async fn bad_input_gets_an_error_and_the_connection_stays_usable() {
     a.expect("pong").await;
     let id = a.say("general", &"é".repeat(4000)).await;
     assert_eq!(a.expect("ack").await["client_id"], id);
-    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages").fetch_one(&app.db().await).await.unwrap();
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages")
+        .fetch_one(&app.db().await)
+        .await
+        .unwrap();
     assert_eq!(stored, 1);
 }
 
@@ -226,15 +258,30 @@ async fn upgrades_need_a_session_and_an_allowed_origin() {
         Ok(_) => 101,
     };
     assert_eq!(status(app.try_ws(None, Some(&app.origin())).await), 401);
-    assert_eq!(status(app.try_ws(Some("chat_session=forged"), Some(&app.origin())).await), 401);
-    assert_eq!(status(app.try_ws(Some(&ann), Some("http://evil.example")).await), 403);
+    assert_eq!(
+        status(
+            app.try_ws(Some("chat_session=forged"), Some(&app.origin()))
+                .await
+        ),
+        401
+    );
+    assert_eq!(
+        status(app.try_ws(Some(&ann), Some("http://evil.example")).await),
+        403
+    );
     assert_eq!(status(app.try_ws(Some(&ann), None).await), 403);
-    assert_eq!(status(app.try_ws(Some(&ann), Some(&app.origin())).await), 101);
+    assert_eq!(
+        status(app.try_ws(Some(&ann), Some(&app.origin())).await),
+        101
+    );
 
     // After sign-out the session is gone.
     let (code, _, _) = app.call(Some(&ann), "sign_out", &[]).await;
     assert_eq!(code, 200);
-    assert_eq!(status(app.try_ws(Some(&ann), Some(&app.origin())).await), 401);
+    assert_eq!(
+        status(app.try_ws(Some(&ann), Some(&app.origin())).await),
+        401
+    );
 
     // Cross-site form posts are refused.
     let res = reqwest::Client::new()
@@ -252,7 +299,11 @@ async fn guest_names_are_validated() {
     let app = TestApp::spawn().await;
     for bad in ["", "   ", &"n".repeat(33)] {
         let (status, body, _) = app.call(None, "sign_in_guest", &[("name", bad)]).await;
-        assert_eq!((status, body["code"].as_str()), (422, Some("invalid_name")), "name {bad:?}");
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (422, Some("invalid_name")),
+            "name {bad:?}"
+        );
     }
     let cookie = app.sign_in(&format!("  {}  ", "n".repeat(32))).await;
     let mut ws = app.ws(&cookie).await;
@@ -281,14 +332,23 @@ async fn history_survives_a_restart_and_is_in_the_server_rendered_page() {
     assert!(html.contains("# general"), "room list rendered");
     // The latest 50 (11..=60), escaped as text; not the 10th.
     for i in 11..=60 {
-        assert!(html.contains(&format!("line &lt;{i}&gt;")), "message {i} in SSR HTML");
+        assert!(
+            html.contains(&format!("line &lt;{i}&gt;")),
+            "message {i} in SSR HTML"
+        );
     }
     assert!(!html.contains("line &lt;10&gt;"));
 
     let mut a = app.ws(&ann).await;
-    a.send(json!({"type": "history", "room": "general", "before": 11, "limit": 10})).await;
+    a.send(json!({"type": "history", "room": "general", "before": 11, "limit": 10}))
+        .await;
     let page = a.expect("history").await;
-    let seqs: Vec<i64> = page["messages"].as_array().unwrap().iter().map(seq).collect();
+    let seqs: Vec<i64> = page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(seq)
+        .collect();
     assert_eq!(seqs, (1..=10).collect::<Vec<_>>());
     assert_eq!(page["has_more"], false);
 
@@ -309,7 +369,8 @@ async fn subscribe_since_replays_what_was_missed_then_goes_live() {
         a.expect("ack").await;
     }
     let mut b = app.ws(&bob).await;
-    b.send(json!({"type": "subscribe", "room": "general", "since": 2})).await;
+    b.send(json!({"type": "subscribe", "room": "general", "since": 2}))
+        .await;
     a.say("general", "m6").await;
     let mut seqs = Vec::new();
     while seqs.len() < 4 {
@@ -327,19 +388,102 @@ async fn the_no_javascript_form_posts_through_the_same_pipeline() {
     b.subscribe("general", None).await;
     let id = uuid::Uuid::new_v4().to_string();
     let (status, body, _) = app
-        .call(Some(&ann), "post_message", &[("room", "general"), ("client_id", &id), ("body", "from a form")])
+        .call(
+            Some(&ann),
+            "post_message",
+            &[
+                ("room", "general"),
+                ("client_id", &id),
+                ("body", "from a form"),
+            ],
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["seq"], 1);
     let live = b.expect("message").await;
-    assert_eq!((live["body"].as_str(), live["author"]["name"].as_str()), (Some("from a form"), Some("ann")));
+    assert_eq!(
+        (live["body"].as_str(), live["author"]["name"].as_str()),
+        (Some("from a form"), Some("ann"))
+    );
 
     let (status, body, _) = app
-        .call(Some(&ann), "post_message", &[("room", "general"), ("client_id", &id), ("body", &"x".repeat(4001))])
+        .call(
+            Some(&ann),
+            "post_message",
+            &[
+                ("room", "general"),
+                ("client_id", &id),
+                ("body", &"x".repeat(4001)),
+            ],
+        )
         .await;
-    assert_eq!((status, body["code"].as_str()), (422, Some("body_too_long")));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (422, Some("body_too_long"))
+    );
     let (status, body, _) = app
-        .call(None, "post_message", &[("room", "general"), ("client_id", &id), ("body", "hi")])
+        .call(
+            None,
+            "post_message",
+            &[("room", "general"), ("client_id", &id), ("body", "hi")],
+        )
         .await;
     assert_eq!((status, body["code"].as_str()), (401, Some("unauthorized")));
+}
+
+#[tokio::test]
+async fn another_users_client_id_is_refused_not_acknowledged() {
+    let app = TestApp::spawn().await;
+    let (ann, bob) = (app.sign_in("ann").await, app.sign_in("bob").await);
+    let (mut a, mut b) = (app.ws(&ann).await, app.ws(&bob).await);
+    a.subscribe("general", None).await;
+    b.subscribe("general", None).await;
+    let id = a.say("general", "ann's").await;
+    a.expect("ack").await;
+    b.send(json!({"type": "send", "room": "general", "client_id": id, "body": "bob's"}))
+        .await;
+    let error = b.expect("error").await;
+    assert_eq!(
+        (error["code"].as_str(), error["client_id"].as_str()),
+        (Some("bad_client_id"), Some(id.as_str()))
+    );
+    // Over HTTP, a resend answers with what was stored the first time.
+    let (status, body, _) = app
+        .call(
+            Some(&ann),
+            "post_message",
+            &[("room", "general"), ("client_id", &id), ("body", "changed")],
+        )
+        .await;
+    assert_eq!(
+        (status, body["body"].as_str(), body["seq"].as_i64()),
+        (200, Some("ann's"), Some(1))
+    );
+}
+
+#[tokio::test]
+async fn subscribing_again_announces_nothing() {
+    let app = TestApp::spawn().await;
+    let (ann, bob) = (app.sign_in("ann").await, app.sign_in("bob").await);
+    let (mut a, mut b) = (app.ws(&ann).await, app.ws(&bob).await);
+    a.subscribe("general", None).await;
+    b.subscribe("general", None).await;
+    a.expect_where("system", |f| f["user"]["name"] == "bob")
+        .await;
+    let presence = b.subscribe("general", Some(0)).await;
+    assert_eq!(presence["users"].as_array().unwrap().len(), 2);
+    a.expect_none("system", QUIET).await;
+}
+
+#[tokio::test]
+async fn signing_out_closes_that_sessions_sockets() {
+    let app = TestApp::spawn().await;
+    let (ann, ann_elsewhere) = (app.sign_in("ann").await, app.sign_in("ann").await);
+    let (mut tab, mut other) = (app.ws(&ann).await, app.ws(&ann_elsewhere).await);
+    let (status, _, _) = app.call(Some(&ann), "sign_out", &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(tab.closed_with().await, 1008);
+    // Another session of the same person is unaffected.
+    other.send(json!({"type": "ping"})).await;
+    other.expect("pong").await;
 }

@@ -9,7 +9,7 @@ mod room;
 use crate::{
     api::{load_page, CreateRoom, PageData, SignInGuest, SignOut},
     client::{Chat, Status},
-    protocol::{MAX_ROOM_NAME_CHARS, MAX_DISPLAY_NAME_CHARS},
+    protocol::{MAX_DISPLAY_NAME_CHARS, MAX_ROOM_NAME_CHARS},
     room_href,
 };
 use leptos::prelude::*;
@@ -60,7 +60,11 @@ fn query_error() -> Signal<Option<String>> {
 /// The message to show for an action: its last failure, else the page's `?error=`.
 fn action_error<I, O>(action: ServerAction<I>) -> Signal<Option<String>>
 where
-    I: server_fn::ServerFn<Output = O, Error = crate::protocol::ApiError> + Clone + Send + Sync + 'static,
+    I: server_fn::ServerFn<Output = O, Error = crate::protocol::ApiError>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
     O: Clone + Send + Sync + 'static,
 {
     let from_query = query_error();

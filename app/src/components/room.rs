@@ -79,7 +79,11 @@ fn Line(item: Item) -> impl IntoView {
             failed,
             ..
         } => {
-            let class = if failed.is_some() { "msg failed" } else { "msg pending" };
+            let class = if failed.is_some() {
+                "msg failed"
+            } else {
+                "msg pending"
+            };
             view! {
                 <li class=class>
                     <span class="author">{author.name}</span>
@@ -92,7 +96,9 @@ fn Line(item: Item) -> impl IntoView {
             }
             .into_any()
         }
-        Item::Notice { user, event, ts, .. } => {
+        Item::Notice {
+            user, event, ts, ..
+        } => {
             let text = match event {
                 SystemEvent::Joined => format!("{user} joined"),
                 SystemEvent::Left => format!("{user} left"),
@@ -123,7 +129,11 @@ fn Time(ts: i64) -> impl IntoView {
 
 fn utc_hhmm(ts: i64) -> String {
     let minutes = ts.div_euclid(60_000);
-    format!("{:02}:{:02} UTC", minutes.div_euclid(60).rem_euclid(24), minutes.rem_euclid(60))
+    format!(
+        "{:02}:{:02} UTC",
+        minutes.div_euclid(60).rem_euclid(24),
+        minutes.rem_euclid(60)
+    )
 }
 
 #[cfg(feature = "hydrate")]

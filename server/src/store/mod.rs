@@ -61,7 +61,14 @@ pub struct Committed {
     pub ts: i64,
     /// The `client_id` was already stored: this is the original message,
     /// which must be acknowledged again but not delivered again.
-    pub duplicate: bool,
+    pub duplicate: Option<Original>,
+}
+
+/// What was stored first under a repeated `client_id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Original {
+    pub author_id: i64,
+    pub body: String,
 }
 
 /// A stored message with its author.

@@ -6,7 +6,7 @@
 //! fsync per commit, which the batch committer spreads over every message
 //! that arrived while the previous batch was being written.
 
-use super::{Committed, NewMessage, Result, RoomRow, Store, StoreError, StoredMessage};
+use super::{Committed, NewMessage, Original, Result, RoomRow, Store, StoreError, StoredMessage};
 use app::protocol::UserInfo;
 use async_trait::async_trait;
 use sqlx::{
@@ -68,12 +68,13 @@ fn is_unique_violation(err: &sqlx::Error) -> bool {
 #[async_trait]
 impl Store for SqliteStore {
     async fn create_guest(&self, name: &str, now: i64) -> Result<UserInfo> {
-        let id: i64 =
-            sqlx::query_scalar("INSERT INTO users (name, kind, created_at) VALUES (?, 'guest', ?) RETURNING id")
-                .bind(name)
-                .bind(now)
-                .fetch_one(&self.pool)
-                .await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO users (name, kind, created_at) VALUES (?, 'guest', ?) RETURNING id",
+        )
+        .bind(name)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
         Ok(UserInfo {
             id,
             name: name.to_owned(),
@@ -196,21 +197,23 @@ impl Store for SqliteStore {
                     id,
                     seq,
                     ts: m.ts,
-                    duplicate: false,
+                    duplicate: None,
                 },
                 None => {
-                    let (id, seq, ts): (i64, i64, i64) = sqlx::query_as(
-                        "SELECT id, seq, created_at FROM messages WHERE room_id = ? AND client_id = ?",
-                    )
-                    .bind(m.room_id)
-                    .bind(&m.client_id)
-                    .fetch_one(&mut *tx)
-                    .await?;
+                    let (id, seq, ts, author_id, body): (i64, i64, i64, i64, String) =
+                        sqlx::query_as(
+                            "SELECT id, seq, created_at, author_id, body FROM messages
+                         WHERE room_id = ? AND client_id = ?",
+                        )
+                        .bind(m.room_id)
+                        .bind(&m.client_id)
+                        .fetch_one(&mut *tx)
+                        .await?;
                     Committed {
                         id,
                         seq,
                         ts,
-                        duplicate: true,
+                        duplicate: Some(Original { author_id, body }),
                     }
                 }
             };

@@ -117,7 +117,12 @@ impl TestApp {
     }
 
     /// Calls a server function with a form body; returns (status, JSON body).
-    pub async fn call(&self, cookie: Option<&str>, endpoint: &str, form: &[(&str, &str)]) -> (u16, Value, reqwest::header::HeaderMap) {
+    pub async fn call(
+        &self,
+        cookie: Option<&str>,
+        endpoint: &str,
+        form: &[(&str, &str)],
+    ) -> (u16, Value, reqwest::header::HeaderMap) {
         let mut req = reqwest::Client::new()
             .post(self.url(&format!("/api/{endpoint}")))
             .header("Origin", self.origin())
@@ -129,7 +134,11 @@ impl TestApp {
         let status = res.status().as_u16();
         let headers = res.headers().clone();
         let text = res.text().await.expect("body");
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)), headers)
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+            headers,
+        )
     }
 
     /// Signs in a guest; returns the `Cookie` header value.
@@ -146,7 +155,9 @@ impl TestApp {
 
     /// Creates a room through the server function.
     pub async fn create_room(&self, cookie: &str, name: &str) -> (u16, Value) {
-        let (status, body, _) = self.call(Some(cookie), "create_room", &[("name", name)]).await;
+        let (status, body, _) = self
+            .call(Some(cookie), "create_room", &[("name", name)])
+            .await;
         (status, body)
     }
 
@@ -165,20 +176,31 @@ impl TestApp {
 
     /// Opens a WebSocket as the session in `cookie`, reads `hello` and `rooms`.
     pub async fn ws(&self, cookie: &str) -> Client {
-        let mut client = self.try_ws(Some(cookie), Some(&self.origin())).await.expect("upgrade");
+        let mut client = self
+            .try_ws(Some(cookie), Some(&self.origin()))
+            .await
+            .expect("upgrade");
         client.expect("hello").await;
         client.expect("rooms").await;
         client
     }
 
     /// Attempts an upgrade with the given cookie and Origin.
-    pub async fn try_ws(&self, cookie: Option<&str>, origin: Option<&str>) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
+    pub async fn try_ws(
+        &self,
+        cookie: Option<&str>,
+        origin: Option<&str>,
+    ) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
         let mut request = format!("ws://{}/ws", self.addr).into_client_request()?;
         if let Some(cookie) = cookie {
-            request.headers_mut().insert("Cookie", HeaderValue::from_str(cookie).unwrap());
+            request
+                .headers_mut()
+                .insert("Cookie", HeaderValue::from_str(cookie).unwrap());
         }
         if let Some(origin) = origin {
-            request.headers_mut().insert("Origin", HeaderValue::from_str(origin).unwrap());
+            request
+                .headers_mut()
+                .insert("Origin", HeaderValue::from_str(origin).unwrap());
         }
         let (socket, _) = tokio_tungstenite::connect_async(request).await?;
         Ok(Client { socket })
@@ -268,21 +290,26 @@ impl Client {
 
     /// Subscribes and waits for the room's presence frame.
     pub async fn subscribe(&mut self, room: &str, since: Option<i64>) -> Value {
-        self.send(json!({"type": "subscribe", "room": room, "since": since})).await;
+        self.send(json!({"type": "subscribe", "room": room, "since": since}))
+            .await;
         self.expect("presence").await
     }
 
     /// Sends a message with a fresh client id; returns the id.
     pub async fn say(&mut self, room: &str, body: &str) -> String {
         let client_id = uuid::Uuid::new_v4().to_string();
-        self.send(json!({"type": "send", "room": room, "client_id": client_id, "body": body})).await;
+        self.send(json!({"type": "send", "room": room, "client_id": client_id, "body": body}))
+            .await;
         client_id
     }
 
     /// Waits for the close frame; returns its code.
     pub async fn closed_with(&mut self) -> u16 {
         loop {
-            match tokio::time::timeout(WAIT, self.socket.next()).await.expect("timed out waiting for close") {
+            match tokio::time::timeout(WAIT, self.socket.next())
+                .await
+                .expect("timed out waiting for close")
+            {
                 Some(Ok(Message::Close(Some(frame)))) => return frame.code.into(),
                 Some(Ok(Message::Close(None))) | None => return 1005,
                 Some(Ok(_)) => continue,

@@ -1,0 +1,52 @@
+# Two commands for a fresh machine (Rust and npm present):
+#   make run   - install what is missing, build, serve http://127.0.0.1:3000 (SQLite in ./data)
+#   make test  - everything: formatting, lints, Rust tests and the Playwright suite
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := run
+
+CARGO_LEPTOS_VERSION := 0.3.10
+# The wasm-bindgen CLI must match the library version in Cargo.lock exactly.
+WASM_BINDGEN_VERSION := $(shell sed -n '/^name = "wasm-bindgen"$$/{n;s/^version = "\(.*\)"/\1/p;q}' Cargo.lock)
+E2E_DB := target/e2e/chat.db
+APT_UPDATED := target/.apt-updated
+
+.PHONY: run test deps browser-deps e2e-deps lint unit e2e clean-e2e
+
+## Toolchain pieces the build needs, each installed only when missing.
+deps:
+	@rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+	@command -v cargo-leptos >/dev/null && cargo leptos --version | grep -q "$(CARGO_LEPTOS_VERSION)" \
+		|| cargo install cargo-leptos@$(CARGO_LEPTOS_VERSION) --locked --features no_downloads
+	@command -v wasm-bindgen >/dev/null && wasm-bindgen --version | grep -q "$(WASM_BINDGEN_VERSION)" \
+		|| cargo install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION)
+
+run: deps
+	mkdir -p data
+	cargo leptos serve
+
+## Debian's Chromium for Playwright (browsers cannot be downloaded by Playwright here).
+browser-deps:
+	@command -v chromium >/dev/null || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
+
+e2e-deps: browser-deps
+	@[ -x end2end/node_modules/.bin/playwright ] || (cd end2end && npm ci --no-audit --no-fund)
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy -p app -p server --all-targets -- -D warnings
+	cargo clippy -p frontend --target wasm32-unknown-unknown -- -D warnings
+
+unit:
+	cargo test -p app -p server
+
+# cargo-leptos builds the site, starts the server on a throwaway database and
+# runs Playwright against it.
+e2e: e2e-deps
+	rm -f $(E2E_DB) $(E2E_DB)-wal $(E2E_DB)-shm
+	mkdir -p $(dir $(E2E_DB))
+	DATABASE_URL=sqlite://$(E2E_DB) cargo leptos end-to-end
+
+test: deps lint unit e2e
