@@ -11,6 +11,7 @@ const baseURL = process.env.PLAYWRIGHT_BASE_URL ?? 'http://127.0.0.1:3000';
 
 export default defineConfig({
   testDir: './tests',
+  globalSetup: './global-setup.ts',
   // The database persists between tests and runs; tests use unique names
   // but run one at a time so live (WebSocket) assertions are not disturbed.
   fullyParallel: false,
