@@ -82,30 +82,23 @@ impl RoomState {
         }
         self.last_seq.set(message.seq);
         self.items.update(|items| {
-            let pending = items.iter().position(
-                |i| matches!(i, Item::Pending { client_id, .. } if *client_id == message.client_id),
+            // Our own message replaces its pending line. Committed messages
+            // go before the pending ones, which stay at the end until acked.
+            items.retain(
+                |i| !matches!(i, Item::Pending { client_id, .. } if *client_id == message.client_id),
             );
-            match pending {
-                // Our own message: it takes its place in seq order at the end,
-                // where a pending line already sits.
-                Some(at) => {
-                    items.remove(at);
-                    let first_pending = items
-                        .iter()
-                        .position(|i| matches!(i, Item::Pending { .. }))
-                        .unwrap_or(items.len());
-                    items.insert(first_pending, Item::Message(message));
-                }
-                None => {
-                    let first_pending = items
-                        .iter()
-                        .position(|i| matches!(i, Item::Pending { .. }))
-                        .unwrap_or(items.len());
-                    items.insert(first_pending, Item::Message(message));
-                }
-            }
+            let at = first_pending(items);
+            items.insert(at, Item::Message(message));
         });
     }
+}
+
+/// Where committed lines end and this tab's pending ones begin.
+fn first_pending(items: &[Item]) -> usize {
+    items
+        .iter()
+        .position(|i| matches!(i, Item::Pending { .. }))
+        .unwrap_or(items.len())
 }
 
 /// The page's chat client. `Copy`: every field is an arena handle.
@@ -278,10 +271,7 @@ impl Chat {
                     let key = self.notice_seq.get_value() + 1;
                     self.notice_seq.set_value(key);
                     state.items.update(|items| {
-                        let at = items
-                            .iter()
-                            .position(|i| matches!(i, Item::Pending { .. }))
-                            .unwrap_or(items.len());
+                        let at = first_pending(items);
                         items.insert(
                             at,
                             Item::Notice {

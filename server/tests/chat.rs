@@ -487,3 +487,77 @@ async fn signing_out_closes_that_sessions_sockets() {
     other.send(json!({"type": "ping"})).await;
     other.expect("pong").await;
 }
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_closed_and_stalls_no_one() {
+    let app = TestApp::spawn().await;
+    let (ann, bob, cat) = (
+        app.sign_in("ann").await,
+        app.sign_in("bob").await,
+        app.sign_in("cat").await,
+    );
+    let (mut sender, mut reader, mut stalled) =
+        (app.ws(&ann).await, app.ws(&bob).await, app.ws(&cat).await);
+    sender.subscribe("general", None).await;
+    reader.subscribe("general", None).await;
+    stalled.subscribe("general", None).await;
+
+    // Far more than the stalled client's queue plus both kernels' socket
+    // buffers can hold: its queue must overflow.
+    const COUNT: usize = 3000;
+    let body = "x".repeat(4000);
+    // The sender reads its acks as it goes (a sender that never read would
+    // itself be a slow consumer).
+    let drive = async {
+        for _ in 0..COUNT / 100 {
+            for _ in 0..100 {
+                sender.say("general", &body).await;
+            }
+            for _ in 0..100 {
+                sender.expect("ack").await;
+            }
+        }
+    };
+    // The reading member gets every message, in order, while the other stalls.
+    let read = async {
+        for expected in 1..=COUNT as i64 {
+            assert_eq!(seq(&reader.expect("message").await), expected);
+        }
+    };
+    tokio::join!(drive, read);
+
+    // When the stalled client finally reads, it finds what fit, then a close
+    // telling it to resume.
+    let mut last = 0;
+    let code = loop {
+        use futures::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        match tokio::time::timeout(common::WAIT, stalled.socket.next())
+            .await
+            .expect("frames or close")
+        {
+            Some(Ok(Message::Text(text))) => {
+                let frame: Value = serde_json::from_str(&text).unwrap();
+                if frame["type"] == "message" {
+                    assert_eq!(seq(&frame), last + 1, "what was delivered has no gap");
+                    last = seq(&frame);
+                }
+            }
+            Some(Ok(Message::Close(Some(close)))) => break u16::from(close.code),
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert_eq!(code, 1013);
+    assert!(
+        last < COUNT as i64,
+        "the stalled client was cut off before the end"
+    );
+    // It resumes from where it stopped, with nothing missing.
+    let mut resumed = app.ws(&cat).await;
+    resumed
+        .send(json!({"type": "subscribe", "room": "general", "since": last}))
+        .await;
+    for expected in last + 1..=COUNT as i64 {
+        assert_eq!(seq(&resumed.expect("message").await), expected);
+    }
+}
