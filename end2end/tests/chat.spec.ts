@@ -413,4 +413,37 @@ test.describe('chat', () => {
     await expect(signInName(page)).toBeVisible();
     await expect(me(page)).toHaveCount(0);
   });
+
+  test('without JavaScript, one can still sign in, read and post, and others see it live', async ({ browser }) => {
+    const nora = unique('Nora');
+    const live = await browser.newContext();
+    const watcher = await live.newPage();
+    await signIn(watcher, unique('Walt'));
+    await watcher.goto('/rooms/general');
+    await expectLive(watcher);
+
+    const plain = await browser.newContext({ javaScriptEnabled: false });
+    const page = await plain.newPage();
+    await page.goto('/');
+    // A plain form post comes back with the error on the page.
+    await signInName(page).fill('   ');
+    await signInButton(page).click();
+    await expect(signInError(page)).toHaveText('Display name cannot be empty.');
+    await signInName(page).fill(nora);
+    await signInButton(page).click();
+    await expect(me(page)).toHaveText(nora);
+
+    await page.goto('/rooms/general');
+    const body = `posted without JavaScript ${RUN}`;
+    await page.locator('form.composer textarea[name="body"]').fill(body);
+    await page.getByRole('button', { name: 'Send' }).click();
+    // Back on the room page, rendered by the server with the new message.
+    await expect(committedBodies(page).last()).toHaveText(body);
+    await expect(committed(page).last().locator('.author')).toHaveText(nora);
+    // And the hydrated page of someone else got it live.
+    await expect(committedBodies(watcher).last()).toHaveText(body);
+
+    await plain.close();
+    await live.close();
+  });
 });

@@ -148,6 +148,13 @@ fn Layout(
 fn RoomList(create: ServerAction<CreateRoom>) -> impl IntoView {
     let chat = expect_context::<Chat>();
     let error = action_error(create);
+    let input = NodeRef::<leptos::html::Input>::new();
+    // A created room opens; clear the field for the next one.
+    Effect::new(move || {
+        if let (Some(Ok(_)), Some(input)) = (create.value().get(), input.get_untracked()) {
+            input.set_value("");
+        }
+    });
     view! {
         <nav class="rooms" aria-label="Rooms">
             <h2>"Rooms"</h2>
@@ -163,6 +170,7 @@ fn RoomList(create: ServerAction<CreateRoom>) -> impl IntoView {
             <label for="new-room">"New room"</label>
             <input
                 id="new-room"
+                node_ref=input
                 name="name"
                 placeholder=format!("1–{MAX_ROOM_NAME_CHARS} characters")
             />
