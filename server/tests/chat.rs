@@ -17,10 +17,8 @@ fn seq(frame: &Value) -> i64 {
 #[tokio::test]
 async fn every_member_sees_one_order_and_acks_come_after_commit() {
     let app = TestApp::spawn().await;
-    let (ann, bob) = (app.sign_in("ann").await, app.sign_in("bob").await);
-    let (mut a, mut b) = (app.ws(&ann).await, app.ws(&bob).await);
-    a.subscribe("general", None).await;
-    b.subscribe("general", None).await;
+    let (_, mut a) = app.member("ann").await;
+    let (_, mut b) = app.member("bob").await;
 
     // Both send concurrently, interleaving in the room.
     const EACH: usize = 40;
@@ -76,10 +74,8 @@ async fn every_member_sees_one_order_and_acks_come_after_commit() {
 #[tokio::test]
 async fn a_resent_message_is_acknowledged_again_and_stored_once() {
     let app = TestApp::spawn().await;
-    let (ann, bob) = (app.sign_in("ann").await, app.sign_in("bob").await);
-    let (mut a, mut b) = (app.ws(&ann).await, app.ws(&bob).await);
-    a.subscribe("general", None).await;
-    b.subscribe("general", None).await;
+    let (ann, mut a) = app.member("ann").await;
+    let (_, mut b) = app.member("bob").await;
 
     let client_id = uuid::Uuid::new_v4().to_string();
     let send = json!({"type": "send", "room": "general", "client_id": client_id, "body": "once"});
@@ -223,8 +219,7 @@ async fn bad_input_gets_an_error_and_the_connection_stays_usable() {
     assert_eq!(a.expect("error").await["code"], "bad_frame");
 
     // Still usable, and nothing was stored.
-    a.send(json!({"type": "ping"})).await;
-    a.expect("pong").await;
+    a.assert_alive().await;
     let id = a.say("general", &"é".repeat(4000)).await;
     assert_eq!(a.expect("ack").await["client_id"], id);
     let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages")
@@ -243,8 +238,7 @@ async fn an_oversized_frame_closes_with_1009() {
     assert_eq!(a.closed_with().await, 1009);
     // The server is unharmed.
     let mut again = app.ws(&ann).await;
-    again.send(json!({"type": "ping"})).await;
-    again.expect("pong").await;
+    again.assert_alive().await;
 }
 
 #[tokio::test]
@@ -307,8 +301,7 @@ async fn guest_names_are_validated() {
     }
     let cookie = app.sign_in(&format!("  {}  ", "n".repeat(32))).await;
     let mut ws = app.ws(&cookie).await;
-    ws.send(json!({"type": "ping"})).await;
-    ws.expect("pong").await;
+    ws.assert_alive().await;
 }
 
 #[tokio::test]
@@ -434,10 +427,8 @@ async fn the_no_javascript_form_posts_through_the_same_pipeline() {
 #[tokio::test]
 async fn another_users_client_id_is_refused_not_acknowledged() {
     let app = TestApp::spawn().await;
-    let (ann, bob) = (app.sign_in("ann").await, app.sign_in("bob").await);
-    let (mut a, mut b) = (app.ws(&ann).await, app.ws(&bob).await);
-    a.subscribe("general", None).await;
-    b.subscribe("general", None).await;
+    let (ann, mut a) = app.member("ann").await;
+    let (_, mut b) = app.member("bob").await;
     let id = a.say("general", "ann's").await;
     a.expect("ack").await;
     b.send(json!({"type": "send", "room": "general", "client_id": id, "body": "bob's"}))
@@ -464,10 +455,8 @@ async fn another_users_client_id_is_refused_not_acknowledged() {
 #[tokio::test]
 async fn subscribing_again_announces_nothing() {
     let app = TestApp::spawn().await;
-    let (ann, bob) = (app.sign_in("ann").await, app.sign_in("bob").await);
-    let (mut a, mut b) = (app.ws(&ann).await, app.ws(&bob).await);
-    a.subscribe("general", None).await;
-    b.subscribe("general", None).await;
+    let (_, mut a) = app.member("ann").await;
+    let (_, mut b) = app.member("bob").await;
     a.expect_where("system", |f| f["user"]["name"] == "bob")
         .await;
     let presence = b.subscribe("general", Some(0)).await;
@@ -484,8 +473,7 @@ async fn signing_out_closes_that_sessions_sockets() {
     assert_eq!(status, 200);
     assert_eq!(tab.closed_with().await, 1008);
     // Another session of the same person is unaffected.
-    other.send(json!({"type": "ping"})).await;
-    other.expect("pong").await;
+    other.assert_alive().await;
 }
 
 #[tokio::test]

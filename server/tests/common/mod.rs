@@ -185,6 +185,14 @@ impl TestApp {
         client
     }
 
+    /// Signs in `name`, connects and joins `general`: a member ready to talk.
+    pub async fn member(&self, name: &str) -> (String, Client) {
+        let cookie = self.sign_in(name).await;
+        let mut client = self.ws(&cookie).await;
+        client.subscribe("general", None).await;
+        (cookie, client)
+    }
+
     /// Attempts an upgrade with the given cookie and Origin.
     pub async fn try_ws(
         &self,
@@ -286,6 +294,12 @@ impl Client {
                 Ok(other) => panic!("socket ended: {other:?}"),
             }
         }
+    }
+
+    /// Asserts the connection still answers.
+    pub async fn assert_alive(&mut self) {
+        self.send(json!({"type": "ping"})).await;
+        self.expect("pong").await;
     }
 
     /// Subscribes and waits for the room's presence frame.
