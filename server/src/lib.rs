@@ -66,6 +66,22 @@ pub fn unavailable(err: store::StoreError) -> ApiError {
     )
 }
 
+/// Deletes expired sessions once an hour (expired ones are already refused;
+/// this only keeps the table small).
+async fn purge_sessions(store: SharedStore, shutdown: CancellationToken) {
+    let mut every = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            _ = every.tick() => match store.purge_sessions(now_ms()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(sessions = n, "expired sessions purged"),
+                Err(err) => tracing::warn!(cause = %err, "session purge failed"),
+            },
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
+
 /// Serves on `listener` until `shutdown` resolves, then shuts down gracefully:
 /// stops accepting, closes every WebSocket with 1012 (clients reconnect and
 /// resume), and commits every message already accepted.
@@ -88,6 +104,7 @@ pub async fn run(
         shutdown: CancellationToken::new(),
         tasks: TaskTracker::new(),
     };
+    tokio::spawn(purge_sessions(state.store.clone(), state.shutdown.clone()));
     let app = http::router(state.clone());
     tracing::info!(addr = %listener.local_addr()?, "listening");
     let token = state.shutdown.clone();

@@ -549,3 +549,27 @@ async fn a_client_that_stops_reading_is_closed_and_stalls_no_one() {
         assert_eq!(seq(&resumed.expect("message").await), expected);
     }
 }
+
+#[tokio::test]
+async fn an_expired_session_is_refused_and_purged() {
+    let app = TestApp::spawn().await;
+    let ann = app.sign_in("ann").await;
+    let db = app.db().await;
+    sqlx::query("UPDATE sessions SET expires_at = 1")
+        .execute(&db)
+        .await
+        .unwrap();
+    let refused = app.try_ws(Some(&ann), Some(&app.origin())).await;
+    assert!(
+        matches!(refused, Err(tokio_tungstenite::tungstenite::Error::Http(ref r)) if r.status() == 401)
+    );
+    // The page asks the expired user to sign in again.
+    assert!(app
+        .page(&ann, "/rooms/general")
+        .await
+        .contains("Sign in as guest"));
+    let store = server::store::open(&format!("sqlite://{}", app.db_path.display()))
+        .await
+        .unwrap();
+    assert_eq!(store.purge_sessions(server::now_ms()).await.unwrap(), 1);
+}

@@ -113,6 +113,8 @@ pub trait Store: Send + Sync + 'static {
     async fn session_user(&self, token_hash: &[u8], now: i64) -> Result<Option<UserInfo>>;
     /// Ends a session.
     async fn delete_session(&self, token_hash: &[u8]) -> Result<()>;
+    /// Deletes sessions that expired before `now`; returns how many.
+    async fn purge_sessions(&self, now: i64) -> Result<u64>;
     /// Creates a room; [`StoreError::Conflict`] when `name_key` is taken.
     async fn create_room(&self, name: &str, name_key: &str, by: i64, now: i64) -> Result<RoomRow>;
     /// Every room with its last `seq`, oldest first.
