@@ -63,6 +63,8 @@ pub struct RoomState {
     pub online: RwSignal<Vec<UserInfo>>,
     /// Highest `seq` seen: the resume cursor.
     pub last_seq: RwSignal<i64>,
+    /// Others typing here, with when the notice lapses (ms since the epoch).
+    pub typing: RwSignal<Vec<(UserInfo, f64)>>,
 }
 
 impl RoomState {
@@ -73,6 +75,7 @@ impl RoomState {
             items: RwSignal::new(messages.into_iter().map(Item::Message).collect()),
             online: RwSignal::new(online),
             last_seq: RwSignal::new(last_seq),
+            typing: RwSignal::new(Vec::new()),
         }
     }
 
@@ -81,6 +84,13 @@ impl RoomState {
             return; // already shown (replay overlap or duplicate delivery)
         }
         self.last_seq.set(message.seq);
+        let author = message.author.id;
+        if self
+            .typing
+            .with_untracked(|t| t.iter().any(|(u, _)| u.id == author))
+        {
+            self.typing.update(|t| t.retain(|(u, _)| u.id != author));
+        }
         self.items.update(|items| {
             // Our own message replaces its pending line. Committed messages
             // go before the pending ones, which stay at the end until acked.
@@ -91,6 +101,32 @@ impl RoomState {
             items.insert(at, Item::Message(message));
         });
     }
+}
+
+/// How often a typing tab says so, and how long others show it.
+const TYPING_RESEND_MS: f64 = 2500.0;
+const TYPING_SHOWN_MS: f64 = 4000.0;
+
+fn now_ms() -> f64 {
+    #[cfg(feature = "hydrate")]
+    return js_sys::Date::now();
+    #[cfg(not(feature = "hydrate"))]
+    return 0.0;
+}
+
+/// Drops lapsed typing notices once the newest one has lapsed.
+fn expire_typing_later(state: RoomState) {
+    #[cfg(feature = "hydrate")]
+    gloo_timers::callback::Timeout::new(TYPING_SHOWN_MS as u32 + 50, move || {
+        let now = now_ms();
+        // The room may be gone (navigated away): try_update is a no-op then.
+        state
+            .typing
+            .try_update(|typing| typing.retain(|(_, until)| *until > now));
+    })
+    .forget();
+    #[cfg(not(feature = "hydrate"))]
+    let _ = state;
 }
 
 /// Where committed lines end and this tab's pending ones begin.
@@ -116,6 +152,8 @@ pub struct Chat {
     /// Sends not yet acknowledged, resent on reconnect: (room, client_id, body).
     outbox: RwSignal<Vec<(String, String, String)>>,
     notice_seq: StoredValue<u64>,
+    /// When this tab last said it was typing (ms), to send it at most every few seconds.
+    typing_sent: StoredValue<f64>,
     #[cfg(feature = "hydrate")]
     conn: StoredValue<Option<live::Conn>, LocalStorage>,
 }
@@ -137,6 +175,7 @@ impl Chat {
             notice: RwSignal::new(None),
             outbox: RwSignal::new(Vec::new()),
             notice_seq: StoredValue::new(0),
+            typing_sent: StoredValue::new(0.0),
             #[cfg(feature = "hydrate")]
             conn: StoredValue::new_local(None),
         }
@@ -201,6 +240,20 @@ impl Chat {
             body,
         });
         Ok(())
+    }
+
+    /// Tells the open room that this user is typing (throttled).
+    pub fn typing(&self) {
+        let now = now_ms();
+        if now - self.typing_sent.get_value() < TYPING_RESEND_MS {
+            return;
+        }
+        if let Some(room) = self.active.get_untracked() {
+            self.typing_sent.set_value(now);
+            self.send_frame(&ClientFrame::Typing {
+                room: room.name.get_untracked(),
+            });
+        }
     }
 
     /// Applies one frame from the server to the state.
@@ -292,7 +345,20 @@ impl Chat {
                     }
                 }
             }),
-            ServerFrame::History { .. } | ServerFrame::Typing { .. } | ServerFrame::Pong => {}
+            ServerFrame::Typing { room, user } => {
+                let mine = self
+                    .me
+                    .with_untracked(|me| me.as_ref().is_some_and(|m| m.id == user.id));
+                if let (Some(state), false) = (is_active(&room), mine) {
+                    let until = now_ms() + TYPING_SHOWN_MS;
+                    state.typing.update(|typing| {
+                        typing.retain(|(u, _)| u.id != user.id);
+                        typing.push((user, until));
+                    });
+                    expire_typing_later(state);
+                }
+            }
+            ServerFrame::History { .. } | ServerFrame::Pong => {}
         }
     }
 

@@ -446,4 +446,26 @@ test.describe('chat', () => {
     await plain.close();
     await live.close();
   });
+
+  test('typing shows for the others, and clears when the message arrives', async ({ browser }) => {
+    const [tia, uma] = [unique('Tia'), unique('Uma')];
+    const room = unique('Typing');
+    const a = await person(browser, tia);
+    await createRoom(a.page, room);
+    const b = await person(browser, uma);
+    await b.page.goto(roomPath(room));
+    await expectLive(b.page);
+    await expectOnline(a.page, [tia, uma]);
+
+    await composer(a.page).pressSequentially('hel');
+    await expect(b.page.locator('p.typing')).toHaveText(`${tia} is typing…`);
+    await expect(a.page.locator('p.typing')).toHaveText('');
+    await composer(a.page).pressSequentially('lo');
+    await composer(a.page).press('Enter');
+    await expect(committedBodies(b.page).last()).toHaveText('hello');
+    await expect(b.page.locator('p.typing')).toHaveText('');
+
+    await a.context.close();
+    await b.context.close();
+  });
 });

@@ -3,7 +3,7 @@
 use crate::{
     api::RoomPage,
     client::{Chat, Item, RoomState},
-    protocol::{SystemEvent, MAX_BODY_CHARS},
+    protocol::{SystemEvent, UserInfo, MAX_BODY_CHARS},
 };
 use leptos::{html, prelude::*};
 
@@ -25,6 +25,7 @@ pub fn RoomPane(room: RoomPage) -> impl IntoView {
                 <h1>{format!("# {name}")}</h1>
             </header>
             <MessageList state />
+            <p class="typing" aria-live="polite">{move || typing_text(&state.typing.get())}</p>
             <Composer name=name.clone() />
         </main>
         <aside class="online" aria-label="Online">
@@ -59,6 +60,16 @@ fn MessageList(state: RoomState) -> impl IntoView {
                 <Line item />
             </For>
         </ol>
+    }
+}
+
+/// "Ann is typing…", "Ann and Bob are typing…", "Several people are typing…".
+fn typing_text(typing: &[(UserInfo, f64)]) -> String {
+    match typing {
+        [] => String::new(),
+        [(a, _)] => format!("{} is typing…", a.name),
+        [(a, _), (b, _)] => format!("{} and {} are typing…", a.name, b.name),
+        _ => "Several people are typing…".to_owned(),
     }
 }
 
@@ -190,6 +201,7 @@ fn Composer(name: String) -> impl IntoView {
                     }
                 }
                 on:input=move |_| {
+                    chat.typing();
                     if error.get_untracked().is_some() {
                         let len = text.get().map(|a| a.value().chars().count()).unwrap_or(0);
                         if len <= MAX_BODY_CHARS {
