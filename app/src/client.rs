@@ -49,7 +49,11 @@ impl Item {
     pub fn key(&self) -> String {
         match self {
             Item::Message(m) => format!("m{}", m.seq),
-            Item::Pending { client_id, .. } => format!("p{client_id}"),
+            // `<For>` re-renders a line only when its key changes: a
+            // pending line that fails (or is retried) must change key.
+            Item::Pending {
+                client_id, failed, ..
+            } => format!("p{client_id}{}", if failed.is_some() { "!" } else { "" }),
             Item::Notice { key, .. } => format!("n{key}"),
         }
     }
@@ -240,6 +244,39 @@ impl Chat {
             body,
         });
         Ok(())
+    }
+
+    /// Sends a refused message again, with its original `client_id` (so it
+    /// can never be stored twice).
+    pub fn retry(&self, client_id: &str) {
+        let Some(room) = self.active.get_untracked() else {
+            return;
+        };
+        let mut body = None;
+        room.items.update(|items| {
+            for item in items.iter_mut() {
+                if let Item::Pending {
+                    client_id: id,
+                    body: text,
+                    failed,
+                    ..
+                } = item
+                {
+                    if id == client_id && failed.take().is_some() {
+                        body = Some(text.clone());
+                    }
+                }
+            }
+        });
+        let Some(body) = body else { return };
+        let name = room.name.get_untracked();
+        self.outbox
+            .update(|o| o.push((name.clone(), client_id.to_owned(), body.clone())));
+        self.send_frame(&ClientFrame::Send {
+            room: name,
+            client_id: client_id.to_owned(),
+            body,
+        });
     }
 
     /// Tells the open room that this user is typing (throttled).

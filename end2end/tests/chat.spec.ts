@@ -1,4 +1,6 @@
 import { test, expect, type Browser, type BrowserContext, type Page } from '@playwright/test';
+import { spawn } from 'node:child_process';
+import * as path from 'node:path';
 
 /*
  * User stories for the chat app, driven through a real browser.
@@ -467,5 +469,39 @@ test.describe('chat', () => {
 
     await a.context.close();
     await b.context.close();
+  });
+
+  test('a message the database cannot take shows as not sent, and Retry delivers it once', async ({ page }) => {
+    // The server under test was started by `make e2e` on this database file.
+    const url = process.env.DATABASE_URL ?? '';
+    test.skip(!url.startsWith('sqlite://'), 'needs the SQLite file of the server under test');
+    const db = path.resolve('..', url.slice('sqlite://'.length));
+
+    const vic = unique('Vic');
+    await signIn(page, vic);
+    const room = unique('Outage');
+    await createRoom(page, room);
+
+    // Another process holds the write lock longer than the server waits for it.
+    const locker = spawn('python3', ['-c',
+      'import sqlite3,sys,time\n' +
+      'c=sqlite3.connect(sys.argv[1], isolation_level=None)\n' +
+      'c.execute("BEGIN EXCLUSIVE"); print("locked", flush=True); time.sleep(7); c.execute("ROLLBACK")',
+      db]);
+    const exited = new Promise((resolve) => locker.on('exit', resolve));
+    await new Promise<void>((resolve) => locker.stdout.once('data', () => resolve()));
+
+    await send(page, 'held back');
+    const failed = page.locator('ol.messages li.msg.failed');
+    await expect(failed.locator('p.body')).toHaveText('held back', { timeout: 15_000 });
+    await expect(failed.locator('p.error')).toContainText('could not be stored');
+    await exited;
+
+    await failed.getByRole('button', { name: 'Retry' }).click();
+    await expect(committedBodies(page)).toHaveText(['held back']);
+    await expect(page.locator('ol.messages li.msg.failed, ol.messages li.msg.pending')).toHaveCount(0);
+    // Stored once: a reload (server-rendered from the store) shows it once.
+    await page.reload();
+    await expect(committedBodies(page)).toHaveText(['held back']);
   });
 });

@@ -6,6 +6,7 @@ mod common;
 use common::TestApp;
 use futures::SinkExt;
 use serde_json::{json, Value};
+use sqlx::Connection;
 use std::time::Duration;
 
 const QUIET: Duration = Duration::from_millis(300);
@@ -572,4 +573,32 @@ async fn an_expired_session_is_refused_and_purged() {
         .await
         .unwrap();
     assert_eq!(store.purge_sessions(server::now_ms()).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn a_database_that_cannot_be_written_gets_a_clear_error_and_a_retry_succeeds() {
+    let app = TestApp::spawn().await;
+    let (_, mut a) = app.member("ann").await;
+    // Another process holds the write lock past the server's busy timeout.
+    let mut blocker =
+        sqlx::SqliteConnection::connect(&format!("sqlite://{}", app.db_path.display()))
+            .await
+            .unwrap();
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut blocker)
+        .await
+        .unwrap();
+    let client_id = a.say("general", "kept by the client").await;
+    let error = a.expect("error").await;
+    assert_eq!(
+        (error["code"].as_str(), error["client_id"].as_str()),
+        (Some("unavailable"), Some(client_id.as_str()))
+    );
+    a.assert_alive().await;
+
+    // Once the database is back, the same send is stored, once.
+    sqlx::query("ROLLBACK").execute(&mut blocker).await.unwrap();
+    a.send(json!({"type": "send", "room": "general", "client_id": client_id, "body": "kept by the client"}))
+        .await;
+    assert_eq!(a.expect("ack").await["seq"], 1);
 }

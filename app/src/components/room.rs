@@ -85,11 +85,12 @@ fn Line(item: Item) -> impl IntoView {
         }
         .into_any(),
         Item::Pending {
+            client_id,
             author,
             body,
             failed,
-            ..
         } => {
+            let chat = expect_context::<Chat>();
             let class = if failed.is_some() {
                 "msg failed"
             } else {
@@ -102,7 +103,21 @@ fn Line(item: Item) -> impl IntoView {
                         {if failed.is_some() { "not sent" } else { "sending…" }}
                     </span>
                     <p class="body">{body}</p>
-                    {failed.map(|why| view! { <p class="error" role="alert">{why}</p> })}
+                    {failed
+                        .map(|why| {
+                            view! {
+                                <p class="error" role="alert">
+                                    {why} " "
+                                    <button
+                                        type="button"
+                                        class="retry"
+                                        on:click=move |_| chat.retry(&client_id)
+                                    >
+                                        "Retry"
+                                    </button>
+                                </p>
+                            }
+                        })}
                 </li>
             }
             .into_any()
