@@ -28,6 +28,11 @@ pub struct Config {
     #[arg(long, env = "CHAT_SESSION_HOURS", default_value_t = 24 * 30)]
     pub session_hours: i64,
 
+    /// Seconds between WebSocket pings. A connection silent for two
+    /// intervals (plus a second) is closed as dead, and leaves presence.
+    #[arg(long, env = "CHAT_WS_PING_SECS", default_value_t = 30)]
+    pub ws_ping_secs: u64,
+
     /// Directory with the built site (WASM, JS, CSS, assets).
     #[arg(long, env = "LEPTOS_SITE_ROOT", default_value = "target/site")]
     pub site_root: String,

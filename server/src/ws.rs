@@ -30,6 +30,7 @@ const REPLAY_PAGE: u32 = 500;
 
 /// Close codes.
 const CLOSE_NORMAL: u16 = 1000;
+const CLOSE_GONE: u16 = 1001;
 const CLOSE_TOO_BIG: u16 = 1009;
 const CLOSE_INTERNAL: u16 = 1011;
 const CLOSE_RESTART: u16 = 1012;
@@ -110,7 +111,20 @@ struct Session {
 
 impl Session {
     async fn read_loop(&mut self, mut stream: futures::stream::SplitStream<WebSocket>) {
-        while let Some(message) = stream.next().await {
+        // The writer pings every interval and a live peer always answers, so
+        // this much silence means the peer is gone (sleep, lost network).
+        let ping = Duration::from_secs(self.state.config.ws_ping_secs.max(1));
+        let silence = ping * 2 + Duration::from_secs(1);
+        loop {
+            let message = match tokio::time::timeout(silence, stream.next()).await {
+                Ok(Some(message)) => message,
+                Ok(None) => return,
+                Err(_) => {
+                    tracing::info!(conn = self.conn.id, "peer silent; closing");
+                    self.conn.kick(CLOSE_GONE);
+                    return;
+                }
+            };
             match message {
                 Ok(Message::Text(text)) => self.handle_text(&text).await,
                 Ok(Message::Binary(_)) => {
@@ -298,11 +312,19 @@ async fn write_loop(
     conn: Arc<Conn>,
     state: AppState,
 ) {
+    let every = Duration::from_secs(state.config.ws_ping_secs.max(1));
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     let close = loop {
         let first = tokio::select! {
             biased;
             code = conn.kicked() => break code,
             () = state.shutdown.cancelled() => break CLOSE_RESTART,
+            _ = ping.tick() => {
+                if sink.send(Message::Ping(bytes::Bytes::new())).await.is_err() {
+                    return;
+                }
+                continue;
+            }
             out = queue.recv() => match out {
                 Some(out) => out,
                 None => break CLOSE_NORMAL,
@@ -364,6 +386,7 @@ async fn write(sink: &mut Sink, out: Out, state: &AppState) -> Result<(), u16> {
 async fn finish(mut sink: Sink, code: u16) {
     let reason = match code {
         CLOSE_TOO_BIG => "frame too large (limit 65536 bytes)",
+        CLOSE_GONE => "no answer to pings",
         crate::hub::CLOSE_SIGNED_OUT => "signed out",
         crate::hub::CLOSE_SLOW_CONSUMER => "too slow to keep up; reconnect and resume",
         CLOSE_RESTART => "server restarting; reconnect and resume",

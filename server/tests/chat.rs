@@ -602,3 +602,35 @@ async fn a_database_that_cannot_be_written_gets_a_clear_error_and_a_retry_succee
         .await;
     assert_eq!(a.expect("ack").await["seq"], 1);
 }
+
+#[tokio::test]
+async fn a_peer_that_stops_answering_pings_is_closed_and_leaves() {
+    let app = TestApp::spawn_with(|config| config.ws_ping_secs = 1).await;
+    let (_, mut a) = app.member("ann").await;
+    let (_, mut gone) = app.member("bob").await;
+    a.expect_where("system", |f| f["user"]["name"] == "bob")
+        .await;
+    // Ann keeps reading (and so answers pings); Bob's side goes silent.
+    let left = a.expect_where("system", |f| f["event"] == "left").await;
+    assert_eq!(left["user"]["name"], "bob");
+    // Its close frame (1001) may be unreadable: reading makes the client
+    // answer the pings it ignored, on a socket the server has closed.
+    let closed = tokio::time::timeout(common::WAIT, async {
+        use futures::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        loop {
+            match gone.socket.next().await {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return None,
+            }
+        }
+    })
+    .await
+    .expect("the server closed the silent connection");
+    assert!(
+        matches!(closed, Some(1001) | None),
+        "closed with {closed:?}"
+    );
+    a.assert_alive().await;
+}

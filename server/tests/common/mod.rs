@@ -49,12 +49,25 @@ impl TestApp {
         app
     }
 
+    /// A server on a new database, with `tweak` applied to its configuration.
+    pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut app = Self::start(dir.path().join("chat.db"), tweak).await;
+        app._dir = Some(dir);
+        app
+    }
+
     /// A server on the database at `db_path` (kept as it is).
     pub async fn spawn_on(db_path: PathBuf) -> Self {
+        Self::start(db_path, |_| {}).await
+    }
+
+    async fn start(db_path: PathBuf, tweak: impl FnOnce(&mut Config)) -> Self {
         init_tracing();
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let config = Config::for_test(addr, &format!("sqlite://{}", db_path.display()));
+        let mut config = Config::for_test(addr, &format!("sqlite://{}", db_path.display()));
+        tweak(&mut config);
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server::run(listener, config, async {
             let _ = stopped.await;
