@@ -441,7 +441,10 @@ impl Chat {
 mod live {
     use super::*;
     use futures::{channel::mpsc, SinkExt, StreamExt};
-    use gloo_net::websocket::{futures::WebSocket, Message};
+    use gloo_net::websocket::{futures::WebSocket, Message, WebSocketError};
+
+    /// Close code the server uses when the connection's session has ended.
+    const SIGNED_OUT: u16 = 1008;
     use std::{cell::Cell, rc::Rc};
 
     /// A running connection loop: the writer side of the current socket and
@@ -524,9 +527,22 @@ mod live {
                     let _ = sink.close().await;
                 };
                 let reader = async {
-                    while let Some(Ok(message)) = stream.next().await {
-                        let Message::Text(text) = message else {
-                            continue;
+                    while let Some(message) = stream.next().await {
+                        let text = match message {
+                            Ok(Message::Text(text)) => text,
+                            Ok(Message::Bytes(_)) => continue,
+                            Err(WebSocketError::ConnectionClose(close))
+                                if close.code == SIGNED_OUT =>
+                            {
+                                // This session was signed out (maybe in another
+                                // tab): show the sign-in page instead of retrying.
+                                stopped.set(true);
+                                if let Some(window) = web_sys::window() {
+                                    let _ = window.location().set_href("/");
+                                }
+                                break;
+                            }
+                            Err(_) => break,
                         };
                         match serde_json::from_str::<ServerFrame>(&text) {
                             Ok(frame) => {

@@ -504,4 +504,20 @@ test.describe('chat', () => {
     await page.reload();
     await expect(committedBodies(page)).toHaveText(['held back']);
   });
+
+  test('signing out in one tab signs out the other tabs too', async ({ browser }) => {
+    const wes = unique('Wes');
+    const { context, page: first } = await person(browser, wes);
+    const second = await context.newPage();
+    await second.goto('/rooms/general');
+    await expectLive(second);
+    await expectLive(first);
+
+    await first.getByRole('button', { name: 'Sign out' }).click();
+    await expect(signInName(first)).toBeVisible();
+    // The other tab's socket is closed as signed out, and it shows sign-in.
+    await expect(signInName(second)).toBeVisible();
+    await expect(me(second)).toHaveCount(0);
+    await context.close();
+  });
 });
