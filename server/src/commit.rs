@@ -10,6 +10,7 @@
 
 use crate::{
     hub::{encode, Conn, Hub, Out, Room},
+    metrics::{self, METRICS},
     store::{NewMessage, SharedStore},
 };
 use app::protocol::{ApiError, ChatMessage, ErrorCode, ServerFrame, UserInfo};
@@ -112,11 +113,14 @@ async fn commit(store: &SharedStore, hub: &Hub, batch: &mut Vec<SendRequest>) {
         .collect();
     let started = std::time::Instant::now();
     let result = store.commit(&rows).await;
-    tracing::debug!(
-        size = rows.len(),
-        elapsed_us = started.elapsed().as_micros() as u64,
-        "batch committed"
-    );
+    let micros = started.elapsed().as_micros() as u64;
+    metrics::add(&METRICS.commit_batches, 1);
+    metrics::add(&METRICS.commit_micros, micros);
+    match &result {
+        Ok(_) => metrics::add(&METRICS.messages_committed, rows.len() as u64),
+        Err(_) => metrics::add(&METRICS.commit_failures, 1),
+    }
+    tracing::debug!(size = rows.len(), elapsed_us = micros, "batch committed");
     match result {
         Ok(committed) => {
             for (request, done) in batch.drain(..).zip(committed) {

@@ -25,6 +25,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ws", get(ws::upgrade))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .leptos_routes_with_context(&state, routes, context.clone(), move || {
             shell(options.clone())
         })
@@ -49,6 +50,18 @@ async fn readyz(State(state): State<AppState>) -> Response {
             (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
         }
     }
+}
+
+/// `/metrics`: Prometheus text format.
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        crate::metrics::render(state.hub.connections(), state.hub.rooms().len()),
+    )
+        .into_response()
 }
 
 /// Refuses state-changing requests sent by pages of another origin (CSRF).

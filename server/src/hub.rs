@@ -12,7 +12,10 @@
 //! whose queue is full is dropped from live fan-out and closed with a reason
 //! (1013), and resumes from the store when it reconnects.
 
-use crate::store::RoomRow;
+use crate::{
+    metrics::{self, METRICS},
+    store::RoomRow,
+};
 use app::protocol::{RoomInfo, ServerFrame, SystemEvent, UserInfo};
 use axum::extract::ws::Utf8Bytes;
 use dashmap::DashMap;
@@ -75,6 +78,7 @@ impl Conn {
         match self.tx.try_send(out) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
+                metrics::add(&METRICS.slow_consumer_drops, 1);
                 self.kick(CLOSE_SLOW_CONSUMER);
                 false
             }
@@ -168,6 +172,7 @@ impl Room {
     fn deliver(live: &mut Live, frame: &Utf8Bytes) {
         live.subs
             .retain(|conn| conn.push(Out::Frame(frame.clone())));
+        metrics::add(&METRICS.deliveries, live.subs.len() as u64);
     }
 }
 
@@ -249,6 +254,7 @@ impl Hub {
             kick_code: AtomicU16::new(0),
         });
         self.inner.conns.insert(conn.id, conn.clone());
+        metrics::add(&METRICS.connections_opened, 1);
         (conn, rx)
     }
 

@@ -10,6 +10,7 @@
 //!   durable before anyone is told about them.
 //! - [`store`]: the `Store` trait and its SQLite implementation.
 //! - [`auth`]: sessions and Origin checks.
+//! - [`metrics`]: counters served at `/metrics`.
 //! - [`backend`]: the server side of the app's server functions.
 
 pub mod auth;
@@ -18,6 +19,7 @@ pub mod commit;
 pub mod config;
 pub mod http;
 pub mod hub;
+pub mod metrics;
 pub mod store;
 pub mod ws;
 

@@ -634,3 +634,70 @@ async fn a_peer_that_stops_answering_pings_is_closed_and_leaves() {
     );
     a.assert_alive().await;
 }
+
+#[tokio::test]
+async fn metrics_count_what_happened() {
+    let app = TestApp::spawn().await;
+    let (_, mut a) = app.member("ann").await;
+    a.say("general", "counted").await;
+    a.expect("ack").await;
+    let text = reqwest::get(app.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} missing from /metrics"))
+            .parse()
+            .unwrap()
+    };
+    // Gauges are this server's; counters are process-wide (tests share it).
+    assert_eq!(value("chat_connections"), 1);
+    assert_eq!(value("chat_rooms"), 1);
+    assert!(value("chat_messages_committed_total") >= 1);
+    assert!(value("chat_commit_batches_total") >= 1);
+    assert!(value("chat_deliveries_total") >= 1);
+}
+
+#[tokio::test]
+async fn shutdown_closes_sockets_with_1012_after_committing() {
+    let app = TestApp::spawn().await;
+    let (_, mut a) = app.member("ann").await;
+    let id = a.say("general", "in flight at shutdown").await;
+    let stopping = tokio::spawn(app.shutdown());
+    // Whatever happens first, the message is acknowledged or the socket
+    // closes with 1012; either way a message that was acked is stored.
+    let mut acked = false;
+    let code = loop {
+        use futures::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        match tokio::time::timeout(common::WAIT, a.socket.next())
+            .await
+            .expect("close")
+        {
+            Some(Ok(Message::Text(text))) => {
+                let frame: Value = serde_json::from_str(&text).unwrap();
+                acked |= frame["type"] == "ack" && frame["client_id"] == id;
+            }
+            Some(Ok(Message::Close(Some(close)))) => break u16::from(close.code),
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    let (db_path, _dir) = stopping.await.unwrap();
+    assert_eq!(code, 1012);
+    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", db_path.display()))
+        .await
+        .unwrap();
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE client_id = ?")
+        .bind(&id)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert!(
+        stored == 1 || !acked,
+        "an acknowledged message must be stored"
+    );
+}

@@ -95,15 +95,16 @@ impl TestApp {
         panic!("server did not become ready");
     }
 
-    /// Stops the server gracefully and waits until it has.
-    pub async fn shutdown(mut self) -> PathBuf {
+    /// Stops the server gracefully and waits until it has; returns the
+    /// database path and the directory keeping it (deleted when dropped).
+    pub async fn shutdown(mut self) -> (PathBuf, Option<tempfile::TempDir>) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
         if let Some(task) = self.task.take() {
             task.await.expect("server task").expect("server run");
         }
-        self.db_path.clone()
+        (std::mem::take(&mut self.db_path), self._dir.take())
     }
 
     /// Stops the server, keeping its temp directory alive for a restart.
