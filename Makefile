@@ -47,6 +47,9 @@ unit:
 e2e: e2e-deps
 	rm -f $(E2E_DB) $(E2E_DB)-wal $(E2E_DB)-shm
 	mkdir -p $(dir $(E2E_DB))
-	DATABASE_URL=sqlite://$(E2E_DB) cargo leptos end-to-end
+	set -o pipefail; DATABASE_URL=sqlite://$(E2E_DB) cargo leptos end-to-end 2>&1 | tee target/e2e/run.log
+	@passed=$$(grep -oE '^ +[0-9]+ passed' target/e2e/run.log | tail -1 | tr -dc 0-9); \
+	 failed=$$(grep -oE '^ +[0-9]+ failed' target/e2e/run.log | tail -1 | tr -dc 0-9); \
+	 echo "playwright: $${passed:-0} passed, $${failed:-0} failed"
 
 test: deps lint unit e2e
