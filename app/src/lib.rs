@@ -85,37 +85,15 @@ pub fn percent_encode(s: &str) -> String {
     out
 }
 
-/// Decodes `%XX` escapes; invalid escapes and invalid UTF-8 are kept as they are.
-pub fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-            if let Some(b) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8(out).unwrap_or_else(|_| s.to_owned())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn percent_round_trip() {
-        for s in ["Team Chat", "100%", "ünï/cödé?#&", "", "%zz"] {
-            assert_eq!(percent_decode(&percent_encode(s)), s);
-        }
-        assert_eq!(percent_decode("a%2"), "a%2");
-        assert_eq!(percent_decode("%41%42"), "AB");
+    fn room_paths_escape_everything_but_unreserved() {
         assert_eq!(room_href("a b"), "/rooms/a%20b");
+        assert_eq!(room_href("100%"), "/rooms/100%25");
+        assert_eq!(room_href("ünï/?#&"), "/rooms/%C3%BCn%C3%AF%2F%3F%23%26");
+        assert_eq!(room_href("a-b_c.d~e"), "/rooms/a-b_c.d~e");
     }
 }

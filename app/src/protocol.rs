@@ -228,11 +228,20 @@ pub fn validate_display_name(name: &str) -> Result<String, ApiError> {
 /// Checks a room name and returns it trimmed.
 pub fn validate_room_name(name: &str) -> Result<String, ApiError> {
     let name = validate_name(name, MAX_ROOM_NAME_CHARS, "Room name")?;
-    // Room names appear in URLs (/rooms/<name>); a slash would split the path.
-    if name.contains('/') {
+    // Room names appear in URLs (/rooms/<name>): a slash would split the
+    // path, browsers resolve "." and ".." segments away, and leptos_router
+    // percent-decodes a path parameter twice when rendering on the server,
+    // so a '%' could name another room after a reload.
+    if let Some(c) = name.chars().find(|c| matches!(c, '/' | '%')) {
         return Err(ApiError::new(
             ErrorCode::InvalidName,
-            "Room name cannot contain '/'.",
+            format!("Room name cannot contain '{c}'."),
+        ));
+    }
+    if name.chars().all(|c| c == '.') {
+        return Err(ApiError::new(
+            ErrorCode::InvalidName,
+            "Room name cannot be only dots.",
         ));
     }
     Ok(name)
@@ -349,6 +358,10 @@ mod tests {
         assert!(validate_room_name(&"r".repeat(64)).is_ok());
         assert!(validate_room_name(&"r".repeat(65)).is_err());
         assert!(validate_room_name("a/b").is_err());
+        assert!(validate_room_name("..").is_err());
+        assert!(validate_room_name("50% off").is_err());
+        assert!(validate_room_name("...").is_err());
+        assert!(validate_room_name("a.b").is_ok());
     }
 
     #[test]

@@ -520,4 +520,31 @@ test.describe('chat', () => {
     await expect(me(second)).toHaveCount(0);
     await context.close();
   });
+
+  test('a room name with URL characters opens by link, by reload, and live', async ({ browser }) => {
+    const room = `Q&A #1 ? ü ${RUN}`;
+    const [xia, yan] = [unique('Xia'), unique('Yan')];
+    const a = await person(browser, xia);
+    await createRoom(a.page, room);
+    await send(a.page, 'odd name, same room');
+
+    const b = await person(browser, yan);
+    await roomLink(b.page, room).click(); // client-side navigation
+    await expect(pane(b.page, room)).toBeVisible();
+    await expect(committedBodies(b.page)).toHaveText(['odd name, same room']);
+    await b.page.reload(); // server-side rendering of the same URL
+    await expect(pane(b.page, room)).toBeVisible();
+    await expect(committedBodies(b.page)).toHaveText(['odd name, same room']);
+    await expectLive(b.page);
+    await send(b.page, 'and live');
+    await expect(committedBodies(a.page).last()).toHaveText('and live');
+
+    // '%' is refused with a reason (see validate_room_name).
+    await a.page.locator('input#new-room').fill('50% off');
+    await a.page.locator('form.create-room').getByRole('button', { name: 'Create' }).click();
+    await expect(createRoomError(a.page)).toHaveText("Room name cannot contain '%'.");
+
+    await a.context.close();
+    await b.context.close();
+  });
 });

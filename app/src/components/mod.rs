@@ -23,7 +23,8 @@ pub use room::RoomPane;
 #[component]
 pub fn ChatPage() -> impl IntoView {
     let params = use_params_map();
-    let room = move || params.with(|p| p.get("name").map(|n| crate::percent_decode(&n)));
+    // The router hands over the segment already percent-decoded.
+    let room = move || params.with(|p| p.get("name"));
     let sign_in = ServerAction::<SignInGuest>::new();
     let sign_out = ServerAction::<SignOut>::new();
     let create = ServerAction::<CreateRoom>::new();
