@@ -547,4 +547,25 @@ test.describe('chat', () => {
     await a.context.close();
     await b.context.close();
   });
+
+  test('pages hydrate without errors or panics', async ({ page }) => {
+    const problems: string[] = [];
+    page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
+    page.on('console', (m) => {
+      if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) problems.push(m.text());
+    });
+    await openSignedOut(page);
+    await signIn(page, unique('Hal'));
+    await page.goto('/rooms/general');
+    await expectLive(page);
+    await send(page, 'hydrated');
+    await page.reload();
+    await expectLive(page);
+    await roomLink(page, 'general').click();
+    await page.goto('/rooms/no-such-room');
+    await expect(page.getByRole('alert')).toContainText('There is no room named');
+    await page.goto('/no/such/page');
+    await expect(page.getByRole('heading', { name: 'Not found' })).toBeVisible();
+    expect(problems).toEqual([]);
+  });
 });
