@@ -91,15 +91,7 @@ mod ssr {
     /// The session token from the request's cookie, if any.
     pub fn session_token() -> Option<String> {
         let parts = use_context::<Parts>()?;
-        parts
-            .headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|pair| pair.trim().split_once('='))
-            .find(|(name, _)| *name == crate::protocol::SESSION_COOKIE)
-            .map(|(_, value)| value.to_owned())
+        super::session_cookie(&parts.headers).map(str::to_owned)
     }
 
     pub fn set_cookie(value: &str) {
@@ -152,6 +144,20 @@ mod ssr {
 
 #[cfg(feature = "ssr")]
 pub use ssr::SharedBackend;
+
+/// The session token in a request's `Cookie` headers (shared with the
+/// server's WebSocket upgrade, so both read the cookie the same way).
+#[cfg(feature = "ssr")]
+pub fn session_cookie(headers: &http::HeaderMap) -> Option<&str> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == crate::protocol::SESSION_COOKIE)
+        .map(|(_, value)| value)
+}
 
 /// Loads what a page shows: the user, the rooms, and a room's latest history.
 #[server(endpoint = "page")]

@@ -23,14 +23,7 @@ pub fn token_hash(token: &str) -> [u8; 32] {
 
 /// The session token in a request's `Cookie` headers.
 pub fn session_token(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == SESSION_COOKIE)
-        .map(|(_, value)| value)
+    app::api::session_cookie(headers)
 }
 
 /// The user of a session token, if the session exists and has not expired.
@@ -41,17 +34,6 @@ pub async fn user_for_token(
     store
         .session_user(&token_hash(token), crate::now_ms())
         .await
-}
-
-/// The user of the request's session cookie.
-pub async fn user_from_headers(
-    store: &SharedStore,
-    headers: &HeaderMap,
-) -> Result<Option<UserInfo>, StoreError> {
-    match session_token(headers) {
-        Some(token) => user_for_token(store, token).await,
-        None => Ok(None),
-    }
 }
 
 /// The `Set-Cookie` value for a session (or one that clears it).
@@ -73,11 +55,16 @@ pub fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
         return false;
     };
+    trusted_origin(headers, origin, allowed)
+}
+
+/// Whether `origin` is the server's own (matching `Host`) or one of `allowed`.
+pub fn trusted_origin(headers: &HeaderMap, origin: &str, allowed: &[String]) -> bool {
     same_origin(headers, origin) || allowed.iter().any(|a| a.eq_ignore_ascii_case(origin))
 }
 
 /// Whether `origin` (`scheme://host[:port]`) names the host the request was sent to.
-pub fn same_origin(headers: &HeaderMap, origin: &str) -> bool {
+fn same_origin(headers: &HeaderMap, origin: &str) -> bool {
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
     let origin_host = origin
         .strip_prefix("http://")

@@ -75,13 +75,7 @@ async fn same_origin_posts(
     if request.method() != Method::GET && request.method() != Method::HEAD {
         if let Some(origin) = request.headers().get(axum::http::header::ORIGIN) {
             let origin = origin.to_str().unwrap_or_default();
-            let allowed = auth::same_origin(request.headers(), origin)
-                || state
-                    .config
-                    .allowed_origins
-                    .iter()
-                    .any(|a| a.eq_ignore_ascii_case(origin));
-            if !allowed {
+            if !auth::trusted_origin(request.headers(), origin, &state.config.allowed_origins) {
                 return (StatusCode::FORBIDDEN, "Cross-origin request refused").into_response();
             }
         }

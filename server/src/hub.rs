@@ -128,6 +128,15 @@ struct Live {
     online: HashMap<i64, (UserInfo, u32)>,
 }
 
+impl Live {
+    /// Online users, by name then id.
+    fn online_users(&self) -> Vec<UserInfo> {
+        let mut users: Vec<UserInfo> = self.online.values().map(|(u, _)| u.clone()).collect();
+        users.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+        users
+    }
+}
+
 impl Room {
     fn new(row: &RoomRow) -> Self {
         Self {
@@ -158,14 +167,7 @@ impl Room {
 
     /// Users online in the room.
     pub fn online(&self) -> Vec<UserInfo> {
-        let mut users: Vec<UserInfo> = self
-            .live()
-            .online
-            .values()
-            .map(|(u, _)| u.clone())
-            .collect();
-        users.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
-        users
+        self.live().online_users()
     }
 
     /// Sends a shared frame to every subscriber; drops the ones too slow to take it.
@@ -299,11 +301,9 @@ impl Hub {
             entry.1 += 1;
         }
         let first = entry.1 == 1 && !resubscribe;
-        let mut users: Vec<UserInfo> = live.online.values().map(|(u, _)| u.clone()).collect();
-        users.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
         conn.push(Out::Frame(encode(&ServerFrame::Presence {
             room: room.name.to_string(),
-            users,
+            users: live.online_users(),
         })));
         if first {
             let frame = encode(&ServerFrame::System {
