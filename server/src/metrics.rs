@@ -37,61 +37,65 @@ pub fn add(counter: &AtomicU64, n: u64) {
 /// Renders every counter plus the given gauges.
 pub fn render(connections: usize, rooms: usize) -> String {
     let m = &METRICS;
+    let gauges = [
+        (
+            "chat_connections",
+            "Open WebSocket connections.",
+            connections as u64,
+        ),
+        ("chat_rooms", "Rooms.", rooms as u64),
+    ];
+    let counters = [
+        (
+            "chat_connections_opened_total",
+            "WebSocket connections accepted.",
+            &m.connections_opened,
+        ),
+        (
+            "chat_messages_committed_total",
+            "Messages durably stored.",
+            &m.messages_committed,
+        ),
+        (
+            "chat_commit_batches_total",
+            "Commit transactions.",
+            &m.commit_batches,
+        ),
+        (
+            "chat_commit_failures_total",
+            "Commit transactions that failed.",
+            &m.commit_failures,
+        ),
+        (
+            "chat_commit_microseconds_total",
+            "Time spent committing, in microseconds.",
+            &m.commit_micros,
+        ),
+        (
+            "chat_deliveries_total",
+            "Frames queued for delivery to subscribers.",
+            &m.deliveries,
+        ),
+        (
+            "chat_slow_consumer_drops_total",
+            "Connections closed because their queue was full.",
+            &m.slow_consumer_drops,
+        ),
+    ];
     let mut out = String::new();
-    let mut line = |name: &str, kind: &str, help: &str, value: u64| {
+    let rows = gauges
+        .into_iter()
+        .map(|(name, help, value)| (name, "gauge", help, value))
+        .chain(
+            counters
+                .into_iter()
+                .map(|(name, help, counter)| (name, "counter", help, counter.load(Relaxed))),
+        );
+    for (name, kind, help, value) in rows {
         let _ = writeln!(
             out,
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
         );
-    };
-    line(
-        "chat_connections",
-        "gauge",
-        "Open WebSocket connections.",
-        connections as u64,
-    );
-    line("chat_rooms", "gauge", "Rooms.", rooms as u64);
-    line(
-        "chat_connections_opened_total",
-        "counter",
-        "WebSocket connections accepted.",
-        m.connections_opened.load(Relaxed),
-    );
-    line(
-        "chat_messages_committed_total",
-        "counter",
-        "Messages durably stored.",
-        m.messages_committed.load(Relaxed),
-    );
-    line(
-        "chat_commit_batches_total",
-        "counter",
-        "Commit transactions.",
-        m.commit_batches.load(Relaxed),
-    );
-    line(
-        "chat_commit_failures_total",
-        "counter",
-        "Commit transactions that failed.",
-        m.commit_failures.load(Relaxed),
-    );
-    line(
-        "chat_commit_microseconds_total",
-        "counter",
-        "Time spent committing, in microseconds.",
-        m.commit_micros.load(Relaxed),
-    );
-    line(
-        "chat_deliveries_total",
-        "counter",
-        "Frames queued for delivery to subscribers.",
-        m.deliveries.load(Relaxed),
-    );
-    line(
-        "chat_slow_consumer_drops_total",
-        "counter",
-        "Connections closed because their queue was full.",
-        m.slow_consumer_drops.load(Relaxed),
-    );
+    }
     out
 }
