@@ -168,6 +168,8 @@ pub enum ErrorCode {
     InvalidName,
     /// A room with that name (ignoring case) exists already.
     RoomExists,
+    /// Too many requests of this kind; slow down.
+    RateLimited,
     /// The server cannot reach its store right now; retry later.
     Unavailable,
     /// Anything else; the server logged it.
@@ -187,6 +189,7 @@ impl ErrorCode {
             ErrorCode::Forbidden | ErrorCode::NotJoined => 403,
             ErrorCode::UnknownRoom => 404,
             ErrorCode::RoomExists => 409,
+            ErrorCode::RateLimited => 429,
             ErrorCode::Unavailable => 503,
             ErrorCode::Internal => 500,
         }

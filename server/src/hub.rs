@@ -277,12 +277,16 @@ impl Hub {
     /// (subscribing again only replays and resends presence).
     /// The new subscriber gets the room's presence; the room hears that the
     /// user joined if this is their first connection in it.
-    pub fn subscribe(&self, room: &Arc<Room>, conn: &Arc<Conn>, since: Option<i64>) {
+    ///
+    /// `again` says whether this connection already holds a subscription
+    /// (counted in presence): the caller knows, even when fan-out has since
+    /// dropped the connection as too slow.
+    pub fn subscribe(&self, room: &Arc<Room>, conn: &Arc<Conn>, since: Option<i64>, again: bool) {
         let mut live = room.live();
-        let resubscribe = live.subs.iter().any(|c| c.id == conn.id);
-        if !resubscribe {
+        if !live.subs.iter().any(|c| c.id == conn.id) {
             live.subs.push(conn.clone());
         }
+        let resubscribe = again;
         if let Some(since) = since {
             let after = since.max(0);
             if after < live.last_seq {

@@ -20,11 +20,19 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use futures::{stream::SplitSink, SinkExt, StreamExt};
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 use tokio::sync::mpsc;
 
 /// Frames the writer sends before one flush (one syscall for a burst).
 const MAX_COALESCE: usize = 256;
+/// Longest a burst of writes may take before the peer counts as gone.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest the close handshake may take.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Messages per store read while replaying.
 const REPLAY_PAGE: u32 = 500;
 
@@ -66,6 +74,14 @@ async fn connection(socket: WebSocket, state: AppState, user: UserInfo, session:
     let (conn, queue) = state.hub.connect(user, session);
     let (sink, stream) = socket.split();
     let mut writer = tokio::spawn(write_loop(sink, queue, conn.clone(), state.clone()));
+    // A sign-out between the upgrade's check and `connect` would have missed
+    // this connection: check again now that it is registered.
+    if !matches!(
+        state.store.session_user(&session, crate::now_ms()).await,
+        Ok(Some(_))
+    ) {
+        conn.kick(crate::hub::CLOSE_SIGNED_OUT);
+    }
 
     conn.reply(&ServerFrame::Hello {
         protocol: PROTOCOL_VERSION,
@@ -81,6 +97,8 @@ async fn connection(socket: WebSocket, state: AppState, user: UserInfo, session:
         conn: conn.clone(),
         state: state.clone(),
         rooms: HashMap::new(),
+        typed_at: None,
+        churn: (Instant::now(), 0),
     };
     let writer_done = tokio::select! {
         () = session.read_loop(stream) => false,
@@ -107,7 +125,18 @@ struct Session {
     state: AppState,
     /// Joined rooms by id.
     rooms: HashMap<i64, Arc<Room>>,
+    /// When a `typing` frame was last relayed (at most one a second).
+    typed_at: Option<Instant>,
+    /// Subscribes and unsubscribes in the current window: each one notifies
+    /// a whole room, so a loop of them must not flood everyone else.
+    churn: (Instant, u32),
 }
+
+/// Subscribes and unsubscribes allowed per connection per window.
+const CHURN_LIMIT: u32 = 30;
+const CHURN_WINDOW: Duration = Duration::from_secs(10);
+/// Least time between two relayed `typing` frames of one connection.
+const TYPING_EVERY: Duration = Duration::from_secs(1);
 
 impl Session {
     async fn read_loop(&mut self, mut stream: futures::stream::SplitStream<WebSocket>) {
@@ -162,11 +191,19 @@ impl Session {
                     .await;
             }
         };
+        if matches!(
+            frame,
+            ClientFrame::Subscribe { .. } | ClientFrame::Unsubscribe { .. }
+        ) {
+            if let Err(err) = self.count_churn() {
+                return self.error(err).await;
+            }
+        }
         match frame {
             ClientFrame::Subscribe { room, since } => match self.state.hub.room(&room) {
                 Some(room) => {
-                    self.rooms.insert(room.id, room.clone());
-                    self.state.hub.subscribe(&room, &self.conn, since);
+                    let again = self.rooms.insert(room.id, room.clone()).is_some();
+                    self.state.hub.subscribe(&room, &self.conn, since, again);
                 }
                 None => {
                     self.conn
@@ -203,18 +240,43 @@ impl Session {
                 };
                 self.conn.reply(&reply).await;
             }
+            ClientFrame::Typing { .. }
+                if self.typed_at.is_some_and(|t| t.elapsed() < TYPING_EVERY) => {}
             ClientFrame::Typing { room } => match self.joined(&room) {
-                Ok(joined) => self.state.hub.relay(
-                    &joined,
-                    &ServerFrame::Typing {
-                        room: joined.name.to_string(),
-                        user: self.conn.user.clone(),
-                    },
-                ),
+                Ok(joined) => {
+                    self.typed_at = Some(Instant::now());
+                    self.state.hub.relay(
+                        &joined,
+                        &ServerFrame::Typing {
+                            room: joined.name.to_string(),
+                            user: self.conn.user.clone(),
+                        },
+                    );
+                }
                 Err(err) => self.conn.reply(&err.frame(Some(room), None)).await,
             },
             ClientFrame::Ping => self.conn.reply(&ServerFrame::Pong).await,
         }
+    }
+
+    /// Counts one subscribe or unsubscribe against the connection's window.
+    fn count_churn(&mut self) -> Result<(), ApiError> {
+        let (since, count) = &mut self.churn;
+        if since.elapsed() >= CHURN_WINDOW {
+            *since = Instant::now();
+            *count = 0;
+        }
+        *count += 1;
+        if *count > CHURN_LIMIT {
+            return Err(ApiError::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "At most {CHURN_LIMIT} subscribes and unsubscribes per {} s.",
+                    CHURN_WINDOW.as_secs()
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// The joined room called `name`.
@@ -331,19 +393,32 @@ async fn write_loop(
             },
         };
         // Coalesce: everything already queued goes out with one flush.
-        let mut next = Some(first);
-        let mut written = 0;
-        while let Some(out) = next.take() {
-            if let Err(code) = write(&mut sink, out, &state).await {
-                return finish(sink, code).await;
+        let burst = async {
+            let mut next = Some(first);
+            let mut written = 0;
+            while let Some(out) = next.take() {
+                write(&mut sink, out, &state).await?;
+                written += 1;
+                if written < MAX_COALESCE {
+                    next = queue.try_recv().ok();
+                }
             }
-            written += 1;
-            if written < MAX_COALESCE {
-                next = queue.try_recv().ok();
+            sink.flush().await.map_err(|_| CLOSE_NORMAL)
+        };
+        // A peer that stops reading blocks the write once the socket buffers
+        // are full: a kick, shutdown or the write timeout must still end it.
+        // `finish` then tries the close frame, briefly.
+        let outcome = tokio::select! {
+            result = burst => result,
+            code = conn.kicked() => Err(code),
+            () = state.shutdown.cancelled() => Err(CLOSE_RESTART),
+            () = tokio::time::sleep(WRITE_TIMEOUT) => {
+                tracing::info!(conn = conn.id, "write timed out; dropping connection");
+                return;
             }
-        }
-        if sink.flush().await.is_err() {
-            return;
+        };
+        if let Err(code) = outcome {
+            return finish(sink, code).await;
         }
     };
     finish(sink, close).await;
@@ -393,11 +468,14 @@ async fn finish(mut sink: Sink, code: u16) {
         CLOSE_INTERNAL => "server error; reconnect and resume",
         _ => "",
     };
-    let _ = sink
-        .send(Message::Close(Some(CloseFrame {
+    let close = async {
+        let frame = CloseFrame {
             code,
             reason: Utf8Bytes::from_static(reason),
-        })))
-        .await;
-    let _ = sink.close().await;
+        };
+        let _ = sink.send(Message::Close(Some(frame))).await;
+        let _ = sink.close().await;
+    };
+    // A peer that does not read cannot take the close frame either.
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, close).await;
 }

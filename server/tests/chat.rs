@@ -701,3 +701,92 @@ async fn shutdown_closes_sockets_with_1012_after_committing() {
         "an acknowledged message must be stored"
     );
 }
+
+#[tokio::test]
+async fn a_client_that_writes_but_never_reads_is_cut_off_and_leaves() {
+    let app = TestApp::spawn().await;
+    let (_, mut sender) = app.member("ann").await;
+    let (_, mut stalled) = app.member("bob").await;
+    sender
+        .expect_where("system", |f| f["user"]["name"] == "bob")
+        .await;
+    let body = "x".repeat(4000);
+    let flood = async {
+        // Bob keeps talking (each ping wants a reply) and never reads, so
+        // his socket fills, his writer blocks and his reader waits on it.
+        for _ in 0..20_000 {
+            if stalled
+                .socket
+                .send(tokio_tungstenite::tungstenite::Message::text(
+                    r#"{"type":"ping"}"#,
+                ))
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+    };
+    let talk = async {
+        for _ in 0..30 {
+            for _ in 0..100 {
+                sender.say("general", &body).await;
+            }
+            for _ in 0..100 {
+                sender.expect("ack").await;
+            }
+        }
+        sender
+            .expect_where("system", |f| {
+                f["event"] == "left" && f["user"]["name"] == "bob"
+            })
+            .await
+    };
+    let (_, left) = tokio::join!(
+        tokio::time::timeout(std::time::Duration::from_secs(60), flood),
+        talk
+    );
+    assert_eq!(left["user"]["name"], "bob");
+}
+
+#[tokio::test]
+async fn typing_and_subscription_churn_are_throttled() {
+    let app = TestApp::spawn().await;
+    let (_, mut a) = app.member("ann").await;
+    let (_, mut b) = app.member("bob").await;
+    a.expect_where("system", |f| f["user"]["name"] == "bob")
+        .await;
+    for _ in 0..5 {
+        b.send(json!({"type": "typing", "room": "general"})).await;
+    }
+    a.expect("typing").await;
+    a.expect_none("typing", QUIET).await;
+
+    let mut limited = None;
+    for i in 0..40 {
+        let kind = if i % 2 == 0 {
+            "unsubscribe"
+        } else {
+            "subscribe"
+        };
+        b.send(json!({"type": kind, "room": "general"})).await;
+        b.send(json!({"type": "ping"})).await;
+        loop {
+            let frame = b.recv().await;
+            if frame["type"] == "pong" {
+                break;
+            }
+            if frame["type"] == "error" && frame["code"] == "rate_limited" {
+                limited = Some(i);
+            }
+        }
+        if limited.is_some() {
+            break;
+        }
+    }
+    assert_eq!(
+        limited,
+        Some(29),
+        "the 30th churn in 10 s is the last one allowed"
+    );
+}
