@@ -7,7 +7,8 @@
 //! message not yet acknowledged (same `client_id`, so nothing is stored twice).
 
 use crate::protocol::{
-    validate_body, ApiError, ChatMessage, ClientFrame, RoomInfo, ServerFrame, SystemEvent, UserInfo,
+    validate_body, ApiError, ChatMessage, ClientFrame, ErrorCode, RoomInfo, ServerFrame,
+    SystemEvent, UserInfo,
 };
 use leptos::prelude::*;
 
@@ -220,7 +221,7 @@ impl Chat {
     pub fn send_message(&self, body: String) -> Result<(), ApiError> {
         validate_body(&body)?;
         let Some(room) = self.active.get_untracked() else {
-            return Ok(());
+            return Err(ApiError::new(ErrorCode::NotJoined, "Open a room first."));
         };
         let author = self.me.get_untracked().unwrap_or(UserInfo {
             id: 0,
@@ -408,12 +409,34 @@ impl Chat {
                 since: Some(room.last_seq.get_untracked()),
             });
         }
-        for (room, client_id, body) in self.outbox.get_untracked() {
-            self.send_frame(&ClientFrame::Send {
-                room,
-                client_id,
-                body,
-            });
+        let active = self.active.get_untracked().map(|r| r.name.get_untracked());
+        let outbox = self.outbox.get_untracked();
+        let mut rooms: Vec<&String> = Vec::new();
+        for (room, ..) in &outbox {
+            if !rooms.contains(&room) {
+                rooms.push(room);
+            }
+        }
+        for room in rooms {
+            // Sends need a joined room: join one that is not on screen just
+            // long enough to hand over what was typed there.
+            let elsewhere = active.as_ref() != Some(room);
+            if elsewhere {
+                self.send_frame(&ClientFrame::Subscribe {
+                    room: room.clone(),
+                    since: None,
+                });
+            }
+            for (_, client_id, body) in outbox.iter().filter(|(r, ..)| r == room) {
+                self.send_frame(&ClientFrame::Send {
+                    room: room.clone(),
+                    client_id: client_id.clone(),
+                    body: body.clone(),
+                });
+            }
+            if elsewhere {
+                self.send_frame(&ClientFrame::Unsubscribe { room: room.clone() });
+            }
         }
     }
 
@@ -445,6 +468,9 @@ mod live {
 
     /// Close code the server uses when the connection's session has ended.
     const SIGNED_OUT: u16 = 1008;
+    /// How often the client pings, and how much silence means the socket is dead.
+    const HEARTBEAT_MS: u32 = 15_000;
+    const SILENCE_MS: f64 = 40_000.0;
     use std::{cell::Cell, rc::Rc};
 
     /// A running connection loop: the writer side of the current socket and
@@ -526,8 +552,10 @@ mod live {
                     }
                     let _ = sink.close().await;
                 };
+                let last_heard = Cell::new(js_sys::Date::now());
                 let reader = async {
                     while let Some(message) = stream.next().await {
+                        last_heard.set(js_sys::Date::now());
                         let text = match message {
                             Ok(Message::Text(text)) => text,
                             Ok(Message::Bytes(_)) => continue,
@@ -555,8 +583,20 @@ mod live {
                         }
                     }
                 };
-                futures::pin_mut!(writer, reader);
-                futures::future::select(writer, reader).await;
+                // Browsers hide the server's pings, so a socket left half-open
+                // (sleep, lost network) would look alive forever: ping, and
+                // reconnect when nothing at all has come back for a while.
+                let heartbeat = async {
+                    loop {
+                        gloo_timers::future::TimeoutFuture::new(HEARTBEAT_MS).await;
+                        if js_sys::Date::now() - last_heard.get() > SILENCE_MS {
+                            break;
+                        }
+                        chat.send_frame(&ClientFrame::Ping);
+                    }
+                };
+                futures::pin_mut!(writer, reader, heartbeat);
+                futures::future::select(writer, futures::future::select(reader, heartbeat)).await;
                 chat.conn.update_value(|c| {
                     if let Some(c) = c {
                         c.tx = None;
@@ -567,6 +607,18 @@ mod live {
                 break;
             }
             chat.status.set(Status::Reconnecting);
+            // An upgrade refused for an ended session looks like any failed
+            // connect from here: after a few, ask whether we are signed in.
+            if attempt >= 3 && attempt.is_multiple_of(3) {
+                if let Ok(page) = crate::api::load_page(None).await {
+                    if page.me.is_none() {
+                        if let Some(window) = web_sys::window() {
+                            let _ = window.location().set_href("/");
+                        }
+                        break;
+                    }
+                }
+            }
             // Capped exponential backoff with full jitter, so a restarted
             // server is not hit by every client at the same instant.
             let cap = 250.0 * f64::from(2u32.pow(attempt.min(5)));

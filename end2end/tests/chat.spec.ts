@@ -568,4 +568,15 @@ test.describe('chat', () => {
     await expect(page.getByRole('heading', { name: 'Not found' })).toBeVisible();
     expect(problems).toEqual([]);
   });
+
+  test('signing out and in again on the same page goes live again', async ({ page }) => {
+    await signIn(page, unique('Ida'));
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await expect(signInName(page)).toBeVisible();
+    const again = unique('Ida again');
+    await signInName(page).fill(again);
+    await signInButton(page).click();
+    await expect(me(page)).toHaveText(again);
+    await expectLive(page);
+  });
 });

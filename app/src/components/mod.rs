@@ -110,8 +110,11 @@ fn Layout(
     chat.me.set(data.me.clone());
     chat.rooms.set(data.rooms.clone());
     Effect::new(move || chat.start());
+    // Stop on a sign-out made while this layout is shown (the action's
+    // version may be above zero from an earlier sign-out on this page).
+    let signed_out_before = sign_out.version().get_untracked();
     Effect::new(move || {
-        if sign_out.version().get() > 0 {
+        if sign_out.version().get() > signed_out_before {
             chat.stop();
         }
     });
