@@ -16,7 +16,7 @@ use crate::{
     metrics::{self, METRICS},
     store::RoomRow,
 };
-use app::protocol::{RoomInfo, ServerFrame, SystemEvent, UserInfo};
+use app::protocol::{RoomInfo, ServerFrame, SystemEvent, UserInfo, PROTOCOL_VERSION};
 use axum::extract::ws::Utf8Bytes;
 use dashmap::DashMap;
 use std::{
@@ -255,6 +255,11 @@ impl Hub {
             kicked: Notify::new(),
             kick_code: AtomicU16::new(0),
         });
+        // `hello` goes first: queue it before anyone can see the connection.
+        conn.push(Out::Frame(encode(&ServerFrame::Hello {
+            protocol: PROTOCOL_VERSION,
+            user: conn.user.clone(),
+        })));
         self.inner.conns.insert(conn.id, conn.clone());
         metrics::add(&METRICS.connections_opened, 1);
         (conn, rx)

@@ -9,7 +9,7 @@ use crate::{
 };
 use app::protocol::{
     validate_body, validate_client_id, ApiError, ClientFrame, ErrorCode, ServerFrame, UserInfo,
-    HISTORY_PAGE, MAX_FRAME_BYTES, MAX_HISTORY_PAGE, PROTOCOL_VERSION,
+    HISTORY_PAGE, MAX_FRAME_BYTES, MAX_HISTORY_PAGE,
 };
 use axum::{
     extract::{
@@ -83,11 +83,6 @@ async fn connection(socket: WebSocket, state: AppState, user: UserInfo, session:
         conn.kick(crate::hub::CLOSE_SIGNED_OUT);
     }
 
-    conn.reply(&ServerFrame::Hello {
-        protocol: PROTOCOL_VERSION,
-        user: conn.user.clone(),
-    })
-    .await;
     conn.reply(&ServerFrame::Rooms {
         rooms: state.hub.rooms(),
     })
