@@ -96,12 +96,7 @@ async fn a_resent_message_is_acknowledged_again_and_stored_once() {
     let delivered = b.expect("message").await;
     assert_eq!(delivered["client_id"], client_id);
     b.expect_none("message", QUIET).await;
-    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE client_id = ?")
-        .bind(&client_id)
-        .fetch_one(&app.db().await)
-        .await
-        .unwrap();
-    assert_eq!(count, 1);
+    assert_eq!(app.stored(Some(&client_id)).await, 1);
 }
 
 #[tokio::test]
@@ -223,11 +218,7 @@ async fn bad_input_gets_an_error_and_the_connection_stays_usable() {
     a.assert_alive().await;
     let id = a.say("general", &"é".repeat(4000)).await;
     assert_eq!(a.expect("ack").await["client_id"], id);
-    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages")
-        .fetch_one(&app.db().await)
-        .await
-        .unwrap();
-    assert_eq!(stored, 1);
+    assert_eq!(app.stored(None).await, 1);
 }
 
 #[tokio::test]
@@ -691,11 +682,7 @@ async fn shutdown_closes_sockets_with_1012_after_committing() {
     let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", db_path.display()))
         .await
         .unwrap();
-    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE client_id = ?")
-        .bind(&id)
-        .fetch_one(&db)
-        .await
-        .unwrap();
+    let stored = common::stored(&db, Some(&id)).await;
     assert!(
         stored == 1 || !acked,
         "an acknowledged message must be stored"

@@ -228,6 +228,11 @@ impl TestApp {
         Ok(Client { socket })
     }
 
+    /// How many messages are stored, in all or under one `client_id`.
+    pub async fn stored(&self, client_id: Option<&str>) -> i64 {
+        stored(&self.db().await, client_id).await
+    }
+
     /// Reads the database directly (a second connection, as an auditor would).
     pub async fn db(&self) -> sqlx::SqlitePool {
         sqlx::SqlitePool::connect(&format!("sqlite://{}", self.db_path.display()))
@@ -242,6 +247,15 @@ impl Drop for TestApp {
             task.abort();
         }
     }
+}
+
+/// How many messages `db` holds, in all or under one `client_id`.
+pub async fn stored(db: &sqlx::SqlitePool, client_id: Option<&str>) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE ?1 IS NULL OR client_id = ?1")
+        .bind(client_id)
+        .fetch_one(db)
+        .await
+        .expect("count messages")
 }
 
 /// A WebSocket client speaking JSON frames.
