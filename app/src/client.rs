@@ -237,14 +237,26 @@ impl Chat {
                 failed: None,
             })
         });
+        self.post(name, client_id, body);
+        Ok(())
+    }
+
+    /// Keeps a send in the outbox until it is settled (acked or refused)
+    /// and sends it if online; `resume` resends it otherwise.
+    fn post(&self, room: String, client_id: String, body: String) {
         self.outbox
-            .update(|o| o.push((name.clone(), client_id.clone(), body.clone())));
+            .update(|o| o.push((room.clone(), client_id.clone(), body.clone())));
         self.send_frame(&ClientFrame::Send {
-            room: name,
+            room,
             client_id,
             body,
         });
-        Ok(())
+    }
+
+    /// Forgets a send the server has answered.
+    fn settle(&self, client_id: &str) {
+        self.outbox
+            .update(|o| o.retain(|(_, id, _)| id != client_id));
     }
 
     /// Sends a refused message again, with its original `client_id` (so it
@@ -270,14 +282,7 @@ impl Chat {
             }
         });
         let Some(body) = body else { return };
-        let name = room.name.get_untracked();
-        self.outbox
-            .update(|o| o.push((name.clone(), client_id.to_owned(), body.clone())));
-        self.send_frame(&ClientFrame::Send {
-            room: name,
-            client_id: client_id.to_owned(),
-            body,
-        });
+        self.post(room.name.get_untracked(), client_id.to_owned(), body);
     }
 
     /// Tells the open room that this user is typing (throttled).
@@ -309,12 +314,10 @@ impl Chat {
                 if let Some(room) = is_active(&message.room) {
                     room.apply_message(message);
                 }
-                self.outbox
-                    .update(|o| o.retain(|(_, id, _)| *id != client_id));
+                self.settle(&client_id);
             }
             ServerFrame::Ack { client_id, .. } => {
-                self.outbox
-                    .update(|o| o.retain(|(_, id, _)| *id != client_id));
+                self.settle(&client_id);
             }
             ServerFrame::Error {
                 message,
@@ -322,8 +325,7 @@ impl Chat {
                 room,
                 ..
             } => {
-                self.outbox
-                    .update(|o| o.retain(|(_, id, _)| *id != client_id));
+                self.settle(&client_id);
                 if let Some(state) = room.as_deref().and_then(is_active) {
                     state.items.update(|items| {
                         for item in items.iter_mut() {

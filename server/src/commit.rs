@@ -101,26 +101,30 @@ async fn run(
 }
 
 async fn commit(store: &SharedStore, hub: &Hub, batch: &mut Vec<SendRequest>) {
+    // One commit, one time: every message of the batch is stamped alike.
+    let ts = crate::now_ms();
     let rows: Vec<NewMessage> = batch
         .iter()
         .map(|r| NewMessage {
             room_id: r.room.id,
             author_id: r.author.id,
-            body: r.body.clone(),
-            client_id: r.client_id.clone(),
-            ts: crate::now_ms(),
+            body: &r.body,
+            client_id: &r.client_id,
+            ts,
         })
         .collect();
     let started = std::time::Instant::now();
     let result = store.commit(&rows).await;
+    let size = rows.len();
+    drop(rows); // releases the borrow of `batch`, drained below
     let micros = started.elapsed().as_micros() as u64;
     metrics::add(&METRICS.commit_batches, 1);
     metrics::add(&METRICS.commit_micros, micros);
     match &result {
-        Ok(_) => metrics::add(&METRICS.messages_committed, rows.len() as u64),
+        Ok(_) => metrics::add(&METRICS.messages_committed, size as u64),
         Err(_) => metrics::add(&METRICS.commit_failures, 1),
     }
-    tracing::debug!(size = rows.len(), elapsed_us = micros, "batch committed");
+    tracing::debug!(size, elapsed_us = micros, "batch committed");
     match result {
         Ok(committed) => {
             for (request, done) in batch.drain(..).zip(committed) {
@@ -147,21 +151,29 @@ async fn commit(store: &SharedStore, hub: &Hub, batch: &mut Vec<SendRequest>) {
                     ts: done.ts,
                     client_id: request.client_id,
                 };
-                if !resend {
-                    let frame = encode(&ServerFrame::Message(message.clone()));
-                    hub.publish(&request.room, done.seq, &frame);
-                }
+                // Serialised once, into the frame every subscriber shares; a
+                // resend was delivered the first time and is only acked.
+                let publish = |message: ChatMessage| {
+                    if !resend {
+                        let frame = encode(&ServerFrame::Message(message));
+                        hub.publish(&request.room, done.seq, &frame);
+                    }
+                };
                 match request.reply {
                     Reply::Conn(conn) => {
-                        conn.push(Out::Frame(encode(&ServerFrame::Ack {
-                            room: message.room,
-                            client_id: message.client_id,
+                        let ack = encode(&ServerFrame::Ack {
+                            room: message.room.clone(),
+                            client_id: message.client_id.clone(),
                             seq: done.seq,
                             id: done.id,
                             ts: done.ts,
-                        })));
+                        });
+                        publish(message);
+                        conn.push(Out::Frame(ack));
                     }
                     Reply::Http(tx) => {
+                        // The no-JavaScript form: rare enough for a copy.
+                        publish(message.clone());
                         let _ = tx.send(Ok(message)); // the caller may have gone
                     }
                 }

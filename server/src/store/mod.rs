@@ -43,13 +43,13 @@ impl RoomRow {
     }
 }
 
-/// A message to commit.
-#[derive(Debug, Clone)]
-pub struct NewMessage {
+/// A message to commit, borrowed from the request that carries it.
+#[derive(Debug, Clone, Copy)]
+pub struct NewMessage<'a> {
     pub room_id: i64,
     pub author_id: i64,
-    pub body: String,
-    pub client_id: String,
+    pub body: &'a str,
+    pub client_id: &'a str,
     pub ts: i64,
 }
 
@@ -121,7 +121,7 @@ pub trait Store: Send + Sync + 'static {
     async fn rooms(&self) -> Result<Vec<RoomRow>>;
     /// Commits a batch in one transaction, assigning each new message the
     /// next `seq` of its room. Results are in the batch's order.
-    async fn commit(&self, batch: &[NewMessage]) -> Result<Vec<Committed>>;
+    async fn commit(&self, batch: &[NewMessage<'_>]) -> Result<Vec<Committed>>;
     /// Up to `limit` messages with `seq < before` (all when `None`), newest
     /// `limit` of them, returned in ascending `seq`.
     async fn history(

@@ -179,7 +179,7 @@ impl Store for SqliteStore {
             .collect()
     }
 
-    async fn commit(&self, batch: &[NewMessage]) -> Result<Vec<Committed>> {
+    async fn commit(&self, batch: &[NewMessage<'_>]) -> Result<Vec<Committed>> {
         // BEGIN IMMEDIATE takes the write lock up front, so the transaction
         // never has to upgrade a read lock (which SQLite may refuse with BUSY).
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
@@ -195,8 +195,8 @@ impl Store for SqliteStore {
             )
             .bind(m.room_id)
             .bind(m.author_id)
-            .bind(&m.body)
-            .bind(&m.client_id)
+            .bind(m.body)
+            .bind(m.client_id)
             .bind(m.ts)
             .fetch_optional(&mut *tx)
             .await?;
@@ -214,7 +214,7 @@ impl Store for SqliteStore {
                          WHERE room_id = ? AND client_id = ?",
                         )
                         .bind(m.room_id)
-                        .bind(&m.client_id)
+                        .bind(m.client_id)
                         .fetch_one(&mut *tx)
                         .await?;
                     Committed {
