@@ -39,8 +39,11 @@ lint:
 	cargo clippy -p app -p server --all-targets -- -D warnings
 	cargo clippy -p frontend --target wasm32-unknown-unknown -- -D warnings
 
+# The fault tests (server binary as a child: kill -9, SIGTERM, stalled
+# readers) run on their own so their figures are printed.
 unit:
-	cargo test -p app -p server
+	cargo test -p app -p server -- --skip fault_
+	cargo test -p server --test faults -- --nocapture --test-threads=1
 
 # cargo-leptos builds the site, starts the server on a throwaway database and
 # runs Playwright against it.

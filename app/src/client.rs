@@ -5,10 +5,12 @@
 //! loop that reconnects with capped, jittered backoff and, on every (re)connect,
 //! resubscribes the open room from the last `seq` it has and resends every
 //! message not yet acknowledged (same `client_id`, so nothing is stored twice).
+//! The outbox is also kept in `localStorage`, so a reload (or a crash of the
+//! tab) while offline loses nothing either.
 
 use crate::protocol::{
     validate_body, ApiError, ChatMessage, ClientFrame, ErrorCode, RoomInfo, ServerFrame,
-    SystemEvent, UserInfo,
+    SystemEvent, UserInfo, HISTORY_PAGE,
 };
 use leptos::prelude::*;
 
@@ -21,6 +23,8 @@ pub enum Status {
     Online,
     /// Lost; a reconnect is scheduled.
     Reconnecting,
+    /// The browser has no network; reconnects as soon as it is back.
+    Offline,
 }
 
 /// One line in the message pane.
@@ -70,10 +74,19 @@ pub struct RoomState {
     pub last_seq: RwSignal<i64>,
     /// Others typing here, with when the notice lapses (ms since the epoch).
     pub typing: RwSignal<Vec<(UserInfo, f64)>>,
+    /// Whether messages older than the first one shown exist.
+    pub has_more: RwSignal<bool>,
+    /// A page of older messages has been asked for and not yet answered.
+    pub loading_older: RwSignal<bool>,
 }
 
 impl RoomState {
-    pub fn new(name: String, messages: Vec<ChatMessage>, online: Vec<UserInfo>) -> Self {
+    pub fn new(
+        name: String,
+        messages: Vec<ChatMessage>,
+        has_more: bool,
+        online: Vec<UserInfo>,
+    ) -> Self {
         let last_seq = messages.last().map_or(0, |m| m.seq);
         Self {
             name: RwSignal::new(name),
@@ -81,7 +94,28 @@ impl RoomState {
             online: RwSignal::new(online),
             last_seq: RwSignal::new(last_seq),
             typing: RwSignal::new(Vec::new()),
+            has_more: RwSignal::new(has_more),
+            loading_older: RwSignal::new(false),
         }
+    }
+
+    /// The oldest message shown: where the next page of history ends.
+    pub fn first_seq(&self) -> Option<i64> {
+        self.items.with_untracked(|items| first_seq(items))
+    }
+
+    /// Puts a page of older history above what is shown.
+    fn prepend(&self, older: Vec<ChatMessage>, has_more: bool) {
+        self.loading_older.set(false);
+        self.has_more.set(has_more);
+        self.items.update(|items| {
+            let first = first_seq(items);
+            let older = older
+                .into_iter()
+                .filter(|m| first.is_none_or(|first| m.seq < first))
+                .map(Item::Message);
+            items.splice(0..0, older);
+        });
     }
 
     fn apply_message(&self, message: ChatMessage) {
@@ -134,6 +168,14 @@ fn expire_typing_later(state: RoomState) {
     let _ = state;
 }
 
+/// The lowest `seq` among `items`.
+pub fn first_seq(items: &[Item]) -> Option<i64> {
+    items.iter().find_map(|i| match i {
+        Item::Message(m) => Some(m.seq),
+        _ => None,
+    })
+}
+
 /// Where committed lines end and this tab's pending ones begin.
 fn first_pending(items: &[Item]) -> usize {
     items
@@ -141,6 +183,9 @@ fn first_pending(items: &[Item]) -> usize {
         .position(|i| matches!(i, Item::Pending { .. }))
         .unwrap_or(items.len())
 }
+
+/// An unacknowledged send: (room, client_id, body).
+type OutboxEntry = (String, String, String);
 
 /// The page's chat client. `Copy`: every field is an arena handle.
 #[derive(Debug, Clone, Copy)]
@@ -155,7 +200,7 @@ pub struct Chat {
     /// The last error not tied to a message.
     pub notice: RwSignal<Option<String>>,
     /// Sends not yet acknowledged, resent on reconnect: (room, client_id, body).
-    outbox: RwSignal<Vec<(String, String, String)>>,
+    outbox: RwSignal<Vec<OutboxEntry>>,
     notice_seq: StoredValue<u64>,
     /// When this tab last said it was typing (ms), to send it at most every few seconds.
     typing_sent: StoredValue<f64>,
@@ -196,10 +241,64 @@ impl Chat {
                 self.send_frame(&ClientFrame::Unsubscribe { room: prev_name });
             }
         }
+        self.show_pending(room);
         self.active.set(Some(room));
         self.send_frame(&ClientFrame::Subscribe {
             room: name,
             since: Some(room.last_seq.get_untracked()),
+        });
+    }
+
+    /// Shows this room's unacknowledged sends (typed here earlier, or in
+    /// another tab or before a reload) as pending lines.
+    fn show_pending(&self, room: RoomState) {
+        let name = room.name.get_untracked();
+        let author = self.author();
+        self.outbox.with_untracked(|outbox| {
+            room.items.update(|items| {
+                for (_, client_id, body) in outbox.iter().filter(|(r, ..)| *r == name) {
+                    let shown = items.iter().any(|i| match i {
+                        Item::Pending { client_id: id, .. } => id == client_id,
+                        Item::Message(m) => m.client_id == *client_id,
+                        Item::Notice { .. } => false,
+                    });
+                    if !shown {
+                        items.push(Item::Pending {
+                            client_id: client_id.clone(),
+                            body: body.clone(),
+                            author: author.clone(),
+                            failed: None,
+                        });
+                    }
+                }
+            })
+        });
+    }
+
+    fn author(&self) -> UserInfo {
+        self.me.get_untracked().unwrap_or(UserInfo {
+            id: 0,
+            name: String::new(),
+        })
+    }
+
+    /// Asks for the page of history above the oldest message shown, if
+    /// there is one and it is not already on its way.
+    pub fn load_older(&self) {
+        let Some(room) = self.active.get_untracked() else {
+            return;
+        };
+        if !room.has_more.get_untracked()
+            || room.loading_older.get_untracked()
+            || self.status.get_untracked() != Status::Online
+        {
+            return;
+        }
+        room.loading_older.set(true);
+        self.send_frame(&ClientFrame::History {
+            room: room.name.get_untracked(),
+            before: room.first_seq(),
+            limit: Some(HISTORY_PAGE),
         });
     }
 
@@ -223,10 +322,7 @@ impl Chat {
         let Some(room) = self.active.get_untracked() else {
             return Err(ApiError::new(ErrorCode::NotJoined, "Open a room first."));
         };
-        let author = self.me.get_untracked().unwrap_or(UserInfo {
-            id: 0,
-            name: String::new(),
-        });
+        let author = self.author();
         let client_id = uuid::Uuid::new_v4().to_string();
         let name = room.name.get_untracked();
         room.items.update(|items| {
@@ -244,8 +340,9 @@ impl Chat {
     /// Keeps a send in the outbox until it is settled (acked or refused)
     /// and sends it if online; `resume` resends it otherwise.
     fn post(&self, room: String, client_id: String, body: String) {
-        self.outbox
-            .update(|o| o.push((room.clone(), client_id.clone(), body.clone())));
+        let entry = (room.clone(), client_id.clone(), body.clone());
+        self.save_outbox(|saved| saved.push(entry.clone()));
+        self.outbox.update(|o| o.push(entry));
         self.send_frame(&ClientFrame::Send {
             room,
             client_id,
@@ -255,8 +352,23 @@ impl Chat {
 
     /// Forgets a send the server has answered.
     fn settle(&self, client_id: &str) {
-        self.outbox
-            .update(|o| o.retain(|(_, id, _)| id != client_id));
+        if self
+            .outbox
+            .with_untracked(|o| o.iter().any(|(_, id, _)| id == client_id))
+        {
+            self.save_outbox(|saved| saved.retain(|(_, id, _)| id != client_id));
+            self.outbox
+                .update(|o| o.retain(|(_, id, _)| id != client_id));
+        }
+    }
+
+    /// Changes the copy of the outbox kept in the browser's storage.
+    #[cfg_attr(not(feature = "hydrate"), allow(unused_variables))]
+    fn save_outbox(&self, change: impl FnOnce(&mut Vec<OutboxEntry>)) {
+        #[cfg(feature = "hydrate")]
+        if let Some(me) = self.me.get_untracked() {
+            saved::update(me.id, change);
+        }
     }
 
     /// Sends a refused message again, with its original `client_id` (so it
@@ -343,7 +455,12 @@ impl Chat {
                     });
                 }
             }
-            ServerFrame::Error { message, .. } => self.notice.set(Some(message)),
+            ServerFrame::Error { message, room, .. } => {
+                if let Some(state) = room.as_deref().and_then(is_active) {
+                    state.loading_older.set(false);
+                }
+                self.notice.set(Some(message))
+            }
             ServerFrame::Presence { room, users } => {
                 if let Some(state) = is_active(&room) {
                     state.online.set(users);
@@ -398,7 +515,16 @@ impl Chat {
                     expire_typing_later(state);
                 }
             }
-            ServerFrame::History { .. } | ServerFrame::Pong => {}
+            ServerFrame::History {
+                room,
+                messages,
+                has_more,
+            } => {
+                if let Some(state) = is_active(&room) {
+                    state.prepend(messages, has_more);
+                }
+            }
+            ServerFrame::Pong => {}
         }
     }
 
@@ -406,6 +532,8 @@ impl Chat {
     /// resend what was never acknowledged.
     fn resume(&self) {
         if let Some(room) = self.active.get_untracked() {
+            // A history request lost with the old socket is asked again on scroll.
+            room.loading_older.set(false);
             self.send_frame(&ClientFrame::Subscribe {
                 room: room.name.get_untracked(),
                 since: Some(room.last_seq.get_untracked()),
@@ -443,15 +571,36 @@ impl Chat {
     }
 
     /// Starts the connection loop (browser only; idempotent).
+    /// Also adopts sends saved by an earlier page (or another tab) and
+    /// not yet acknowledged: they are resent once online, and a resend of
+    /// a stored message is only acknowledged again.
     pub fn start(&self) {
         #[cfg(feature = "hydrate")]
-        live::start(*self);
+        {
+            if let Some(me) = self.me.get_untracked() {
+                let saved = saved::load(me.id);
+                self.outbox.update(|outbox| {
+                    for entry in saved {
+                        if !outbox.contains(&entry) {
+                            outbox.push(entry);
+                        }
+                    }
+                });
+            }
+            if let Some(room) = self.active.get_untracked() {
+                self.show_pending(room);
+            }
+            live::start(*self);
+        }
     }
 
-    /// Stops the connection loop, e.g. on sign-out.
+    /// Stops the connection loop on sign-out, forgetting unsent messages
+    /// (they must not outlive the session in this browser).
     pub fn stop(&self) {
         #[cfg(feature = "hydrate")]
         live::stop(*self);
+        self.save_outbox(Vec::clear);
+        self.outbox.update(Vec::clear);
         self.status.set(Status::Idle);
     }
 
@@ -459,6 +608,42 @@ impl Chat {
     fn send_frame(&self, frame: &ClientFrame) {
         #[cfg(feature = "hydrate")]
         live::send(*self, frame);
+    }
+}
+
+/// The outbox's copy in `localStorage`, one key per user.
+#[cfg(feature = "hydrate")]
+mod saved {
+    use super::OutboxEntry;
+
+    fn storage() -> Option<web_sys::Storage> {
+        web_sys::window()?.local_storage().ok()?
+    }
+
+    fn key(user: i64) -> String {
+        format!("chat.outbox.{user}")
+    }
+
+    pub fn load(user: i64) -> Vec<OutboxEntry> {
+        storage()
+            .and_then(|s| s.get_item(&key(user)).ok()?)
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default()
+    }
+
+    /// Reads, changes and writes back (other tabs may have changed it).
+    pub fn update(user: i64, change: impl FnOnce(&mut Vec<OutboxEntry>)) {
+        let Some(storage) = storage() else { return };
+        let mut entries = load(user);
+        change(&mut entries);
+        let _ = if entries.is_empty() {
+            storage.remove_item(&key(user))
+        } else {
+            match serde_json::to_string(&entries) {
+                Ok(text) => storage.set_item(&key(user), &text),
+                Err(_) => Ok(()),
+            }
+        };
     }
 }
 
@@ -530,9 +715,38 @@ mod live {
         Some(format!("{scheme}://{}/ws", location.host().ok()?))
     }
 
+    /// Whether the browser believes it has a network.
+    fn online() -> bool {
+        web_sys::window().is_none_or(|w| w.navigator().on_line())
+    }
+
+    /// Resolves when the window next fires `event` (`online`, `offline`).
+    async fn window_event(event: &'static str) {
+        let Some(window) = web_sys::window() else {
+            return futures::future::pending().await;
+        };
+        let (tx, rx) = futures::channel::oneshot::channel::<()>();
+        // Dropping the listener (when this future is dropped) unregisters it.
+        let _listener = gloo_events::EventListener::once(&window, event, move |_| {
+            let _ = tx.send(());
+        });
+        let _ = rx.await;
+    }
+
     async fn run(chat: Chat, stopped: Rc<Cell<bool>>) {
         let mut attempt: u32 = 0;
         while !stopped.get() {
+            if !online() {
+                // No point dialling without a network: wait for it (checking
+                // now and then in case the event is missed), then go at once.
+                chat.status.set(Status::Offline);
+                let back = window_event("online");
+                let recheck = gloo_timers::future::TimeoutFuture::new(10_000);
+                futures::pin_mut!(back);
+                futures::future::select(back, recheck).await;
+                attempt = 0;
+                continue;
+            }
             chat.status.set(if attempt == 0 {
                 Status::Connecting
             } else {
@@ -597,8 +811,15 @@ mod live {
                         chat.send_frame(&ClientFrame::Ping);
                     }
                 };
-                futures::pin_mut!(writer, reader, heartbeat);
-                futures::future::select(writer, futures::future::select(reader, heartbeat)).await;
+                // Losing the network ends the socket at once rather than
+                // leaving sends to vanish into it until the heartbeat notices.
+                let offline = window_event("offline");
+                futures::pin_mut!(writer, reader, heartbeat, offline);
+                futures::future::select(
+                    futures::future::select(writer, offline),
+                    futures::future::select(reader, heartbeat),
+                )
+                .await;
                 chat.conn.update_value(|c| {
                     if let Some(c) = c {
                         c.tx = None;
@@ -607,6 +828,9 @@ mod live {
             }
             if stopped.get() {
                 break;
+            }
+            if !online() {
+                continue;
             }
             chat.status.set(Status::Reconnecting);
             // An upgrade refused for an ended session looks like any failed

@@ -580,3 +580,176 @@ test.describe('chat', () => {
     await expectLive(page);
   });
 });
+
+// ---- delivery: offline, restarts, scroll-back ---------------------------------
+
+/** Posts `count` messages to `room` over HTTP (the no-JavaScript form endpoint) as `page`'s user. */
+async function postMany(page: Page, room: string, bodies: string[]) {
+  const origin = new URL(page.url()).origin;
+  for (const body of bodies) {
+    const res = await page.request.post(`${origin}/api/post_message`, {
+      form: { room, client_id: crypto.randomUUID(), body },
+      headers: { Origin: origin, Accept: 'application/json' },
+      maxRedirects: 0,
+    });
+    expect(res.status(), await res.text()).toBeLessThan(400);
+  }
+}
+
+/** The chat server binary, started by a test that needs to restart it. */
+class OwnServer {
+  private child?: ReturnType<typeof spawn>;
+  constructor(readonly port: number, readonly db: string) {}
+
+  get origin(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  async start() {
+    const root = path.resolve(__dirname, '..', '..');
+    const bin = process.env.CHAT_SERVER_BIN ?? path.join(root, 'target', 'debug', 'server');
+    this.child = spawn(bin, [], {
+      cwd: root,
+      env: {
+        ...process.env,
+        LEPTOS_SITE_ADDR: `127.0.0.1:${this.port}`,
+        LEPTOS_SITE_ROOT: path.join(root, 'target', 'site'),
+        DATABASE_URL: `sqlite://${this.db}`,
+        RUST_LOG: 'warn',
+      },
+      stdio: 'inherit',
+    });
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      try {
+        if ((await fetch(`${this.origin}/readyz`)).ok) return;
+      } catch {
+        // not listening yet
+      }
+      if (Date.now() > deadline) throw new Error('own server did not become ready');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  /** SIGTERM, as a deploy or `systemctl restart` would; waits for the exit. */
+  async stop() {
+    const child = this.child;
+    if (!child || child.exitCode !== null) return;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGTERM');
+    await exited;
+  }
+}
+
+test.describe('delivery', () => {
+  test('a message sent while offline is pending, then delivered once when back online', async ({ browser }) => {
+    const [kim, lee] = [unique('Kim'), unique('Lee')];
+    const room = unique('Offline');
+    const a = await person(browser, kim);
+    await createRoom(a.page, room);
+    const b = await person(browser, lee);
+    await roomLink(b.page, room).click();
+    await expectInRoom(b.page, room, lee);
+
+    await a.context.setOffline(true);
+    await expect(a.page.locator('.status[data-status="offline"]')).toBeVisible();
+    await send(a.page, 'typed on the train');
+    const pending = a.page.locator('ol.messages li.msg.pending');
+    await expect(pending.locator('p.body')).toHaveText('typed on the train');
+    await expect(pending.locator('.time')).toHaveText('sending…');
+    // Lee cannot have it yet; meanwhile Lee talks, and Kim misses it live.
+    await send(b.page, 'anyone there?');
+    await expect(committedBodies(b.page)).toHaveText(['anyone there?']);
+    await expect(committedBodies(a.page)).toHaveCount(0);
+
+    await a.context.setOffline(false);
+    await expectLive(a.page);
+    // Kim gets what was missed and the pending line turns into a sent one;
+    // Lee sees it exactly once, in the same order.
+    await expect(committedBodies(a.page)).toHaveText(['anyone there?', 'typed on the train']);
+    await expect(pending).toHaveCount(0);
+    await expect(committedBodies(b.page)).toHaveText(['anyone there?', 'typed on the train']);
+    expect(await seqs(a.page)).toEqual(await seqs(b.page));
+    await b.page.reload();
+    await expect(committedBodies(b.page)).toHaveText(['anyone there?', 'typed on the train']);
+    await a.context.close();
+    await b.context.close();
+  });
+
+  test('a server restart under an open page: it reconnects and resumes with what was sent meanwhile', async ({
+    browser,
+  }) => {
+    const db = path.resolve(__dirname, '..', '..', 'target', 'e2e', `restart-${RUN}.db`);
+    const server = new OwnServer(3000 + 100 + (Number(RUN) % 800), db);
+    await server.start();
+    const context = await browser.newContext({ baseURL: server.origin });
+    const other = await browser.newContext({ baseURL: server.origin });
+    try {
+      const page = await context.newPage();
+      await signIn(page, unique('Max'));
+      await page.goto('/rooms/general');
+      await expectLive(page);
+      await send(page, 'before the restart');
+      await expect(committedBodies(page)).toHaveText(['before the restart']);
+
+      const watcher = await other.newPage();
+      await signIn(watcher, unique('Ned'));
+      await watcher.goto('/rooms/general');
+      await expectLive(watcher);
+
+      await server.stop();
+      await expect(page.locator('.status[data-status="reconnecting"], .status[data-status="connecting"]')).toBeVisible();
+      // Typed while the server is down: kept in the outbox.
+      await send(page, 'during the restart');
+      await expect(page.locator('ol.messages li.msg.pending p.body')).toHaveText('during the restart');
+
+      await server.start();
+      // Someone else posts as soon as the server is back.
+      await postMany(watcher, 'general', ['meanwhile 1', 'meanwhile 2']);
+      await expectLive(page);
+      const all = ['before the restart', 'during the restart', 'meanwhile 1', 'meanwhile 2'];
+      await expect(committedBodies(page)).toHaveCount(4);
+      await expect(page.locator('ol.messages li.msg.pending')).toHaveCount(0);
+      expect((await committedBodies(page).allInnerTexts()).sort()).toEqual([...all].sort());
+      const shown = await seqs(page);
+      expect(shown).toEqual([1, 2, 3, 4]);
+      await watcher.reload();
+      await expect(committedBodies(watcher)).toHaveText(await committedBodies(page).allInnerTexts());
+    } finally {
+      await context.close();
+      await other.close();
+      await server.stop();
+    }
+  });
+
+  test('scrolling up loads older history page by page, keeping the place, down to the first message', async ({
+    page,
+  }) => {
+    await signIn(page, unique('Ora'));
+    const room = unique('Archive');
+    await createRoom(page, room);
+    const total = 130;
+    await postMany(page, room, Array.from({ length: total }, (_, i) => `archived ${i + 1}`));
+    await page.reload();
+    await expectLive(page);
+    // The server renders the latest page (50).
+    await expect(committed(page)).toHaveCount(50);
+    expect((await seqs(page))[0]).toBe(total - 49);
+
+    const list = page.locator('ol.messages');
+    const oldest = page.locator(`ol.messages li.msg[data-seq="${total - 49}"]`);
+    await list.evaluate((el) => (el.scrollTop = 0));
+    await expect(committed(page)).toHaveCount(100);
+    // The line that was on top is still on top: the page went in above it
+    // without moving what is being read.
+    const offset = (await oldest.boundingBox())!.y - (await list.boundingBox())!.y;
+    expect(offset).toBeGreaterThanOrEqual(0);
+    expect(offset).toBeLessThan(120);
+
+    await list.evaluate((el) => (el.scrollTop = 0));
+    await expect(committed(page)).toHaveCount(total);
+    await expect(page.locator('.history-edge .start')).toHaveText(`This is the start of # ${room}.`);
+    expect(await seqs(page)).toEqual(Array.from({ length: total }, (_, i) => i + 1));
+    await expect(committedBodies(page).first()).toHaveText('archived 1');
+  });
+});

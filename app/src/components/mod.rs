@@ -208,6 +208,7 @@ fn StatusBadge() -> impl IntoView {
         Status::Connecting => "connecting…",
         Status::Online => "live",
         Status::Reconnecting => "reconnecting…",
+        Status::Offline => "offline: messages will be sent when the network is back",
     };
     view! {
         <div class="status" data-status=move || format!("{:?}", chat.status.get()).to_lowercase()>

@@ -2,7 +2,7 @@
 
 use crate::{
     api::RoomPage,
-    client::{Chat, Item, RoomState},
+    client::{first_seq, Chat, Item, RoomState},
     protocol::{SystemEvent, UserInfo, MAX_BODY_CHARS},
 };
 use leptos::{html, prelude::*};
@@ -12,7 +12,7 @@ use leptos::{html, prelude::*};
 pub fn RoomPane(room: RoomPage) -> impl IntoView {
     let chat = expect_context::<Chat>();
     let name = room.info.name.clone();
-    let state = RoomState::new(name.clone(), room.messages, room.online);
+    let state = RoomState::new(name.clone(), room.messages, room.has_more, room.online);
     Effect::new(move || chat.open(state));
     {
         let name = name.clone();
@@ -24,7 +24,7 @@ pub fn RoomPane(room: RoomPage) -> impl IntoView {
             <header class="pane-head">
                 <h1>{format!("# {name}")}</h1>
             </header>
-            <MessageList state />
+            <MessageList state name=name.clone() />
             <p class="typing" aria-live="polite">{move || typing_text(&state.typing.get())}</p>
             <Composer name=name.clone() />
         </main>
@@ -39,23 +39,68 @@ pub fn RoomPane(room: RoomPage) -> impl IntoView {
     }
 }
 
+/// How close to the top (in pixels) scrolling asks for older history.
+const LOAD_OLDER_WITHIN: i32 = 300;
+
 #[component]
-fn MessageList(state: RoomState) -> impl IntoView {
+fn MessageList(state: RoomState, name: String) -> impl IntoView {
     let chat = expect_context::<Chat>();
     let list = NodeRef::<html::Ol>::new();
-    // Keep the newest line in view as lines arrive, unless the reader has
-    // scrolled up to read older ones.
+    // The list's height and oldest message when last laid out, to tell an
+    // append from a page of older history put on top.
+    let laid_out = StoredValue::new((0, None::<i64>));
     Effect::new(move || {
-        state.items.track();
-        if let Some(el) = list.get() {
-            let near_bottom = el.scroll_height() - el.scroll_top() - el.client_height() < 120;
-            if near_bottom || !chat.hydrated.get_untracked() {
-                el.set_scroll_top(el.scroll_height());
-            }
+        let first = state.items.with(|items| first_seq(items));
+        chat.status.track(); // history can only be asked for once online
+        let Some(el) = list.get() else { return };
+        let (height, top) = (el.scroll_height(), el.scroll_top());
+        let (old_height, old_first) = laid_out.get_value();
+        if matches!((first, old_first), (Some(now), Some(was)) if now < was) {
+            // Older lines went in above: keep the lines being read in place.
+            el.set_scroll_top(top + height - old_height);
+        } else if old_height - top - el.client_height() < 120 || !chat.hydrated.get_untracked() {
+            // Keep the newest line in view as lines arrive, unless the reader
+            // had scrolled up to read older ones.
+            el.set_scroll_top(height);
+        }
+        laid_out.set_value((el.scroll_height(), first));
+        // A short page that cannot scroll would never ask for more.
+        if el.scroll_height() <= el.client_height() {
+            chat.load_older();
         }
     });
+    let on_scroll = move |_| {
+        if list
+            .get()
+            .is_some_and(|el| el.scroll_top() < LOAD_OLDER_WITHIN)
+        {
+            chat.load_older();
+        }
+    };
     view! {
-        <ol class="messages" node_ref=list aria-live="polite">
+        <ol class="messages" node_ref=list aria-live="polite" on:scroll=on_scroll>
+            <li class="history-edge">
+                {move || {
+                    if !state.has_more.get() {
+                        view! { <span class="start">{format!("This is the start of # {name}.")}</span> }
+                            .into_any()
+                    } else if state.loading_older.get() {
+                        view! { <span class="loading">"Loading older messages…"</span> }.into_any()
+                    } else {
+                        view! {
+                            <button
+                                type="button"
+                                class="link older"
+                                disabled=move || !chat.hydrated.get()
+                                on:click=move |_| chat.load_older()
+                            >
+                                "Load older messages"
+                            </button>
+                        }
+                            .into_any()
+                    }
+                }}
+            </li>
             <For each=move || state.items.get() key=Item::key let:item>
                 <Line item />
             </For>

@@ -6,7 +6,14 @@
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use server::config::Config;
-use std::{net::SocketAddr, path::PathBuf, sync::Once, time::Duration};
+use std::{
+    net::SocketAddr,
+    ops::Deref,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::Once,
+    time::Duration,
+};
 use tokio::{net::TcpListener, net::TcpStream, sync::oneshot, task::JoinHandle};
 use tokio_tungstenite::{
     tungstenite::{client::IntoClientRequest, http::HeaderValue, Message},
@@ -30,59 +37,13 @@ fn init_tracing() {
     });
 }
 
-/// A running server.
-pub struct TestApp {
+/// Where a server listens, and the HTTP and WebSocket calls tests make to it.
+#[derive(Debug, Clone, Copy)]
+pub struct Remote {
     pub addr: SocketAddr,
-    pub db_path: PathBuf,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<anyhow::Result<()>>>,
-    _dir: Option<tempfile::TempDir>,
 }
 
-impl TestApp {
-    /// A server on a new, empty database.
-    pub async fn spawn() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let db_path = dir.path().join("chat.db");
-        let mut app = Self::spawn_on(db_path).await;
-        app._dir = Some(dir);
-        app
-    }
-
-    /// A server on a new database, with `tweak` applied to its configuration.
-    pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut app = Self::start(dir.path().join("chat.db"), tweak).await;
-        app._dir = Some(dir);
-        app
-    }
-
-    /// A server on the database at `db_path` (kept as it is).
-    pub async fn spawn_on(db_path: PathBuf) -> Self {
-        Self::start(db_path, |_| {}).await
-    }
-
-    async fn start(db_path: PathBuf, tweak: impl FnOnce(&mut Config)) -> Self {
-        init_tracing();
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let mut config = Config::for_test(addr, &format!("sqlite://{}", db_path.display()));
-        tweak(&mut config);
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(server::run(listener, config, async {
-            let _ = stopped.await;
-        }));
-        let app = Self {
-            addr,
-            db_path,
-            stop: Some(stop),
-            task: Some(task),
-            _dir: None,
-        };
-        app.wait_ready().await;
-        app
-    }
-
+impl Remote {
     async fn wait_ready(&self) {
         for _ in 0..200 {
             if let Ok(res) = reqwest::get(self.url("/readyz")).await {
@@ -92,34 +53,7 @@ impl TestApp {
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        panic!("server did not become ready");
-    }
-
-    /// Stops the server gracefully and waits until it has; returns the
-    /// database path and the directory keeping it (deleted when dropped).
-    pub async fn shutdown(mut self) -> (PathBuf, Option<tempfile::TempDir>) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.await.expect("server task").expect("server run");
-        }
-        (std::mem::take(&mut self.db_path), self._dir.take())
-    }
-
-    /// Stops the server, keeping its temp directory alive for a restart.
-    pub async fn restart(mut self) -> TestApp {
-        let dir = self._dir.take();
-        let path = std::mem::take(&mut self.db_path);
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.await.expect("server task").expect("server run");
-        }
-        let mut app = Self::spawn_on(path).await;
-        app._dir = dir;
-        app
+        panic!("server at {} did not become ready", self.addr);
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -227,6 +161,87 @@ impl TestApp {
         let (socket, _) = tokio_tungstenite::connect_async(request).await?;
         Ok(Client { socket })
     }
+}
+
+/// A server running in this process.
+pub struct TestApp {
+    remote: Remote,
+    pub db_path: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestApp {
+    /// A server on a new, empty database.
+    pub async fn spawn() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db_path = dir.path().join("chat.db");
+        let mut app = Self::spawn_on(db_path).await;
+        app._dir = Some(dir);
+        app
+    }
+
+    /// A server on a new database, with `tweak` applied to its configuration.
+    pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut app = Self::start(dir.path().join("chat.db"), tweak).await;
+        app._dir = Some(dir);
+        app
+    }
+
+    /// A server on the database at `db_path` (kept as it is).
+    pub async fn spawn_on(db_path: PathBuf) -> Self {
+        Self::start(db_path, |_| {}).await
+    }
+
+    async fn start(db_path: PathBuf, tweak: impl FnOnce(&mut Config)) -> Self {
+        init_tracing();
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let mut config = Config::for_test(addr, &format!("sqlite://{}", db_path.display()));
+        tweak(&mut config);
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(server::run(listener, config, async {
+            let _ = stopped.await;
+        }));
+        let app = Self {
+            remote: Remote { addr },
+            db_path,
+            stop: Some(stop),
+            task: Some(task),
+            _dir: None,
+        };
+        app.wait_ready().await;
+        app
+    }
+
+    /// Stops the server gracefully and waits until it has; returns the
+    /// database path and the directory keeping it (deleted when dropped).
+    pub async fn shutdown(mut self) -> (PathBuf, Option<tempfile::TempDir>) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task").expect("server run");
+        }
+        (std::mem::take(&mut self.db_path), self._dir.take())
+    }
+
+    /// Stops the server, keeping its temp directory alive for a restart.
+    pub async fn restart(mut self) -> TestApp {
+        let dir = self._dir.take();
+        let path = std::mem::take(&mut self.db_path);
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task").expect("server run");
+        }
+        let mut app = Self::spawn_on(path).await;
+        app._dir = dir;
+        app
+    }
 
     /// How many messages are stored, in all or under one `client_id`.
     pub async fn stored(&self, client_id: Option<&str>) -> i64 {
@@ -235,9 +250,22 @@ impl TestApp {
 
     /// Reads the database directly (a second connection, as an auditor would).
     pub async fn db(&self) -> sqlx::SqlitePool {
-        sqlx::SqlitePool::connect(&format!("sqlite://{}", self.db_path.display()))
-            .await
-            .expect("open db")
+        open_db(&self.db_path).await
+    }
+}
+
+/// Opens the SQLite file at `path` as a second, independent connection.
+pub async fn open_db(path: &Path) -> sqlx::SqlitePool {
+    sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .expect("open db")
+}
+
+impl Deref for TestApp {
+    type Target = Remote;
+
+    fn deref(&self) -> &Remote {
+        &self.remote
     }
 }
 
@@ -245,6 +273,119 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         if let Some(task) = self.task.take() {
             task.abort();
+        }
+    }
+}
+
+/// The real server binary as a child process, so a test can `kill -9` it,
+/// send it SIGTERM, start it again on the same port and database, and read
+/// its memory from `/proc`.
+pub struct ServerProcess {
+    remote: Remote,
+    pub db_path: PathBuf,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+}
+
+impl ServerProcess {
+    /// Starts the binary on a free port and a new database.
+    pub async fn spawn() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port");
+        let mut server = Self {
+            remote: Remote { addr },
+            db_path: dir.path().join("chat.db"),
+            child: None,
+            dir,
+        };
+        server.start().await;
+        server
+    }
+
+    /// Starts the binary again (same port, same database) and waits until ready.
+    pub async fn start(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("server log");
+        let child = Command::new(env!("CARGO_BIN_EXE_server"))
+            .env("LEPTOS_SITE_ADDR", self.addr.to_string())
+            .env(
+                "DATABASE_URL",
+                format!("sqlite://{}", self.db_path.display()),
+            )
+            .env("RUST_LOG", "info,sqlx=warn")
+            .stdout(Stdio::from(log.try_clone().expect("log handle")))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("start the server binary");
+        self.child = Some(child);
+        self.wait_ready().await;
+    }
+
+    /// Where the child's output goes.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("server.log")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// `kill -9`: no chance to flush, close or say goodbye.
+    pub fn kill(&mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reap");
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    pub async fn terminate(&mut self) {
+        let mut child = self.child.take().expect("running");
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(status.success());
+        let exited = tokio::task::spawn_blocking(move || child.wait())
+            .await
+            .expect("join")
+            .expect("wait");
+        assert!(
+            exited.success(),
+            "server exited with {exited} after SIGTERM"
+        );
+    }
+
+    /// A figure from `/proc/<pid>/status`, in KiB (`VmRSS`, `VmHWM` = peak).
+    pub fn memory_kib(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read /proc status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in /proc status"))
+    }
+}
+
+impl Deref for ServerProcess {
+    type Target = Remote;
+
+    fn deref(&self) -> &Remote {
+        &self.remote
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 }
