@@ -223,10 +223,7 @@ impl Chat {
         let Some(room) = self.active.get_untracked() else {
             return Err(ApiError::new(ErrorCode::NotJoined, "Open a room first."));
         };
-        let author = self.me.get_untracked().unwrap_or(UserInfo {
-            id: 0,
-            name: String::new(),
-        });
+        let author = self.me.get_untracked().unwrap_or_default();
         let client_id = uuid::Uuid::new_v4().to_string();
         let name = room.name.get_untracked();
         room.items.update(|items| {
