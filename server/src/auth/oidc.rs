@@ -19,12 +19,12 @@ use app::protocol::{UserInfo, MAX_DISPLAY_NAME_CHARS};
 use axum::http::StatusCode;
 use openidconnect::{
     core::{
-        CoreAuthenticationFlow, CoreClient, CoreErrorResponseType, CoreGenderClaim,
-        CoreProviderMetadata, CoreUserInfoClaims,
+        CoreAuthenticationFlow, CoreClient, CoreErrorResponseType, CoreProviderMetadata,
+        CoreUserInfoClaims,
     },
     reqwest, AccessTokenHash, AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret,
     CsrfToken, IssuerUrl, Nonce, OAuth2TokenResponse, PkceCodeChallenge,
-    PkceCodeVerifier, RedirectUrl, RequestTokenError, Scope, StandardClaims, TokenResponse,
+    PkceCodeVerifier, RedirectUrl, RequestTokenError, Scope, TokenResponse,
 };
 use std::{
     collections::HashMap,
@@ -309,7 +309,7 @@ impl Oidc {
         // (a mix-up attack); its code must not be sent to this provider.
         if let Some(iss) = &callback.iss {
             if !same_issuer(iss, &provider.issuer) {
-                tracing::warn!(provider = %provider.id, iss, "callback from another issuer");
+                tracing::warn!(provider = %provider.id, iss = %iss, "callback from another issuer");
                 return Err(FlowError::bad(format!(
                     "The sign-in response came from another issuer ({iss}), not {}. {restart}",
                     provider.name
@@ -335,7 +335,7 @@ impl Oidc {
                         .error_description()
                         .map(|d| format!(" ({d})"))
                         .unwrap_or_default();
-                    tracing::warn!(provider = %provider.id, error = %resp.error(), detail, "code refused");
+                    tracing::warn!(provider = %provider.id, error = %resp.error(), detail = %detail, "code refused");
                     let status = match resp.error() {
                         CoreErrorResponseType::InvalidGrant => StatusCode::BAD_REQUEST,
                         _ => StatusCode::BAD_GATEWAY,
@@ -393,7 +393,6 @@ impl Oidc {
         }
 
         // The ID token may carry the profile; userinfo usually has more.
-        let from_token = claims.standard_claims();
         let userinfo: Option<CoreUserInfoClaims> = match client.user_info(
             token.access_token().clone(),
             Some(claims.subject().clone()),
@@ -407,7 +406,12 @@ impl Oidc {
             },
             Err(_) => None,
         };
-        let profile = profile(from_token, userinfo.as_ref().map(|u| u.standard_claims()));
+        let mut sources = Vec::with_capacity(2);
+        if let Some(info) = &userinfo {
+            sources.push(claimed!(info));
+        }
+        sources.push(claimed!(&claims));
+        let profile = profile(&sources);
         let subject = claims.subject().as_str();
         let user = store
             .sign_in_identity(claims.issuer().as_str(), subject, &profile, crate::now_ms())
@@ -437,40 +441,70 @@ fn refused_token(provider: &OidcProvider, err: &ClaimsVerificationError) -> Flow
     ))
 }
 
+/// The profile claims of one source (the ID token or userinfo).
+#[derive(Debug, Default)]
+struct Claimed {
+    name: Option<String>,
+    given_name: Option<String>,
+    family_name: Option<String>,
+    preferred_username: Option<String>,
+    email: Option<String>,
+    picture: Option<String>,
+}
+
+/// [`Claimed`] from anything with the standard claim getters (ID token
+/// claims and userinfo claims have the same ones, but no common trait).
+macro_rules! claimed {
+    ($c:expr) => {{
+        let c = $c;
+        Claimed {
+            name: c.name().and_then(|n| n.get(None)).map(|n| n.as_str().to_owned()),
+            given_name: c
+                .given_name()
+                .and_then(|n| n.get(None))
+                .map(|n| n.as_str().to_owned()),
+            family_name: c
+                .family_name()
+                .and_then(|n| n.get(None))
+                .map(|n| n.as_str().to_owned()),
+            preferred_username: c.preferred_username().map(|u| u.as_str().to_owned()),
+            email: c.email().map(|e| e.as_str().to_owned()),
+            picture: c
+                .picture()
+                .and_then(|p| p.get(None))
+                .map(|p| p.url().to_owned()),
+        }
+    }};
+}
+
 /// Name, email and picture: userinfo first, then the ID token.
-fn profile(
-    token: &StandardClaims<CoreGenderClaim>,
-    userinfo: Option<&StandardClaims<CoreGenderClaim>>,
-) -> Profile {
-    let sources: Vec<&StandardClaims<CoreGenderClaim>> =
-        userinfo.into_iter().chain([token]).collect();
-    let first = |f: &dyn Fn(&StandardClaims<CoreGenderClaim>) -> Option<String>| {
-        sources.iter().find_map(|c| f(c)).filter(|s| !s.trim().is_empty())
+fn profile(sources: &[Claimed]) -> Profile {
+    let first = |f: &dyn Fn(&Claimed) -> Option<String>| {
+        sources
+            .iter()
+            .filter_map(f)
+            .find(|s| !s.trim().is_empty())
     };
-    let email = first(&|c| c.email().map(|e| e.as_str().to_owned())).or_else(|| {
+    let email = first(&|c| c.email.clone()).or_else(|| {
         // Entra ID often has no `email` but a sign-in name that is one.
-        first(&|c| c.preferred_username().map(|u| u.as_str().to_owned()))
+        first(&|c| c.preferred_username.clone())
             .filter(|u| app::protocol::validate_email(u).is_ok())
     });
-    let name = first(&|c| c.name().and_then(|n| n.get(None)).map(|n| n.as_str().to_owned()))
+    let name = first(&|c| c.name.clone())
         .or_else(|| {
             first(&|c| {
-                let given = c.given_name().and_then(|n| n.get(None))?.as_str().to_owned();
-                let family = c
-                    .family_name()
-                    .and_then(|n| n.get(None))
-                    .map(|n| format!(" {}", n.as_str()))
-                    .unwrap_or_default();
-                Some(given + &family)
+                let family = c.family_name.as_deref().map(|f| format!(" {f}"));
+                Some(c.given_name.clone()? + family.as_deref().unwrap_or(""))
             })
         })
-        .or_else(|| first(&|c| c.preferred_username().map(|u| u.as_str().to_owned())))
+        .or_else(|| first(&|c| c.preferred_username.clone()))
         .or_else(|| email.clone())
         .unwrap_or_else(|| "Unnamed".to_owned());
-    let picture = first(&|c| c.picture().and_then(|p| p.get(None)).map(|p| p.url().to_owned()))
-        .filter(|p| {
+    let picture = first(&|c| {
+        c.picture.clone().filter(|p| {
             (p.starts_with("https://") || p.starts_with("http://")) && p.len() <= MAX_PICTURE_URL
-        });
+        })
+    });
     Profile {
         name: display_name(&name),
         email,
@@ -533,6 +567,36 @@ mod tests {
         assert_eq!(display_name("  Ada\nLovelace "), "Ada Lovelace");
         assert_eq!(display_name(&"x".repeat(40)).chars().count(), 32);
         assert_eq!(display_name("\u{7}"), "Unnamed");
+    }
+
+    #[test]
+    fn the_profile_prefers_userinfo_and_falls_back_sensibly() {
+        let userinfo = Claimed {
+            name: Some("Ada Lovelace".into()),
+            picture: Some("javascript:alert(1)".into()),
+            ..Claimed::default()
+        };
+        let token = Claimed {
+            name: Some("A. L.".into()),
+            email: Some("ada@example.test".into()),
+            picture: Some("https://img.example/ada.png".into()),
+            ..Claimed::default()
+        };
+        let p = profile(&[userinfo, token]);
+        assert_eq!(p.name, "Ada Lovelace");
+        assert_eq!(p.email.as_deref(), Some("ada@example.test"));
+        assert_eq!(p.picture.as_deref(), Some("https://img.example/ada.png"));
+
+        let entra = Claimed {
+            given_name: Some("Grace".into()),
+            family_name: Some("Hopper".into()),
+            preferred_username: Some("grace@contoso.example".into()),
+            ..Claimed::default()
+        };
+        let p = profile(&[entra]);
+        assert_eq!(p.name, "Grace Hopper");
+        assert_eq!(p.email.as_deref(), Some("grace@contoso.example"));
+        assert_eq!(profile(&[]).name, "Unnamed");
     }
 
     #[test]
