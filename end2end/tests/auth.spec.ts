@@ -69,8 +69,10 @@ test.describe('sign-in', () => {
     await page.getByRole('button', { name: 'Sign out' }).click();
     await expect(page.getByRole('button', { name: 'Sign in with Test ID' })).toBeVisible();
     await page.getByRole('button', { name: 'Sign in with Test ID' }).click();
-    // The provider remembers the browser (its session), or asks again.
-    if (await page.locator('input[name="login"]').isVisible().catch(() => false)) {
+    // The provider remembers the browser (its own session), or asks again.
+    const providerLogin = page.locator('input[name="login"]');
+    await expect(me(page).or(providerLogin)).toBeVisible();
+    if (await providerLogin.isVisible()) {
       await page.locator('input[name="login"]').fill(who);
       await page.locator('input[name="password"]').fill('any password');
       await page.getByRole('button', { name: 'Sign-in' }).click();

@@ -33,16 +33,14 @@ pub fn ChatPage() -> impl IntoView {
     let sign_up = ServerAction::<SignUp>::new();
     let sign_out = ServerAction::<SignOut>::new();
     let create = ServerAction::<CreateRoom>::new();
+    // Reload the page data after a successful sign-in only: a refused one
+    // keeps the form (and what was typed) as it is.
+    let signed_in = RwSignal::new(0u32);
+    count_successes(sign_in, signed_in);
+    count_successes(sign_in_password, signed_in);
+    count_successes(sign_up, signed_in);
     let page = Resource::new(
-        move || {
-            (
-                room(),
-                sign_in.version().get()
-                    + sign_in_password.version().get()
-                    + sign_up.version().get(),
-                sign_out.version().get(),
-            )
-        },
+        move || (room(), signed_in.get(), sign_out.version().get()),
         |(room, _, _)| load_page(room),
     );
     let chat = expect_context::<Chat>();
@@ -97,6 +95,23 @@ where
         Some(Ok(_)) => None,
         None => from_query.get(),
     })
+}
+
+/// Adds one to `counter` whenever `action` succeeds.
+fn count_successes<I, O>(action: ServerAction<I>, counter: RwSignal<u32>)
+where
+    I: server_fn::ServerFn<Output = O, Error = crate::protocol::ApiError>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    O: Clone + Send + Sync + 'static,
+{
+    Effect::new(move || {
+        if matches!(action.value().get(), Some(Ok(_))) {
+            counter.update(|n| *n += 1);
+        }
+    });
 }
 
 /// The last failure of an action, as text.

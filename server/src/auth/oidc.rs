@@ -43,6 +43,42 @@ const PROVIDER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest picture URL kept.
 const MAX_PICTURE_URL: usize = 2048;
 
+/// The profile claims of one source (the ID token or userinfo).
+#[derive(Debug, Default)]
+struct Claimed {
+    name: Option<String>,
+    given_name: Option<String>,
+    family_name: Option<String>,
+    preferred_username: Option<String>,
+    email: Option<String>,
+    picture: Option<String>,
+}
+
+/// [`Claimed`] from anything with the standard claim getters (ID token
+/// claims and userinfo claims have the same ones, but no common trait).
+macro_rules! claimed {
+    ($c:expr) => {{
+        let c = $c;
+        Claimed {
+            name: c.name().and_then(|n| n.get(None)).map(|n| n.as_str().to_owned()),
+            given_name: c
+                .given_name()
+                .and_then(|n| n.get(None))
+                .map(|n| n.as_str().to_owned()),
+            family_name: c
+                .family_name()
+                .and_then(|n| n.get(None))
+                .map(|n| n.as_str().to_owned()),
+            preferred_username: c.preferred_username().map(|u| u.as_str().to_owned()),
+            email: c.email().map(|e| e.as_str().to_owned()),
+            picture: c
+                .picture()
+                .and_then(|p| p.get(None))
+                .map(|p| p.as_str().to_owned()),
+        }
+    }};
+}
+
 /// Why a sign-in was refused, for the error page.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FlowError {
@@ -361,21 +397,23 @@ impl Oidc {
             FlowError::upstream(format!("{} sent no ID token.", provider.name))
         })?;
         let nonce = Nonce::new(flow.nonce);
-        let verifier = client.id_token_verifier();
-        let claims = match id_token.claims(&verifier, &nonce) {
-            Ok(claims) => claims.clone(),
+        let mut client = client;
+        let first = id_token
+            .claims(&client.id_token_verifier(), &nonce)
+            .cloned();
+        let claims = match first {
+            Ok(claims) => claims,
             // Keys rotate: look again once before refusing a signature.
             Err(ClaimsVerificationError::SignatureVerification(_)) => {
-                let metadata = self.metadata(provider, true).await?;
-                let client = self.client(provider, metadata)?;
-                let verifier = client.id_token_verifier();
+                client = self.client(provider, self.metadata(provider, true).await?)?;
                 id_token
-                    .claims(&verifier, &nonce)
+                    .claims(&client.id_token_verifier(), &nonce)
                     .map_err(|err| refused_token(provider, &err))?
                     .clone()
             }
             Err(err) => return Err(refused_token(provider, &err)),
         };
+        let verifier = client.id_token_verifier();
         if let Some(expected) = claims.access_token_hash() {
             let actual = id_token
                 .signing_alg()
@@ -439,42 +477,6 @@ fn refused_token(provider: &OidcProvider, err: &ClaimsVerificationError) -> Flow
         "{}'s ID token was refused: {why}. Start the sign-in again from the sign-in page.",
         provider.name
     ))
-}
-
-/// The profile claims of one source (the ID token or userinfo).
-#[derive(Debug, Default)]
-struct Claimed {
-    name: Option<String>,
-    given_name: Option<String>,
-    family_name: Option<String>,
-    preferred_username: Option<String>,
-    email: Option<String>,
-    picture: Option<String>,
-}
-
-/// [`Claimed`] from anything with the standard claim getters (ID token
-/// claims and userinfo claims have the same ones, but no common trait).
-macro_rules! claimed {
-    ($c:expr) => {{
-        let c = $c;
-        Claimed {
-            name: c.name().and_then(|n| n.get(None)).map(|n| n.as_str().to_owned()),
-            given_name: c
-                .given_name()
-                .and_then(|n| n.get(None))
-                .map(|n| n.as_str().to_owned()),
-            family_name: c
-                .family_name()
-                .and_then(|n| n.get(None))
-                .map(|n| n.as_str().to_owned()),
-            preferred_username: c.preferred_username().map(|u| u.as_str().to_owned()),
-            email: c.email().map(|e| e.as_str().to_owned()),
-            picture: c
-                .picture()
-                .and_then(|p| p.get(None))
-                .map(|p| p.url().to_owned()),
-        }
-    }};
 }
 
 /// Name, email and picture: userinfo first, then the ID token.
