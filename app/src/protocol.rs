@@ -136,7 +136,10 @@ pub struct UserInfo {
 impl UserInfo {
     /// Up to two initials of the name, for an avatar without a picture.
     pub fn initials(&self) -> String {
-        let mut words = self.name.split_whitespace().filter_map(|w| w.chars().next());
+        let mut words = self
+            .name
+            .split_whitespace()
+            .filter_map(|w| w.chars().next());
         let first = words.next();
         let last = words.last();
         first

@@ -83,7 +83,12 @@ pub struct Config {
     #[arg(long, env = "CHAT_OIDC_CLIENT_ID", value_delimiter = ',')]
     pub oidc_client_id: Vec<String>,
     /// Their client secrets.
-    #[arg(long, env = "CHAT_OIDC_CLIENT_SECRET", value_delimiter = ',', hide_env_values = true)]
+    #[arg(
+        long,
+        env = "CHAT_OIDC_CLIENT_SECRET",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
     pub oidc_client_secret: Vec<Secret>,
     /// Their names on the sign-in page ("Sign in with <name>"); each name's
     /// lower-case letters and digits also name its redirect URI
@@ -167,9 +172,10 @@ impl Config {
     pub fn oidc_providers(&self) -> Result<Vec<OidcProvider>, String> {
         let mut providers = Vec::new();
         if let Some(client_id) = &self.google_client_id {
-            let secret = self.google_client_secret.clone().ok_or(
-                "CHAT_GOOGLE_CLIENT_ID is set but CHAT_GOOGLE_CLIENT_SECRET is not",
-            )?;
+            let secret = self
+                .google_client_secret
+                .clone()
+                .ok_or("CHAT_GOOGLE_CLIENT_ID is set but CHAT_GOOGLE_CLIENT_SECRET is not")?;
             providers.push(OidcProvider {
                 id: "google".into(),
                 name: "Google".into(),
@@ -179,14 +185,17 @@ impl Config {
             });
         }
         if let Some(client_id) = &self.microsoft_client_id {
-            let secret = self.microsoft_client_secret.clone().ok_or(
-                "CHAT_MICROSOFT_CLIENT_ID is set but CHAT_MICROSOFT_CLIENT_SECRET is not",
-            )?;
+            let secret = self
+                .microsoft_client_secret
+                .clone()
+                .ok_or("CHAT_MICROSOFT_CLIENT_ID is set but CHAT_MICROSOFT_CLIENT_SECRET is not")?;
             let tenant = match self.microsoft_tenant.as_deref().map(str::trim) {
                 None | Some("") => {
-                    return Err("CHAT_MICROSOFT_CLIENT_ID is set but CHAT_MICROSOFT_TENANT is not \
+                    return Err(
+                        "CHAT_MICROSOFT_CLIENT_ID is set but CHAT_MICROSOFT_TENANT is not \
                         (the directory (tenant) id, or `consumers`)"
-                        .into())
+                            .into(),
+                    )
                 }
                 Some("consumers") => MICROSOFT_CONSUMERS_TENANT,
                 Some(t @ ("common" | "organizations")) => {
@@ -301,13 +310,18 @@ mod tests {
             providers[1].issuer,
             format!("https://login.microsoftonline.com/{MICROSOFT_CONSUMERS_TENANT}/v2.0")
         );
-        assert!(!format!("{config:?}").contains("gs"), "secrets are not printed");
+        assert!(
+            !format!("{config:?}").contains("gs"),
+            "secrets are not printed"
+        );
 
         assert!(parse(&["--google-client-id=g"]).oidc_providers().is_err());
-        assert!(parse(&["--microsoft-client-id=m", "--microsoft-client-secret=s"])
-            .oidc_providers()
-            .unwrap_err()
-            .contains("TENANT"));
+        assert!(
+            parse(&["--microsoft-client-id=m", "--microsoft-client-secret=s"])
+                .oidc_providers()
+                .unwrap_err()
+                .contains("TENANT")
+        );
         assert!(parse(&[
             "--microsoft-client-id=m",
             "--microsoft-client-secret=s",

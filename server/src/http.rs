@@ -17,9 +17,9 @@ use axum::{
     routing::{get, post},
     Router,
 };
-use std::net::{IpAddr, SocketAddr};
 use leptos::prelude::provide_context;
 use leptos_axum::{generate_route_list, LeptosRoutes};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use tower_http::trace::TraceLayer;
 

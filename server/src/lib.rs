@@ -137,12 +137,12 @@ pub async fn run(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down");
-            token.cancel();
-        })
-        .await?;
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        tracing::info!("shutting down");
+        token.cancel();
+    })
+    .await?;
     state.tasks.close();
     if tokio::time::timeout(Duration::from_secs(10), state.tasks.wait())
         .await

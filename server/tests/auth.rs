@@ -84,9 +84,19 @@ impl Browser {
             // The provider remembers this browser: straight back to the app.
             return interaction;
         }
-        let form = self.http.get(interaction.clone()).send().await.expect("login form");
+        let form = self
+            .http
+            .get(interaction.clone())
+            .send()
+            .await
+            .expect("login form");
         let status = form.status();
-        assert_eq!(status, StatusCode::OK, "{}", form.text().await.unwrap_or_default());
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "{}",
+            form.text().await.unwrap_or_default()
+        );
         let res = self
             .http
             .post(interaction)
@@ -185,7 +195,10 @@ fn with_param(url: &Url, name: &str, value: &str) -> Url {
 
 /// A unique provider login for this test, e.g. "ada.x3f2a9c01".
 fn login(first: &str) -> String {
-    format!("{first}.x{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+    format!(
+        "{first}.x{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
 }
 
 /// The name the test provider gives a login: "ada.x3f2a9c01" -> "Ada X3f2a9c01".
@@ -222,7 +235,10 @@ async fn signing_in_with_a_provider_brings_name_email_and_picture_and_keeps_the_
     assert_eq!(user["name"], Value::from(name.clone()));
     assert_eq!(user["email"], Value::from(format!("{who}@example.test")));
     let picture = user["picture"].as_str().expect("picture");
-    assert!(picture.starts_with(&issuer("CHAT_TEST_OIDC_ISSUER")), "{picture}");
+    assert!(
+        picture.starts_with(&issuer("CHAT_TEST_OIDC_ISSUER")),
+        "{picture}"
+    );
 
     // The server-rendered page shows who is signed in.
     let html = app.page(&cookie, "/").await;
@@ -261,14 +277,24 @@ async fn signing_in_with_a_provider_brings_name_email_and_picture_and_keeps_the_
 #[tokio::test]
 async fn the_sign_in_page_offers_configured_providers_only() {
     let app = app_with_providers().await;
-    let html = reqwest::get(app.url("/")).await.unwrap().text().await.unwrap();
+    let html = reqwest::get(app.url("/"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(html.contains("Sign in with Test"));
     assert!(html.contains(r#"action="/auth/oidc/test""#));
     assert!(!html.contains("Sign in with Google"));
     assert!(!html.contains("Sign in with Microsoft"));
 
     let plain = TestApp::spawn().await;
-    let html = reqwest::get(plain.url("/")).await.unwrap().text().await.unwrap();
+    let html = reqwest::get(plain.url("/"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(!html.contains("/auth/oidc/"), "no providers configured");
     assert!(html.contains("Sign in as guest"));
     assert!(html.contains("Create account"));
@@ -449,7 +475,9 @@ async fn a_denied_sign_in_and_unknown_providers_get_clear_pages() {
 #[tokio::test]
 async fn local_accounts_sign_up_and_sign_in_with_an_argon2id_hash() {
     let app = TestApp::spawn().await;
-    let cookie = app.sign_up("Lou", "Lou@Example.test", "correct horse").await;
+    let cookie = app
+        .sign_up("Lou", "Lou@Example.test", "correct horse")
+        .await;
     let mut client = app.ws(&cookie).await;
     let presence = client.subscribe("general", None).await;
     assert_eq!(presence["users"][0]["name"], "Lou");
@@ -527,7 +555,11 @@ async fn bad_sign_ups_are_refused_with_reasons() {
         .call(
             None,
             "sign_up",
-            &[("name", " "), ("email", "x@y.example"), ("password", "long enough")],
+            &[
+                ("name", " "),
+                ("email", "x@y.example"),
+                ("password", "long enough"),
+            ],
         )
         .await;
     assert_eq!((status, body["code"].as_str()), (422, Some("invalid_name")));
@@ -536,7 +568,8 @@ async fn bad_sign_ups_are_refused_with_reasons() {
 #[tokio::test]
 async fn a_wrong_password_and_an_unknown_email_get_the_same_error() {
     let app = TestApp::spawn().await;
-    app.sign_up("Wes", "wes@example.test", "the right one").await;
+    app.sign_up("Wes", "wes@example.test", "the right one")
+        .await;
     let mut answers = Vec::new();
     for (email, password) in [
         ("wes@example.test", "the wrong one"),
@@ -560,8 +593,10 @@ async fn a_wrong_password_and_an_unknown_email_get_the_same_error() {
 #[tokio::test]
 async fn repeated_failures_are_rate_limited_per_account() {
     let app = TestApp::spawn().await;
-    app.sign_up("Ray", "ray@example.test", "the right one").await;
-    app.sign_up("Sue", "sue@example.test", "the right one").await;
+    app.sign_up("Ray", "ray@example.test", "the right one")
+        .await;
+    app.sign_up("Sue", "sue@example.test", "the right one")
+        .await;
     let attempt = |email: &'static str, password: &'static str| {
         let app = &app;
         async move {
@@ -588,7 +623,8 @@ async fn repeated_failures_are_rate_limited_per_account() {
 #[tokio::test]
 async fn repeated_failures_are_rate_limited_per_address() {
     let app = TestApp::spawn().await;
-    app.sign_up("Tom", "tom@example.test", "the right one").await;
+    app.sign_up("Tom", "tom@example.test", "the right one")
+        .await;
     for i in 0..20 {
         let email = format!("guess{i}@example.test");
         let (status, _, _) = app
@@ -613,7 +649,9 @@ async fn repeated_failures_are_rate_limited_per_address() {
 #[tokio::test]
 async fn signing_out_closes_a_local_accounts_sockets() {
     let app = TestApp::spawn().await;
-    let cookie = app.sign_up("Uli", "uli@example.test", "the right one").await;
+    let cookie = app
+        .sign_up("Uli", "uli@example.test", "the right one")
+        .await;
     let mut client = app.ws(&cookie).await;
     let (status, _, _) = app.call(Some(&cookie), "sign_out", &[]).await;
     assert!(status < 400, "{status}");
@@ -639,11 +677,20 @@ async fn guest_sign_in_and_local_accounts_can_be_turned_off() {
         .call(
             None,
             "sign_up",
-            &[("name", "V"), ("email", "v@example.test"), ("password", "long enough")],
+            &[
+                ("name", "V"),
+                ("email", "v@example.test"),
+                ("password", "long enough"),
+            ],
         )
         .await;
     assert_eq!(status, 403);
-    let html = reqwest::get(app.url("/")).await.unwrap().text().await.unwrap();
+    let html = reqwest::get(app.url("/"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(!html.contains("Sign in as guest"));
     assert!(!html.contains("Create account"));
     assert!(html.contains("not configured"));
@@ -663,7 +710,11 @@ async fn cross_origin_sign_ins_are_refused() {
     let res = reqwest::Client::new()
         .post(app.url("/api/sign_up"))
         .header(header::ORIGIN, "http://evil.example")
-        .form(&[("name", "E"), ("email", "e@b.example"), ("password", "whatever1")])
+        .form(&[
+            ("name", "E"),
+            ("email", "e@b.example"),
+            ("password", "whatever1"),
+        ])
         .send()
         .await
         .unwrap();

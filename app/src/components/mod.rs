@@ -177,7 +177,10 @@ fn SignIn(
 }
 
 #[component]
-fn LocalAccount(password: ServerAction<SignInPassword>, sign_up: ServerAction<SignUp>) -> impl IntoView {
+fn LocalAccount(
+    password: ServerAction<SignInPassword>,
+    sign_up: ServerAction<SignUp>,
+) -> impl IntoView {
     let sign_in_error = failure(password);
     let sign_up_error = failure(sign_up);
     view! {

@@ -23,8 +23,8 @@ use openidconnect::{
         CoreUserInfoClaims,
     },
     reqwest, AccessTokenHash, AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret,
-    CsrfToken, IssuerUrl, Nonce, OAuth2TokenResponse, PkceCodeChallenge,
-    PkceCodeVerifier, RedirectUrl, RequestTokenError, Scope, TokenResponse,
+    CsrfToken, IssuerUrl, Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier,
+    RedirectUrl, RequestTokenError, Scope, TokenResponse,
 };
 use std::{
     collections::HashMap,
@@ -60,7 +60,10 @@ macro_rules! claimed {
     ($c:expr) => {{
         let c = $c;
         Claimed {
-            name: c.name().and_then(|n| n.get(None)).map(|n| n.as_str().to_owned()),
+            name: c
+                .name()
+                .and_then(|n| n.get(None))
+                .map(|n| n.as_str().to_owned()),
             given_name: c
                 .given_name()
                 .and_then(|n| n.get(None))
@@ -150,16 +153,12 @@ impl Oidc {
     }
 
     fn provider(&self, id: &str) -> Result<&OidcProvider, FlowError> {
-        self.0
-            .providers
-            .iter()
-            .find(|p| p.id == id)
-            .ok_or_else(|| {
-                FlowError::new(
-                    StatusCode::NOT_FOUND,
-                    "There is no sign-in provider by that name here.",
-                )
-            })
+        self.0.providers.iter().find(|p| p.id == id).ok_or_else(|| {
+            FlowError::new(
+                StatusCode::NOT_FOUND,
+                "There is no sign-in provider by that name here.",
+            )
+        })
     }
 
     /// The provider's discovery document and keys, from the cache unless
@@ -216,17 +215,16 @@ impl Oidc {
         >,
         FlowError,
     > {
-        let redirect = RedirectUrl::new(format!(
-            "{}{}/callback",
-            self.0.callback_base, provider.id
-        ))
-        .map_err(|err| {
-            tracing::error!(cause = %err, "bad redirect URL (CHAT_PUBLIC_URL?)");
-            FlowError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Sign-in is misconfigured here (public URL).",
-            )
-        })?;
+        let redirect =
+            RedirectUrl::new(format!("{}{}/callback", self.0.callback_base, provider.id)).map_err(
+                |err| {
+                    tracing::error!(cause = %err, "bad redirect URL (CHAT_PUBLIC_URL?)");
+                    FlowError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "Sign-in is misconfigured here (public URL).",
+                    )
+                },
+            )?;
         Ok(CoreClient::from_provider_metadata(
             metadata,
             ClientId::new(provider.client_id.clone()),
@@ -299,7 +297,9 @@ impl Oidc {
             .state
             .as_deref()
             .filter(|s| !s.is_empty())
-            .ok_or_else(|| FlowError::bad(format!("The sign-in response has no state. {restart}")))?;
+            .ok_or_else(|| {
+                FlowError::bad(format!("The sign-in response has no state. {restart}"))
+            })?;
         let unavailable = |err: crate::store::StoreError| {
             tracing::error!(cause = %err, "cannot read a sign-in");
             FlowError::new(
@@ -323,7 +323,9 @@ impl Oidc {
             )));
         }
         if flow.expires_at <= crate::now_ms() {
-            return Err(FlowError::bad(format!("This sign-in took too long. {restart}")));
+            return Err(FlowError::bad(format!(
+                "This sign-in took too long. {restart}"
+            )));
         }
         if flow.provider != provider.id {
             return Err(FlowError::bad(format!(
@@ -352,10 +354,9 @@ impl Oidc {
                 )));
             }
         }
-        let code = callback
-            .code
-            .filter(|c| !c.is_empty())
-            .ok_or_else(|| FlowError::bad(format!("The sign-in response has no code. {restart}")))?;
+        let code = callback.code.filter(|c| !c.is_empty()).ok_or_else(|| {
+            FlowError::bad(format!("The sign-in response has no code. {restart}"))
+        })?;
 
         let metadata = self.metadata(provider, false).await?;
         let client = self.client(provider, metadata)?;
@@ -393,9 +394,9 @@ impl Oidc {
                     ))
                 }
             })?;
-        let id_token = token.id_token().ok_or_else(|| {
-            FlowError::upstream(format!("{} sent no ID token.", provider.name))
-        })?;
+        let id_token = token
+            .id_token()
+            .ok_or_else(|| FlowError::upstream(format!("{} sent no ID token.", provider.name)))?;
         let nonce = Nonce::new(flow.nonce);
         let mut client = client;
         let first = id_token
@@ -431,10 +432,9 @@ impl Oidc {
         }
 
         // The ID token may carry the profile; userinfo usually has more.
-        let userinfo: Option<CoreUserInfoClaims> = match client.user_info(
-            token.access_token().clone(),
-            Some(claims.subject().clone()),
-        ) {
+        let userinfo: Option<CoreUserInfoClaims> = match client
+            .user_info(token.access_token().clone(), Some(claims.subject().clone()))
+        {
             Ok(request) => match request.request_async(&self.0.http).await {
                 Ok(info) => Some(info),
                 Err(err) => {
@@ -482,10 +482,7 @@ fn refused_token(provider: &OidcProvider, err: &ClaimsVerificationError) -> Flow
 /// Name, email and picture: userinfo first, then the ID token.
 fn profile(sources: &[Claimed]) -> Profile {
     let first = |f: &dyn Fn(&Claimed) -> Option<String>| {
-        sources
-            .iter()
-            .filter_map(f)
-            .find(|s| !s.trim().is_empty())
+        sources.iter().filter_map(f).find(|s| !s.trim().is_empty())
     };
     let email = first(&|c| c.email.clone()).or_else(|| {
         // Entra ID often has no `email` but a sign-in name that is one.

@@ -94,7 +94,9 @@ mod tests {
         assert!(verify("correct horse".into(), Some(phc.clone()))
             .await
             .unwrap());
-        assert!(!verify("wrong horse".into(), Some(phc.clone())).await.unwrap());
+        assert!(!verify("wrong horse".into(), Some(phc.clone()))
+            .await
+            .unwrap());
         assert!(!verify("correct horse".into(), None).await.unwrap());
         assert_ne!(phc, hash("correct horse".into()).await.unwrap(), "salted");
     }
