@@ -143,6 +143,18 @@ mod ssr {
         super::session_cookie(&parts.headers).map(str::to_owned)
     }
 
+    /// Signs the browser in with `token`, ending the session it had before
+    /// (if any) so that one is not left valid behind the new cookie.
+    pub async fn replace_session(backend: &SharedBackend, token: &str) {
+        if let Some(old) = session_token() {
+            // Best effort (the server logs a failure): an old session that
+            // cannot be deleted now still expires, and the browser no
+            // longer holds its token.
+            backend.sign_out(&old).await.ok();
+        }
+        set_cookie(&backend.session_cookie(Some(token)));
+    }
+
     pub fn set_cookie(value: &str) {
         if let (Some(res), Ok(value)) = (
             use_context::<leptos_axum::ResponseOptions>(),
@@ -223,7 +235,7 @@ pub async fn sign_in_guest(name: String) -> Result<(), ApiError> {
     let backend = ssr::backend()?;
     match backend.sign_in_guest(&name).await {
         Ok(token) => {
-            ssr::set_cookie(&backend.session_cookie(Some(&token)));
+            ssr::replace_session(&backend, &token).await;
             Ok(())
         }
         Err(err) => ssr::fail(err),
@@ -239,7 +251,7 @@ pub async fn sign_up(name: String, email: String, password: String) -> Result<()
         .await
     {
         Ok(token) => {
-            ssr::set_cookie(&backend.session_cookie(Some(&token)));
+            ssr::replace_session(&backend, &token).await;
             Ok(())
         }
         Err(err) => ssr::fail(err),
@@ -255,7 +267,7 @@ pub async fn sign_in_password(email: String, password: String) -> Result<(), Api
         .await
     {
         Ok(token) => {
-            ssr::set_cookie(&backend.session_cookie(Some(&token)));
+            ssr::replace_session(&backend, &token).await;
             Ok(())
         }
         Err(err) => ssr::fail(err),

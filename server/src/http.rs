@@ -127,8 +127,18 @@ async fn client_ip(State(state): State<AppState>, mut request: Request, next: Ne
 async fn oidc_start(
     State(state): State<AppState>,
     Path(provider): Path<String>,
+    client: Option<axum::Extension<ClientIp>>,
     headers: HeaderMap,
 ) -> Response {
+    // Each start stores a row until it expires: bound them per address.
+    let ip = client.map_or_else(|| "unknown".to_owned(), |c| c.0 .0.to_string());
+    if state.limits.ip_flow_starts.check(&ip).is_err() {
+        return error_page(&oidc::FlowError {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            message: "Too many sign-ins started from here; try again in a few minutes.".into(),
+        });
+    }
+    state.limits.ip_flow_starts.record(&ip);
     let browser = auth::cookie_value(&headers, oidc::FLOW_COOKIE);
     match state.oidc.start(&state.store, &provider, browser).await {
         Ok((url, browser)) => {
@@ -183,6 +193,14 @@ async fn oidc_callback(
             })
         }
     };
+    // A browser signed in as someone else ends that session first.
+    if let Some(old) = auth::session_token(&headers) {
+        let hash = auth::token_hash(old);
+        match state.store.delete_session(&hash).await {
+            Ok(()) => state.hub.end_session(&hash),
+            Err(err) => tracing::warn!(cause = %err, "could not end the previous session"),
+        }
+    }
     let cookie = auth::cookie(
         Some(&token),
         state.config.session_hours * 3600,

@@ -47,17 +47,26 @@ async fn app_with_providers() -> TestApp {
 /// followed by hand so each hop can be inspected (or tampered with).
 struct Browser {
     http: reqwest::Client,
+    jar: std::sync::Arc<reqwest::cookie::Jar>,
 }
 
 impl Browser {
     fn new() -> Self {
+        let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
         Self {
             http: reqwest::Client::builder()
-                .cookie_store(true)
+                .cookie_provider(jar.clone())
                 .redirect(redirect::Policy::none())
                 .build()
                 .expect("client"),
+            jar,
         }
+    }
+
+    /// Puts a `name=value` cookie of `app` in this browser.
+    fn set_cookie(&self, app: &TestApp, pair: &str) {
+        self.jar
+            .add_cookie_str(&format!("{pair}; Path=/"), &app.url("/").parse().unwrap());
     }
 
     /// Clicks "Sign in with …": returns the provider's authorization URL.
@@ -468,6 +477,39 @@ async fn a_denied_sign_in_and_unknown_providers_get_clear_pages() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn signing_in_again_ends_the_session_the_browser_had() {
+    let app = app_with_providers().await;
+    let guest = app.sign_in("Gus").await;
+    let mut socket = app.ws(&guest).await;
+
+    // The guest's browser signs in with a provider: the guest session ends.
+    let browser = Browser::new();
+    browser.set_cookie(&app, &guest);
+    let signed_in = browser
+        .sign_in(&app, "test", &login("gus"))
+        .await
+        .signed_in();
+    assert_eq!(socket.closed_with().await, 1008);
+    assert!(app.try_ws(Some(&guest), Some(&app.origin())).await.is_err());
+
+    // And from there to a local account: the provider session ends.
+    let mut socket = app.ws(&signed_in).await;
+    let (status, body, _) = app
+        .call(
+            Some(&signed_in),
+            "sign_up",
+            &[
+                ("name", "Gus"),
+                ("email", "gus@example.test"),
+                ("password", "long enough"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(socket.closed_with().await, 1008);
 }
 
 // ---- local accounts -----------------------------------------------------------

@@ -88,6 +88,9 @@ pub struct Limits {
     pub ip_failures: Limiter,
     /// Sign-ups per client address (each one costs a password hash).
     pub ip_sign_ups: Limiter,
+    /// OpenID sign-ins started per client address (each one stores a row
+    /// until it expires).
+    pub ip_flow_starts: Limiter,
 }
 
 impl Default for Limits {
@@ -97,6 +100,7 @@ impl Default for Limits {
             account_failures: Limiter::new(5, quarter_hour),
             ip_failures: Limiter::new(20, quarter_hour),
             ip_sign_ups: Limiter::new(10, Duration::from_secs(3600)),
+            ip_flow_starts: Limiter::new(60, Duration::from_secs(10 * 60)),
         }
     }
 }
