@@ -9,9 +9,11 @@ CARGO_LEPTOS_VERSION := 0.3.10
 # The wasm-bindgen CLI must match the library version in Cargo.lock exactly.
 WASM_BINDGEN_VERSION := $(shell sed -n '/^name = "wasm-bindgen"$$/{n;s/^version = "\(.*\)"/\1/p;q}' Cargo.lock)
 E2E_DB := target/e2e/chat.db
+# Runs a command with the local OpenID providers up (and stops them after).
+WITH_OIDC := tools/oidc-provider/with-providers.sh
 APT_UPDATED := target/.apt-updated
 
-.PHONY: run test deps browser-deps e2e-deps lint unit e2e clean-e2e
+.PHONY: run test deps browser-deps e2e-deps oidc-deps lint unit e2e clean-e2e
 
 ## Toolchain pieces the build needs, each installed only when missing.
 deps:
@@ -34,23 +36,32 @@ browser-deps:
 e2e-deps: browser-deps
 	@[ -x end2end/node_modules/.bin/playwright ] || (cd end2end && npm ci --no-audit --no-fund)
 
+## The OpenID provider the tests sign in with (npm `oidc-provider`, run locally).
+oidc-deps:
+	@[ -d tools/oidc-provider/node_modules/oidc-provider ] || (cd tools/oidc-provider && npm ci --no-audit --no-fund)
+
 lint:
 	cargo fmt --all -- --check
 	cargo clippy -p app -p server --all-targets -- -D warnings
 	cargo clippy -p frontend --target wasm32-unknown-unknown -- -D warnings
 
-# The fault tests (server binary as a child: kill -9, SIGTERM, stalled
-# readers) run on their own so their figures are printed.
-unit:
-	cargo test -p app -p server -- --skip fault_
+# The sign-in tests talk to real OpenID providers on 127.0.0.1. The fault
+# tests (server binary as a child: kill -9, SIGTERM, stalled readers) run on
+# their own so their figures are printed.
+unit: oidc-deps
+	$(WITH_OIDC) cargo test -p app -p server -- --skip fault_
 	cargo test -p server --test faults -- --nocapture --test-threads=1
 
 # cargo-leptos builds the site, starts the server on a throwaway database and
-# runs Playwright against it.
-e2e: e2e-deps
+# runs Playwright against it; the server offers the local OpenID provider as
+# "Test ID".
+e2e: e2e-deps oidc-deps
 	rm -f $(E2E_DB) $(E2E_DB)-wal $(E2E_DB)-shm
 	mkdir -p $(dir $(E2E_DB))
-	set -o pipefail; DATABASE_URL=sqlite://$(E2E_DB) cargo leptos end-to-end 2>&1 | tee target/e2e/run.log
+	set -o pipefail; DATABASE_URL=sqlite://$(E2E_DB) $(WITH_OIDC) bash -c '\
+		CHAT_OIDC_ISSUER="$$CHAT_TEST_OIDC_ISSUER" CHAT_OIDC_CLIENT_ID=chat \
+		CHAT_OIDC_CLIENT_SECRET=chat-test-secret CHAT_OIDC_NAME="Test ID" \
+		cargo leptos end-to-end' 2>&1 | tee target/e2e/run.log
 	@passed=$$(grep -oE '^ +[0-9]+ passed' target/e2e/run.log | tail -1 | tr -dc 0-9); \
 	 failed=$$(grep -oE '^ +[0-9]+ failed' target/e2e/run.log | tail -1 | tr -dc 0-9); \
 	 echo "playwright: $${passed:-0} passed, $${failed:-0} failed"

@@ -22,6 +22,26 @@ pub struct PageData {
     pub room: Option<RoomPage>,
     /// The room asked for, when it does not exist.
     pub missing_room: Option<String>,
+    /// The ways to sign in this server offers.
+    pub sign_in: SignInOptions,
+}
+
+/// The ways to sign in, as configured.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignInOptions {
+    /// Guest sign-in with a display name.
+    pub guest: bool,
+    /// Local accounts (email and password).
+    pub local: bool,
+    /// OpenID providers, in button order.
+    pub providers: Vec<ProviderLink>,
+}
+
+/// A "Sign in with …" button: posts to `/auth/oidc/<id>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderLink {
+    pub id: String,
+    pub name: String,
 }
 
 /// One room's latest history and who is online in it.
@@ -58,6 +78,22 @@ pub trait Backend: Send + Sync + 'static {
     async fn page(&self, session: Option<&str>, room: Option<&str>) -> Result<PageData, ApiError>;
     /// Creates a guest user and a session; returns the session token.
     async fn sign_in_guest(&self, name: &str) -> Result<String, ApiError>;
+    /// Creates a local account and a session; returns the session token.
+    async fn sign_up(
+        &self,
+        client: Option<std::net::IpAddr>,
+        name: &str,
+        email: &str,
+        password: &str,
+    ) -> Result<String, ApiError>;
+    /// Checks a local account's password and starts a session; returns the
+    /// session token. Wrong email or password get one and the same error.
+    async fn sign_in_password(
+        &self,
+        client: Option<std::net::IpAddr>,
+        email: &str,
+        password: &str,
+    ) -> Result<String, ApiError>;
     /// Ends a session.
     async fn sign_out(&self, session: &str) -> Result<(), ApiError>;
     /// Creates a room and announces it.
@@ -83,6 +119,19 @@ mod ssr {
     /// The backend provided by the server, as a shared trait object.
     pub type SharedBackend = Arc<dyn Backend>;
 
+    /// The client's address, put in request extensions by the server
+    /// (which knows whether to believe `X-Forwarded-For`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct ClientIp(pub std::net::IpAddr);
+
+    /// The address the request came from, if the server recorded it.
+    pub fn client_ip() -> Option<std::net::IpAddr> {
+        use_context::<Parts>()?
+            .extensions
+            .get::<ClientIp>()
+            .map(|ip| ip.0)
+    }
+
     pub fn backend() -> Result<SharedBackend, ApiError> {
         use_context::<SharedBackend>()
             .ok_or_else(|| ApiError::new(ErrorCode::Internal, "backend missing from context"))
@@ -92,6 +141,18 @@ mod ssr {
     pub fn session_token() -> Option<String> {
         let parts = use_context::<Parts>()?;
         super::session_cookie(&parts.headers).map(str::to_owned)
+    }
+
+    /// Signs the browser in with `token`, ending the session it had before
+    /// (if any) so that one is not left valid behind the new cookie.
+    pub async fn replace_session(backend: &SharedBackend, token: &str) {
+        if let Some(old) = session_token() {
+            // Best effort (the server logs a failure): an old session that
+            // cannot be deleted now still expires, and the browser no
+            // longer holds its token.
+            backend.sign_out(&old).await.ok();
+        }
+        set_cookie(&backend.session_cookie(Some(token)));
     }
 
     pub fn set_cookie(value: &str) {
@@ -143,7 +204,7 @@ mod ssr {
 }
 
 #[cfg(feature = "ssr")]
-pub use ssr::SharedBackend;
+pub use ssr::{ClientIp, SharedBackend};
 
 /// The session token in a request's `Cookie` headers (shared with the
 /// server's WebSocket upgrade, so both read the cookie the same way).
@@ -174,7 +235,39 @@ pub async fn sign_in_guest(name: String) -> Result<(), ApiError> {
     let backend = ssr::backend()?;
     match backend.sign_in_guest(&name).await {
         Ok(token) => {
-            ssr::set_cookie(&backend.session_cookie(Some(&token)));
+            ssr::replace_session(&backend, &token).await;
+            Ok(())
+        }
+        Err(err) => ssr::fail(err),
+    }
+}
+
+/// Creates a local account (email and password) and signs in.
+#[server(endpoint = "sign_up")]
+pub async fn sign_up(name: String, email: String, password: String) -> Result<(), ApiError> {
+    let backend = ssr::backend()?;
+    match backend
+        .sign_up(ssr::client_ip(), &name, &email, &password)
+        .await
+    {
+        Ok(token) => {
+            ssr::replace_session(&backend, &token).await;
+            Ok(())
+        }
+        Err(err) => ssr::fail(err),
+    }
+}
+
+/// Signs in with a local account's email and password.
+#[server(endpoint = "sign_in_password")]
+pub async fn sign_in_password(email: String, password: String) -> Result<(), ApiError> {
+    let backend = ssr::backend()?;
+    match backend
+        .sign_in_password(ssr::client_ip(), &email, &password)
+        .await
+    {
+        Ok(token) => {
+            ssr::replace_session(&backend, &token).await;
             Ok(())
         }
         Err(err) => ssr::fail(err),

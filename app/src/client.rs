@@ -276,10 +276,7 @@ impl Chat {
     }
 
     fn author(&self) -> UserInfo {
-        self.me.get_untracked().unwrap_or(UserInfo {
-            id: 0,
-            name: String::new(),
-        })
+        self.me.get_untracked().unwrap_or_default()
     }
 
     /// Asks for the page of history above the oldest message shown, if

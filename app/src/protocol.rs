@@ -121,10 +121,33 @@ pub struct ChatMessage {
 }
 
 /// A user as others see them.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct UserInfo {
     pub id: i64,
     pub name: String,
+    /// The account's email (local accounts, and providers that share it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// An `https:` (or `http:`) picture URL from the identity provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub picture: Option<String>,
+}
+
+impl UserInfo {
+    /// Up to two initials of the name, for an avatar without a picture.
+    pub fn initials(&self) -> String {
+        let mut words = self
+            .name
+            .split_whitespace()
+            .filter_map(|w| w.chars().next());
+        let first = words.next();
+        let last = words.next_back();
+        first
+            .into_iter()
+            .chain(last)
+            .flat_map(char::to_uppercase)
+            .collect()
+    }
 }
 
 /// A room as listed.
@@ -168,6 +191,12 @@ pub enum ErrorCode {
     InvalidName,
     /// A room with that name (ignoring case) exists already.
     RoomExists,
+    /// Wrong email or password (deliberately not saying which).
+    BadCredentials,
+    /// An email or password that cannot be used for an account.
+    InvalidAccount,
+    /// An account with that email exists already.
+    AccountExists,
     /// Too many requests of this kind; slow down.
     RateLimited,
     /// The server cannot reach its store right now; retry later.
@@ -184,11 +213,12 @@ impl ErrorCode {
             | ErrorCode::EmptyBody
             | ErrorCode::BodyTooLong
             | ErrorCode::BadClientId
-            | ErrorCode::InvalidName => 422,
-            ErrorCode::Unauthorized => 401,
+            | ErrorCode::InvalidName
+            | ErrorCode::InvalidAccount => 422,
+            ErrorCode::Unauthorized | ErrorCode::BadCredentials => 401,
             ErrorCode::Forbidden | ErrorCode::NotJoined => 403,
             ErrorCode::UnknownRoom => 404,
-            ErrorCode::RoomExists => 409,
+            ErrorCode::RoomExists | ErrorCode::AccountExists => 409,
             ErrorCode::RateLimited => 429,
             ErrorCode::Unavailable => 503,
             ErrorCode::Internal => 500,
@@ -292,6 +322,56 @@ pub fn validate_body(body: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Longest email address (RFC 5321's path limit).
+pub const MAX_EMAIL_CHARS: usize = 254;
+/// Shortest password a local account may have.
+pub const MIN_PASSWORD_CHARS: usize = 8;
+/// Longest password (it is hashed on every sign-in: keep the work bounded).
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+/// Checks an email address and returns it trimmed. Deliberately loose (one
+/// `@` with something on both sides, no spaces): the address is an account
+/// name here, never mailed to.
+pub fn validate_email(email: &str) -> Result<String, ApiError> {
+    let email = email.trim();
+    let bad = |why: &str| Err(ApiError::new(ErrorCode::InvalidAccount, why));
+    if email.is_empty() {
+        return bad("Email cannot be empty.");
+    }
+    if email.chars().count() > MAX_EMAIL_CHARS {
+        return bad("Email is too long.");
+    }
+    match email.split_once('@') {
+        Some((local, domain))
+            if !local.is_empty()
+                && !domain.is_empty()
+                && !domain.contains('@')
+                && !email.chars().any(|c| c.is_whitespace() || c.is_control()) =>
+        {
+            Ok(email.to_owned())
+        }
+        _ => bad("That does not look like an email address."),
+    }
+}
+
+/// Checks a new password's length (in characters, at most
+/// [`MAX_PASSWORD_BYTES`] bytes).
+pub fn validate_new_password(password: &str) -> Result<(), ApiError> {
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(ApiError::new(
+            ErrorCode::InvalidAccount,
+            format!("Password must be at least {MIN_PASSWORD_CHARS} characters."),
+        ));
+    }
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(ApiError::new(
+            ErrorCode::InvalidAccount,
+            format!("Password must be at most {MAX_PASSWORD_BYTES} bytes."),
+        ));
+    }
+    Ok(())
+}
+
 /// Checks that a `client_id` is a UUID, and returns it in canonical form.
 pub fn validate_client_id(client_id: &str) -> Result<String, ApiError> {
     uuid::Uuid::parse_str(client_id)
@@ -338,6 +418,7 @@ mod tests {
             author: UserInfo {
                 id: 1,
                 name: "ann".into(),
+                ..UserInfo::default()
             },
             body: "hi".into(),
             ts: 5,
@@ -377,6 +458,41 @@ mod tests {
                 .code,
             ErrorCode::BodyTooLong
         );
+    }
+
+    #[test]
+    fn users_without_email_or_picture_serialise_as_before() {
+        let ann = UserInfo {
+            id: 1,
+            name: "Ann Lee".into(),
+            ..UserInfo::default()
+        };
+        assert_eq!(
+            serde_json::to_string(&ann).unwrap(),
+            r#"{"id":1,"name":"Ann Lee"}"#
+        );
+        assert_eq!(ann.initials(), "AL");
+        let one = UserInfo {
+            name: "ada byron lovelace".into(),
+            ..UserInfo::default()
+        };
+        assert_eq!(one.initials(), "AL");
+        assert_eq!(UserInfo::default().initials(), "");
+    }
+
+    #[test]
+    fn emails_and_passwords_are_checked() {
+        assert_eq!(validate_email(" a@b.c ").unwrap(), "a@b.c");
+        for bad in ["", "ab", "@b", "a@", "a b@c", "a@b@c"] {
+            assert_eq!(
+                validate_email(bad).unwrap_err().code,
+                ErrorCode::InvalidAccount,
+                "{bad}"
+            );
+        }
+        assert!(validate_new_password("1234567").is_err());
+        assert!(validate_new_password("12345678").is_ok());
+        assert!(validate_new_password(&"x".repeat(MAX_PASSWORD_BYTES + 1)).is_err());
     }
 
     #[test]

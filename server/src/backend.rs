@@ -8,13 +8,15 @@ use crate::{
     unavailable, AppState,
 };
 use app::{
-    api::{Backend, PageData, RoomPage},
+    api::{Backend, PageData, ProviderLink, RoomPage, SignInOptions},
     protocol::{
-        validate_body, validate_client_id, validate_display_name, validate_room_name, ApiError,
-        ChatMessage, ErrorCode, RoomInfo, UserInfo, HISTORY_PAGE,
+        validate_body, validate_client_id, validate_display_name, validate_email,
+        validate_new_password, validate_room_name, ApiError, ChatMessage, ErrorCode, RoomInfo,
+        UserInfo, HISTORY_PAGE, MAX_PASSWORD_BYTES,
     },
 };
 use async_trait::async_trait;
+use std::{net::IpAddr, time::Duration};
 use tokio::sync::oneshot;
 
 /// Implements the server functions over the app state.
@@ -27,6 +29,40 @@ impl AppBackend {
                 .await
                 .map_err(unavailable),
             None => Ok(None),
+        }
+    }
+
+    /// The sign-in options this configuration offers.
+    fn sign_in_options(&self) -> SignInOptions {
+        SignInOptions {
+            guest: self.0.config.guest_sign_in,
+            local: self.0.config.local_accounts,
+            providers: self
+                .0
+                .oidc
+                .providers()
+                .iter()
+                .map(|p| ProviderLink {
+                    id: p.id.clone(),
+                    name: p.name.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Starts a session for `user`; returns its token.
+    async fn start_session(&self, user: &UserInfo) -> Result<String, ApiError> {
+        auth::start_session(&self.0, user.id).await
+    }
+
+    fn local_accounts_on(&self) -> Result<(), ApiError> {
+        if self.0.config.local_accounts {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                ErrorCode::Forbidden,
+                "Local accounts are turned off on this server.",
+            ))
         }
     }
 
@@ -49,6 +85,7 @@ impl Backend for AppBackend {
                 rooms: Vec::new(),
                 room: None,
                 missing_room: None,
+                sign_in: self.sign_in_options(),
             });
         };
         let (room, missing_room) = match room.map(|name| (name, self.0.hub.room(name))) {
@@ -78,26 +115,112 @@ impl Backend for AppBackend {
             rooms: self.0.hub.rooms(),
             room,
             missing_room,
+            sign_in: self.sign_in_options(),
         })
     }
 
     async fn sign_in_guest(&self, name: &str) -> Result<String, ApiError> {
+        if !self.0.config.guest_sign_in {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                "Guest sign-in is turned off on this server.",
+            ));
+        }
         let name = validate_display_name(name)?;
-        let now = crate::now_ms();
         let user = self
             .0
             .store
-            .create_guest(&name, now)
+            .create_guest(&name, crate::now_ms())
             .await
             .map_err(unavailable)?;
-        let token = auth::new_token();
-        let expires = now + self.0.config.session_hours * 3_600_000;
-        self.0
-            .store
-            .create_session(user.id, &auth::token_hash(&token), now, expires)
-            .await
-            .map_err(unavailable)?;
+        let token = self.start_session(&user).await?;
         tracing::info!(user = user.id, "guest signed in");
+        Ok(token)
+    }
+
+    async fn sign_up(
+        &self,
+        client: Option<IpAddr>,
+        name: &str,
+        email: &str,
+        password: &str,
+    ) -> Result<String, ApiError> {
+        self.local_accounts_on()?;
+        let name = validate_display_name(name)?;
+        let email = validate_email(email)?;
+        validate_new_password(password)?;
+        // Every sign-up costs a password hash: bound them per address.
+        let ip = ip_key(client);
+        if let Err(wait) = self.0.limits.ip_sign_ups.check(&ip) {
+            return Err(rate_limited(wait));
+        }
+        self.0.limits.ip_sign_ups.record(&ip);
+        let hash = auth::password::hash(password.to_owned()).await?;
+        let user = match self
+            .0
+            .store
+            .create_local_account(&name, &email, &email_key(&email), &hash, crate::now_ms())
+            .await
+        {
+            Ok(user) => user,
+            Err(StoreError::Conflict) => {
+                return Err(ApiError::new(
+                    ErrorCode::AccountExists,
+                    "An account with that email exists already; sign in instead.",
+                ))
+            }
+            Err(err) => return Err(unavailable(err)),
+        };
+        let token = self.start_session(&user).await?;
+        tracing::info!(user = user.id, "local account created");
+        Ok(token)
+    }
+
+    async fn sign_in_password(
+        &self,
+        client: Option<IpAddr>,
+        email: &str,
+        password: &str,
+    ) -> Result<String, ApiError> {
+        self.local_accounts_on()?;
+        let wrong = || ApiError::new(ErrorCode::BadCredentials, "Wrong email or password.");
+        let account_key = email_key(email.trim());
+        let ip = ip_key(client);
+        let limits = &self.0.limits;
+        // Limited before any work, so a flood costs no hashing.
+        if let Err(wait) = limits
+            .account_failures
+            .check(&account_key)
+            .and(limits.ip_failures.check(&ip))
+        {
+            tracing::warn!(%ip, "password sign-in rate-limited");
+            return Err(rate_limited(wait));
+        }
+        // No account has a longer password; it is not worth hashing.
+        let too_long = password.len() > MAX_PASSWORD_BYTES;
+        let account = if too_long || account_key.is_empty() {
+            None
+        } else {
+            self.0
+                .store
+                .local_account(&account_key)
+                .await
+                .map_err(unavailable)?
+        };
+        let attempt = if too_long { "" } else { password };
+        let matches = auth::password::verify(
+            attempt.to_owned(),
+            account.as_ref().map(|a| a.password_hash.clone()),
+        )
+        .await?;
+        let Some(account) = account.filter(|_| matches) else {
+            limits.account_failures.record(&account_key);
+            limits.ip_failures.record(&ip);
+            return Err(wrong());
+        };
+        limits.account_failures.clear(&account_key);
+        let token = self.start_session(&account.user).await?;
+        tracing::info!(user = account.user.id, "signed in with a password");
         Ok(token)
     }
 
@@ -172,7 +295,25 @@ impl Backend for AppBackend {
         auth::cookie(
             token,
             self.0.config.session_hours * 3600,
-            self.0.config.secure_cookies,
+            self.0.config.secure_cookies(),
         )
     }
+}
+
+/// The key an email's account is stored and rate-limited under.
+fn email_key(email: &str) -> String {
+    email.to_lowercase()
+}
+
+/// The key a client address is rate-limited under (all unknown ones share one).
+fn ip_key(client: Option<IpAddr>) -> String {
+    client.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
+}
+
+fn rate_limited(wait: Duration) -> ApiError {
+    let minutes = wait.as_secs().div_ceil(60).max(1);
+    ApiError::new(
+        ErrorCode::RateLimited,
+        format!("Too many attempts; try again in {minutes} minute(s)."),
+    )
 }

@@ -9,7 +9,8 @@
 //! - [`commit`]: the batch committer, where messages get their `seq` and become
 //!   durable before anyone is told about them.
 //! - [`store`]: the `Store` trait and its SQLite implementation.
-//! - [`auth`]: sessions and Origin checks.
+//! - [`auth`]: sessions, guest sign-in, local accounts (argon2id, rate limits),
+//!   OpenID Connect providers, and Origin checks.
 //! - [`metrics`]: counters served at `/metrics`.
 //! - [`backend`]: the server side of the app's server functions.
 
@@ -23,11 +24,17 @@ pub mod metrics;
 pub mod store;
 pub mod ws;
 
-use crate::{commit::Committer, config::Config, hub::Hub, store::SharedStore};
+use crate::{
+    auth::{limit::Limits, oidc::Oidc},
+    commit::Committer,
+    config::Config,
+    hub::Hub,
+    store::SharedStore,
+};
 use app::protocol::{ApiError, ErrorCode};
 use axum::extract::FromRef;
 use leptos::config::LeptosOptions;
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::net::TcpListener;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
@@ -43,6 +50,10 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Every WebSocket connection task, so shutdown can wait for them.
     pub tasks: TaskTracker,
+    /// The configured OpenID providers.
+    pub oidc: Oidc,
+    /// Password sign-in and sign-up rate limits.
+    pub limits: Arc<Limits>,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -68,17 +79,22 @@ pub fn unavailable(err: store::StoreError) -> ApiError {
     )
 }
 
-/// Deletes expired sessions once an hour (expired ones are already refused;
-/// this only keeps the table small).
+/// Deletes expired sessions and abandoned sign-ins once an hour (expired ones
+/// are already refused; this only keeps the tables small).
 async fn purge_sessions(store: SharedStore, shutdown: CancellationToken) {
     let mut every = tokio::time::interval(Duration::from_secs(3600));
     loop {
         tokio::select! {
-            _ = every.tick() => match store.purge_sessions(now_ms()).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(sessions = n, "expired sessions purged"),
-                Err(err) => tracing::warn!(cause = %err, "session purge failed"),
-            },
+            _ = every.tick() => {
+                match store.purge_sessions(now_ms()).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(sessions = n, "expired sessions purged"),
+                    Err(err) => tracing::warn!(cause = %err, "session purge failed"),
+                }
+                if let Err(err) = store.purge_oidc_flows(now_ms()).await {
+                    tracing::warn!(cause = %err, "sign-in purge failed");
+                }
+            }
             () = shutdown.cancelled() => return,
         }
     }
@@ -92,6 +108,10 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let providers = config
+        .oidc_providers()
+        .map_err(|why| anyhow::anyhow!("sign-in configuration: {why}"))?;
+    let oidc = Oidc::new(providers, &config.public_url())?;
     let store = store::open(&config.database_url).await?;
     let hub = Hub::new(&store.rooms().await?);
     let stop_commits = CancellationToken::new();
@@ -105,18 +125,24 @@ pub async fn run(
         committer,
         shutdown: CancellationToken::new(),
         tasks: TaskTracker::new(),
+        oidc,
+        limits: Arc::new(Limits::default()),
     };
     tokio::spawn(purge_sessions(state.store.clone(), state.shutdown.clone()));
     let app = http::router(state.clone());
     tracing::info!(addr = %listener.local_addr()?, "listening");
     let token = state.shutdown.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down");
-            token.cancel();
-        })
-        .await?;
+    // The peer address feeds the per-address sign-in rate limits.
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        tracing::info!("shutting down");
+        token.cancel();
+    })
+    .await?;
     state.tasks.close();
     if tokio::time::timeout(Duration::from_secs(10), state.tasks.wait())
         .await

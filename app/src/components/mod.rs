@@ -7,9 +7,12 @@
 mod room;
 
 use crate::{
-    api::{load_page, CreateRoom, PageData, SignInGuest, SignOut},
+    api::{
+        load_page, CreateRoom, PageData, SignInGuest, SignInOptions, SignInPassword, SignOut,
+        SignUp,
+    },
     client::{Chat, Status},
-    protocol::{MAX_DISPLAY_NAME_CHARS, MAX_ROOM_NAME_CHARS},
+    protocol::{UserInfo, MAX_DISPLAY_NAME_CHARS, MAX_ROOM_NAME_CHARS, MIN_PASSWORD_CHARS},
     room_href,
 };
 use leptos::prelude::*;
@@ -26,10 +29,18 @@ pub fn ChatPage() -> impl IntoView {
     // The router hands over the segment already percent-decoded.
     let room = move || params.with(|p| p.get("name"));
     let sign_in = ServerAction::<SignInGuest>::new();
+    let sign_in_password = ServerAction::<SignInPassword>::new();
+    let sign_up = ServerAction::<SignUp>::new();
     let sign_out = ServerAction::<SignOut>::new();
     let create = ServerAction::<CreateRoom>::new();
+    // Reload the page data after a successful sign-in only: a refused one
+    // keeps the form (and what was typed) as it is.
+    let signed_in = RwSignal::new(0u32);
+    count_successes(sign_in, signed_in);
+    count_successes(sign_in_password, signed_in);
+    count_successes(sign_up, signed_in);
     let page = Resource::new(
-        move || (room(), sign_in.version().get(), sign_out.version().get()),
+        move || (room(), signed_in.get(), sign_out.version().get()),
         |(room, _, _)| load_page(room),
     );
     let chat = expect_context::<Chat>();
@@ -42,7 +53,17 @@ pub fn ChatPage() -> impl IntoView {
                     Ok(data) if data.me.is_some() => {
                         view! { <Layout data sign_out create /> }.into_any()
                     }
-                    Ok(_) => view! { <SignIn action=sign_in /> }.into_any(),
+                    Ok(data) => {
+                        view! {
+                            <SignIn
+                                options=data.sign_in
+                                guest=sign_in
+                                password=sign_in_password
+                                sign_up
+                            />
+                        }
+                            .into_any()
+                    }
                     Err(err) => {
                         view! { <p class="fatal" role="alert">{err.message}</p> }.into_any()
                     }
@@ -76,19 +97,151 @@ where
     })
 }
 
+/// Adds one to `counter` whenever `action` succeeds.
+fn count_successes<I, O>(action: ServerAction<I>, counter: RwSignal<u32>)
+where
+    I: server_fn::ServerFn<Output = O, Error = crate::protocol::ApiError>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    O: Clone + Send + Sync + 'static,
+{
+    Effect::new(move || {
+        if matches!(action.value().get(), Some(Ok(_))) {
+            counter.update(|n| *n += 1);
+        }
+    });
+}
+
+/// The last failure of an action, as text.
+fn failure<I, O>(action: ServerAction<I>) -> Signal<Option<String>>
+where
+    I: server_fn::ServerFn<Output = O, Error = crate::protocol::ApiError>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    O: Clone + Send + Sync + 'static,
+{
+    Signal::derive(move || match action.value().get() {
+        Some(Err(err)) => Some(err.message),
+        _ => None,
+    })
+}
+
+/// The signed-out page: provider buttons, local accounts and guest sign-in,
+/// as configured. Every form works without JavaScript: provider buttons post
+/// to `/auth/oidc/<id>` (which redirects to the provider), the rest post to
+/// server functions (a failure comes back as `?error=`, shown at the top).
 #[component]
-fn SignIn(action: ServerAction<SignInGuest>) -> impl IntoView {
-    let error = action_error(action);
+fn SignIn(
+    options: SignInOptions,
+    guest: ServerAction<SignInGuest>,
+    password: ServerAction<SignInPassword>,
+    sign_up: ServerAction<SignUp>,
+) -> impl IntoView {
+    let from_query = query_error();
+    let nothing = options.providers.is_empty() && !options.local && !options.guest;
     view! {
         <main class="signin">
             <h1>"Chat"</h1>
+            <Show when=move || from_query.get().is_some()>
+                <p class="error" role="alert">{move || from_query.get()}</p>
+            </Show>
+            {(!options.providers.is_empty())
+                .then(|| {
+                    view! {
+                        <section class="providers" aria-label="Sign in with a provider">
+                            {options
+                                .providers
+                                .into_iter()
+                                .map(|p| {
+                                    view! {
+                                        <form method="post" action=format!("/auth/oidc/{}", p.id)>
+                                            <button type="submit" class="provider">
+                                                {format!("Sign in with {}", p.name)}
+                                            </button>
+                                        </form>
+                                    }
+                                })
+                                .collect_view()}
+                        </section>
+                    }
+                })}
+            {options.local.then(|| view! { <LocalAccount password sign_up /> })}
+            {options.guest.then(|| view! { <GuestSignIn action=guest /> })}
+            {nothing.then(|| view! { <p>"Sign-in is not configured on this server."</p> })}
+        </main>
+    }
+}
+
+#[component]
+fn LocalAccount(
+    password: ServerAction<SignInPassword>,
+    sign_up: ServerAction<SignUp>,
+) -> impl IntoView {
+    let sign_in_error = failure(password);
+    let sign_up_error = failure(sign_up);
+    view! {
+        <section class="local" aria-label="Email and password">
+            <h2>"Sign in with email"</h2>
+            <ActionForm action=password attr:class="signin-password">
+                <label for="signin-email">"Email"</label>
+                <input id="signin-email" name="email" type="email" autocomplete="username" />
+                <label for="signin-password">"Password"</label>
+                <input
+                    id="signin-password"
+                    name="password"
+                    type="password"
+                    autocomplete="current-password"
+                />
+                <button type="submit">"Sign in"</button>
+                <Show when=move || sign_in_error.get().is_some()>
+                    <p class="error" role="alert">{move || sign_in_error.get()}</p>
+                </Show>
+            </ActionForm>
+            <details class="signup">
+                <summary>"New here? Create an account"</summary>
+                <ActionForm action=sign_up attr:class="signup-form">
+                    <label for="signup-name">"Display name"</label>
+                    <input
+                        id="signup-name"
+                        name="name"
+                        autocomplete="nickname"
+                        placeholder=format!("1–{MAX_DISPLAY_NAME_CHARS} characters")
+                    />
+                    <label for="signup-email">"Email"</label>
+                    <input id="signup-email" name="email" type="email" autocomplete="email" />
+                    <label for="signup-password">"Password"</label>
+                    <input
+                        id="signup-password"
+                        name="password"
+                        type="password"
+                        autocomplete="new-password"
+                        placeholder=format!("at least {MIN_PASSWORD_CHARS} characters")
+                    />
+                    <button type="submit">"Create account"</button>
+                    <Show when=move || sign_up_error.get().is_some()>
+                        <p class="error" role="alert">{move || sign_up_error.get()}</p>
+                    </Show>
+                </ActionForm>
+            </details>
+        </section>
+    }
+}
+
+#[component]
+fn GuestSignIn(action: ServerAction<SignInGuest>) -> impl IntoView {
+    let error = failure(action);
+    view! {
+        <section class="guest" aria-label="Guest">
             <ActionForm action>
                 <label for="display-name">"Display name"</label>
                 <input
                     id="display-name"
                     name="name"
                     autocomplete="nickname"
-                    autofocus
                     placeholder=format!("1–{MAX_DISPLAY_NAME_CHARS} characters")
                 />
                 <button type="submit">"Sign in as guest"</button>
@@ -96,7 +249,24 @@ fn SignIn(action: ServerAction<SignInGuest>) -> impl IntoView {
                     <p class="error" role="alert">{move || error.get()}</p>
                 </Show>
             </ActionForm>
-        </main>
+        </section>
+    }
+}
+
+/// A user's picture, or their initials when they have none. The initials
+/// are drawn by CSS (`data-initials`), so they are not part of the text
+/// next to them.
+#[component]
+pub(crate) fn Avatar(user: UserInfo) -> impl IntoView {
+    match user.picture {
+        Some(url) => view! {
+            <img class="avatar" src=url alt="" loading="lazy" referrerpolicy="no-referrer" />
+        }
+        .into_any(),
+        None => view! {
+            <span class="avatar" aria-hidden="true" data-initials=user.initials()></span>
+        }
+        .into_any(),
     }
 }
 
@@ -118,13 +288,25 @@ fn Layout(
             chat.stop();
         }
     });
-    let me = data.me.map(|u| u.name).unwrap_or_default();
+    let me = data.me.unwrap_or_default();
+    let email = me.email.clone();
 
     view! {
         <div class="chat">
             <aside class="sidebar">
                 <header class="me">
-                    <span class="me-name" data-testid="me">{me}</span>
+                    <Avatar user=me.clone() />
+                    <span class="me-who">
+                        <span class="me-name" data-testid="me">{me.name}</span>
+                        {email
+                            .map(|email| {
+                                view! {
+                                    <span class="me-email" data-testid="me-email">
+                                        {email}
+                                    </span>
+                                }
+                            })}
+                    </span>
                     <ActionForm action=sign_out>
                         <button type="submit" class="link">"Sign out"</button>
                     </ActionForm>

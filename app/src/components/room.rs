@@ -1,5 +1,6 @@
 //! The open room: message stream, composer and who is online.
 
+use super::Avatar;
 use crate::{
     api::RoomPage,
     client::{first_seq, Chat, Item, RoomState},
@@ -32,7 +33,11 @@ pub fn RoomPane(room: RoomPage) -> impl IntoView {
             <h2>"Online " <span class="count">{move || state.online.with(Vec::len)}</span></h2>
             <ul data-testid="online">
                 <For each=move || state.online.get() key=|u| u.id let:user>
-                    <li>{user.name}</li>
+                    <li>
+                        <Avatar user=user.clone() />
+                        <span class="name">{user.name}</span>
+                        {user.email.map(|e| view! { <span class="email">{e}</span> })}
+                    </li>
                 </For>
             </ul>
         </aside>
@@ -123,6 +128,7 @@ fn Line(item: Item) -> impl IntoView {
     match item {
         Item::Message(m) => view! {
             <li class="msg" data-seq=m.seq>
+                <Avatar user=m.author.clone() />
                 <span class="author">{m.author.name}</span>
                 <Time ts=m.ts />
                 <p class="body">{m.body}</p>

@@ -96,6 +96,36 @@ impl StoredMessage {
     }
 }
 
+/// What an identity provider says about a user, refreshed at each sign-in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Profile {
+    pub name: String,
+    pub email: Option<String>,
+    pub picture: Option<String>,
+}
+
+/// A local account's user and password hash.
+#[derive(Debug, Clone)]
+pub struct LocalAccount {
+    pub user: UserInfo,
+    /// The argon2id PHC string.
+    pub password_hash: String,
+}
+
+/// An OpenID sign-in in progress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OidcFlow {
+    /// SHA-256 of the `state` sent to the provider.
+    pub state_hash: [u8; 32],
+    /// SHA-256 of the flow cookie of the browser that started it.
+    pub browser_hash: [u8; 32],
+    /// The configured provider's id.
+    pub provider: String,
+    pub nonce: String,
+    pub pkce_verifier: String,
+    pub expires_at: i64,
+}
+
 /// The store behind the chat.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -115,6 +145,34 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_session(&self, token_hash: &[u8]) -> Result<()>;
     /// Deletes sessions that expired before `now`; returns how many.
     async fn purge_sessions(&self, now: i64) -> Result<u64>;
+    /// Creates a user with a local account; [`StoreError::Conflict`] when
+    /// `email_key` is taken.
+    async fn create_local_account(
+        &self,
+        name: &str,
+        email: &str,
+        email_key: &str,
+        password_hash: &str,
+        now: i64,
+    ) -> Result<UserInfo>;
+    /// The local account under `email_key`.
+    async fn local_account(&self, email_key: &str) -> Result<Option<LocalAccount>>;
+    /// The user linked to `(issuer, subject)`, with `profile` stored as their
+    /// current name, email and picture; created (and linked) on first sign-in.
+    async fn sign_in_identity(
+        &self,
+        issuer: &str,
+        subject: &str,
+        profile: &Profile,
+        now: i64,
+    ) -> Result<UserInfo>;
+    /// Stores a sign-in in progress.
+    async fn create_oidc_flow(&self, flow: &OidcFlow) -> Result<()>;
+    /// Removes and returns the sign-in started with this `state` (expired or
+    /// not): a `state` can be used once.
+    async fn take_oidc_flow(&self, state_hash: &[u8]) -> Result<Option<OidcFlow>>;
+    /// Deletes sign-ins in progress that expired before `now`; returns how many.
+    async fn purge_oidc_flows(&self, now: i64) -> Result<u64>;
     /// Creates a room; [`StoreError::Conflict`] when `name_key` is taken.
     async fn create_room(&self, name: &str, name_key: &str, by: i64, now: i64) -> Result<RoomRow>;
     /// Every room with its last `seq`, oldest first.

@@ -6,7 +6,10 @@
 //! fsync per commit, which the batch committer spreads over every message
 //! that arrived while the previous batch was being written.
 
-use super::{Committed, NewMessage, Original, Result, RoomRow, Store, StoreError, StoredMessage};
+use super::{
+    Committed, LocalAccount, NewMessage, OidcFlow, Original, Profile, Result, RoomRow, Store,
+    StoreError, StoredMessage,
+};
 use app::protocol::UserInfo;
 use async_trait::async_trait;
 use sqlx::{
@@ -21,8 +24,8 @@ pub struct SqliteStore {
     pool: SqlitePool,
 }
 
-const MESSAGE_COLUMNS: &str =
-    "m.id, m.seq, m.author_id, u.name AS author_name, m.body, m.client_id, m.created_at";
+const MESSAGE_COLUMNS: &str = "m.id, m.seq, m.author_id, u.name AS author_name, \
+     u.email AS author_email, u.picture AS author_picture, m.body, m.client_id, m.created_at";
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at `url` and migrates it.
@@ -53,11 +56,31 @@ impl SqliteStore {
             author: UserInfo {
                 id: row.try_get("author_id")?,
                 name: row.try_get("author_name")?,
+                email: row.try_get("author_email")?,
+                picture: row.try_get("author_picture")?,
             },
             body: row.try_get("body")?,
             client_id: row.try_get("client_id")?,
             ts: row.try_get("created_at")?,
         })
+    }
+}
+
+/// A user from a row with `id`, `name`, `email` and `picture`.
+fn user(row: &sqlx::sqlite::SqliteRow) -> Result<UserInfo> {
+    Ok(UserInfo {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        email: row.try_get("email")?,
+        picture: row.try_get("picture")?,
+    })
+}
+
+fn conflict_or(err: sqlx::Error) -> StoreError {
+    if is_unique_violation(&err) {
+        StoreError::Conflict
+    } else {
+        err.into()
     }
 }
 
@@ -78,6 +101,7 @@ impl Store for SqliteStore {
         Ok(UserInfo {
             id,
             name: name.to_owned(),
+            ..UserInfo::default()
         })
     }
 
@@ -102,20 +126,14 @@ impl Store for SqliteStore {
 
     async fn session_user(&self, token_hash: &[u8], now: i64) -> Result<Option<UserInfo>> {
         let row = sqlx::query(
-            "SELECT u.id, u.name FROM sessions s JOIN users u ON u.id = s.user_id
+            "SELECT u.id, u.name, u.email, u.picture FROM sessions s JOIN users u ON u.id = s.user_id
              WHERE s.token_hash = ? AND s.expires_at > ?",
         )
         .bind(token_hash)
         .bind(now)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|row| {
-            Ok(UserInfo {
-                id: row.try_get("id")?,
-                name: row.try_get("name")?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(user).transpose()
     }
 
     async fn delete_session(&self, token_hash: &[u8]) -> Result<()> {
@@ -134,6 +152,179 @@ impl Store for SqliteStore {
         Ok(done.rows_affected())
     }
 
+    async fn create_local_account(
+        &self,
+        name: &str,
+        email: &str,
+        email_key: &str,
+        password_hash: &str,
+        now: i64,
+    ) -> Result<UserInfo> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO users (name, kind, email, created_at) VALUES (?, 'local', ?, ?) RETURNING id",
+        )
+        .bind(name)
+        .bind(email)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO local_accounts (email_key, user_id, password_hash, created_at)
+             VALUES (?, ?, ?, ?)",
+        )
+        .bind(email_key)
+        .bind(id)
+        .bind(password_hash)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(conflict_or)?;
+        tx.commit().await?;
+        Ok(UserInfo {
+            id,
+            name: name.to_owned(),
+            email: Some(email.to_owned()),
+            picture: None,
+        })
+    }
+
+    async fn local_account(&self, email_key: &str) -> Result<Option<LocalAccount>> {
+        let row = sqlx::query(
+            "SELECT u.id, u.name, u.email, u.picture, a.password_hash
+             FROM local_accounts a JOIN users u ON u.id = a.user_id WHERE a.email_key = ?",
+        )
+        .bind(email_key)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            Ok(LocalAccount {
+                user: user(&row)?,
+                password_hash: row.try_get("password_hash")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn sign_in_identity(
+        &self,
+        issuer: &str,
+        subject: &str,
+        profile: &Profile,
+        now: i64,
+    ) -> Result<UserInfo> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let linked: Option<i64> =
+            sqlx::query_scalar("SELECT user_id FROM identities WHERE issuer = ? AND subject = ?")
+                .bind(issuer)
+                .bind(subject)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let id = match linked {
+            Some(id) => {
+                sqlx::query("UPDATE users SET name = ?, email = ?, picture = ? WHERE id = ?")
+                    .bind(&profile.name)
+                    .bind(&profile.email)
+                    .bind(&profile.picture)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "UPDATE identities SET last_login_at = ? WHERE issuer = ? AND subject = ?",
+                )
+                .bind(now)
+                .bind(issuer)
+                .bind(subject)
+                .execute(&mut *tx)
+                .await?;
+                id
+            }
+            None => {
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO users (name, kind, email, picture, created_at)
+                     VALUES (?, 'oidc', ?, ?, ?) RETURNING id",
+                )
+                .bind(&profile.name)
+                .bind(&profile.email)
+                .bind(&profile.picture)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO identities (issuer, subject, user_id, created_at, last_login_at)
+                     VALUES (?, ?, ?, ?, ?)",
+                )
+                .bind(issuer)
+                .bind(subject)
+                .bind(id)
+                .bind(now)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                id
+            }
+        };
+        tx.commit().await?;
+        Ok(UserInfo {
+            id,
+            name: profile.name.clone(),
+            email: profile.email.clone(),
+            picture: profile.picture.clone(),
+        })
+    }
+
+    async fn create_oidc_flow(&self, flow: &OidcFlow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO oidc_flows (state_hash, browser_hash, provider, nonce, pkce_verifier, expires_at)
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&flow.state_hash[..])
+        .bind(&flow.browser_hash[..])
+        .bind(&flow.provider)
+        .bind(&flow.nonce)
+        .bind(&flow.pkce_verifier)
+        .bind(flow.expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn take_oidc_flow(&self, state_hash: &[u8]) -> Result<Option<OidcFlow>> {
+        // One statement: two callbacks racing with the same state cannot both get it.
+        let row = sqlx::query(
+            "DELETE FROM oidc_flows WHERE state_hash = ?
+             RETURNING state_hash, browser_hash, provider, nonce, pkce_verifier, expires_at",
+        )
+        .bind(state_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let hash = |column: &str| -> Result<[u8; 32]> {
+            let bytes: Vec<u8> = row.try_get(column)?;
+            bytes.try_into().map_err(|_| {
+                StoreError::Database(sqlx::Error::Decode(
+                    format!("{column} is not 32 bytes").into(),
+                ))
+            })
+        };
+        Ok(Some(OidcFlow {
+            state_hash: hash("state_hash")?,
+            browser_hash: hash("browser_hash")?,
+            provider: row.try_get("provider")?,
+            nonce: row.try_get("nonce")?,
+            pkce_verifier: row.try_get("pkce_verifier")?,
+            expires_at: row.try_get("expires_at")?,
+        }))
+    }
+
+    async fn purge_oidc_flows(&self, now: i64) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM oidc_flows WHERE expires_at <= ?")
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
     async fn create_room(&self, name: &str, name_key: &str, by: i64, now: i64) -> Result<RoomRow> {
         let id = sqlx::query_scalar(
             "INSERT INTO rooms (name, name_key, created_by, created_at) VALUES (?, ?, ?, ?) RETURNING id",
@@ -144,13 +335,7 @@ impl Store for SqliteStore {
         .bind(now)
         .fetch_one(&self.pool)
         .await
-        .map_err(|e| {
-            if is_unique_violation(&e) {
-                StoreError::Conflict
-            } else {
-                e.into()
-            }
-        })?;
+        .map_err(conflict_or)?;
         Ok(RoomRow {
             id,
             name: name.to_owned(),

@@ -89,16 +89,24 @@ impl Remote {
         )
     }
 
+    /// Signs up a local account; returns the `Cookie` header value.
+    pub async fn sign_up(&self, name: &str, email: &str, password: &str) -> String {
+        let (status, body, headers) = self
+            .call(
+                None,
+                "sign_up",
+                &[("name", name), ("email", email), ("password", password)],
+            )
+            .await;
+        assert_eq!(status, 200, "sign up failed: {body}");
+        session_cookie(&headers).expect("session cookie")
+    }
+
     /// Signs in a guest; returns the `Cookie` header value.
     pub async fn sign_in(&self, name: &str) -> String {
         let (status, body, headers) = self.call(None, "sign_in_guest", &[("name", name)]).await;
         assert_eq!(status, 200, "sign in failed: {body}");
-        let set_cookie = headers
-            .get("set-cookie")
-            .expect("session cookie")
-            .to_str()
-            .unwrap();
-        set_cookie.split(';').next().unwrap().to_owned()
+        session_cookie(&headers).expect("session cookie")
     }
 
     /// Creates a room through the server function.
@@ -388,6 +396,16 @@ impl Drop for ServerProcess {
             let _ = child.wait();
         }
     }
+}
+
+/// The `chat_session=…` pair a response sets, if it sets one.
+pub fn session_cookie(headers: &reqwest::header::HeaderMap) -> Option<String> {
+    headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or_default().to_owned())
+        .find(|pair| pair.starts_with("chat_session=") && pair.len() > "chat_session=".len())
 }
 
 /// How many messages `db` holds, in all or under one `client_id`.

@@ -1,10 +1,16 @@
-//! Sessions and request origin checks.
+//! Who is signed in: sessions, the ways to start one, and request origin checks.
 //!
 //! A session is a random 256-bit token in an HttpOnly, SameSite=Lax cookie;
-//! the database keeps only its SHA-256, with an expiry.
+//! the database keeps only its SHA-256, with an expiry. Sessions start from a
+//! guest sign-in, a local account ([`password`], rate-limited by [`limit`]) or
+//! an OpenID provider ([`oidc`]).
+
+pub mod limit;
+pub mod oidc;
+pub mod password;
 
 use crate::store::{SharedStore, StoreError};
-use app::protocol::{UserInfo, SESSION_COOKIE};
+use app::protocol::{ApiError, UserInfo, SESSION_COOKIE};
 use axum::http::{header, HeaderMap};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -26,6 +32,18 @@ pub fn session_token(headers: &HeaderMap) -> Option<&str> {
     app::api::session_cookie(headers)
 }
 
+/// The value of cookie `name` in a request's `Cookie` headers.
+pub fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, value)| value)
+}
+
 /// The user of a session token, if the session exists and has not expired.
 pub async fn user_for_token(
     store: &SharedStore,
@@ -34,6 +52,19 @@ pub async fn user_for_token(
     store
         .session_user(&token_hash(token), crate::now_ms())
         .await
+}
+
+/// Stores a new session for `user_id`; returns its token.
+pub async fn start_session(state: &crate::AppState, user_id: i64) -> Result<String, ApiError> {
+    let token = new_token();
+    let now = crate::now_ms();
+    let expires = now + state.config.session_hours * 3_600_000;
+    state
+        .store
+        .create_session(user_id, &token_hash(&token), now, expires)
+        .await
+        .map_err(crate::unavailable)?;
+    Ok(token)
 }
 
 /// The `Set-Cookie` value for a session (or one that clears it).
