@@ -437,6 +437,9 @@ fn step_report(sh: &Shared, k: usize, step: &Step, before: &Mark, after: &Mark) 
 
 /// Whether a ramp should stop after `last`; the reason if so.
 fn ramp_stop(cfg: &Config, earlier: &[StepReport], last: &StepReport) -> Option<String> {
+    if last.label == "warmup" {
+        return None;
+    }
     if last.disconnects > 0 {
         return Some(format!("{} clients disconnected", last.disconnects));
     }
