@@ -1,6 +1,8 @@
 # Two commands for a fresh machine (Rust and npm present):
 #   make run   - install what is missing, build, serve http://127.0.0.1:3000 (SQLite in ./data)
 #   make test  - everything: formatting, lints, Rust tests and the Playwright suite
+#   make bench - the project against the Socket.IO and Python chats, side by side
+#                (bench/results/<date>.md; see bench/README.md)
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := run
@@ -10,8 +12,11 @@ CARGO_LEPTOS_VERSION := 0.3.10
 WASM_BINDGEN_VERSION := $(shell sed -n '/^name = "wasm-bindgen"$$/{n;s/^version = "\(.*\)"/\1/p;q}' Cargo.lock)
 E2E_DB := target/e2e/chat.db
 APT_UPDATED := target/.apt-updated
+# The peers the benchmark compares against, and where their dependencies go.
+PEERS := ../shared/peers
+BENCH_WORK := bench/work
 
-.PHONY: run test deps browser-deps e2e-deps lint unit e2e clean-e2e
+.PHONY: run test deps browser-deps e2e-deps lint unit e2e clean-e2e bench bench-peers bench-deps
 
 ## Toolchain pieces the build needs, each installed only when missing.
 deps:
@@ -36,11 +41,12 @@ e2e-deps: browser-deps
 
 lint:
 	cargo fmt --all -- --check
-	cargo clippy -p app -p server --all-targets -- -D warnings
+	cargo clippy -p app -p server -p loadgen --all-targets -- -D warnings
 	cargo clippy -p frontend --target wasm32-unknown-unknown -- -D warnings
 
-unit:
-	cargo test -p app -p server
+# loadgen's tests include a one-second smoke run against each peer.
+unit: bench-peers
+	cargo test -p app -p server -p loadgen
 
 # cargo-leptos builds the site, starts the server on a throwaway database and
 # runs Playwright against it.
@@ -53,3 +59,25 @@ e2e: e2e-deps
 	 echo "playwright: $${passed:-0} passed, $${failed:-0} failed"
 
 test: deps lint unit e2e
+
+## The peers' dependencies, inside bench/work (pip `websockets` in a venv,
+## npm `socket.io` from the peers' own lock file), each only when missing.
+bench-peers:
+	@[ -x $(BENCH_WORK)/venv/bin/python ] || python3 -m venv $(BENCH_WORK)/venv
+	@$(BENCH_WORK)/venv/bin/python -c 'import websockets' 2>/dev/null \
+		|| $(BENCH_WORK)/venv/bin/pip install -q -r bench/requirements.txt
+	@mkdir -p $(BENCH_WORK)/peers
+	@install -m 644 $(PEERS)/package.json $(PEERS)/package-lock.json $(PEERS)/socketio_chat.js $(BENCH_WORK)/peers/
+	@[ -d $(BENCH_WORK)/peers/node_modules/socket.io ] || (cd $(BENCH_WORK)/peers && npm ci --no-audit --no-fund)
+
+## Benchmark tools: wasm-opt (npm binaryen, for the release WASM) and oha.
+bench-deps: bench-peers
+	@[ -x bench/tools/node_modules/.bin/wasm-opt ] || (cd bench/tools && npm ci --no-audit --no-fund)
+	@command -v oha >/dev/null || cargo install oha --locked
+
+# Release build (WASM through wasm-opt), then every scenario against each
+# server, pinned: server on core 0, load generator on core 1.
+bench: deps bench-deps
+	PATH="$(CURDIR)/bench/tools/node_modules/.bin:$$PATH" nice -n 10 cargo leptos build --release
+	nice -n 10 cargo build --release -p loadgen
+	PEERS=$(PEERS) bench/run.sh

@@ -238,7 +238,10 @@ mod tests {
             .setup_frame(br#"40{"sid":"y"}"#, "r", "u", &mut out, [0; 4])
             .unwrap();
         assert!(!joined);
-        assert_eq!(payload_of(&out), br#"42["join",{"room":"r","username":"u"}]"#);
+        assert_eq!(
+            payload_of(&out),
+            br#"42["join",{"room":"r","username":"u"}]"#
+        );
         let joined = Kind::Socketio
             .setup_frame(br#"42["init",{"room":"r"}]"#, "r", "u", &mut out, [0; 4])
             .unwrap();

@@ -273,10 +273,7 @@ async fn run_local(cfg: Config) -> Result<Report> {
         finder: Finder::default(),
         window: Cell::new(0),
         windows: RefCell::new((0..steps + 2).map(|_| Window::new()).collect()),
-        trackers: RefCell::new(vec![
-            SeqTracker::default();
-            clients * cfg.senders_per_room
-        ]),
+        trackers: RefCell::new(vec![SeqTracker::default(); clients * cfg.senders_per_room]),
         sent: RefCell::new(vec![0; senders]),
         lag: RefCell::new(track::histogram()),
         active_steps: Cell::new(steps),
@@ -564,7 +561,8 @@ async fn connect(sh: &Shared, client: usize) -> Result<Conn> {
         .with_context(|| format!("connect {}", cfg.addr))?;
     stream.set_nodelay(true)?;
     let host = cfg.addr.to_string();
-    let cookie = (!cfg.sessions.is_empty()).then(|| cfg.sessions[client % cfg.sessions.len()].as_str());
+    let cookie =
+        (!cfg.sessions.is_empty()).then(|| cfg.sessions[client % cfg.sessions.len()].as_str());
     let request = wire::handshake_request(
         &host,
         cfg.kind.path(),
@@ -714,9 +712,7 @@ fn process(sh: &Shared, conn: &Conn, data: &[u8], replies: &mut Vec<u8>) -> Resu
 /// Handles every complete frame at the front of `buf`; returns bytes used.
 fn frames(sh: &Shared, conn: &Conn, buf: &[u8], now: u64, replies: &mut Vec<u8>) -> Result<usize> {
     let mut at = 0;
-    while let Some((frame, used)) =
-        wire::parse(&buf[at..]).map_err(|e| anyhow::anyhow!("{e:?}"))?
-    {
+    while let Some((frame, used)) = wire::parse(&buf[at..]).map_err(|e| anyhow::anyhow!("{e:?}"))? {
         let payload = &buf[at + frame.start..at + frame.end];
         match frame.opcode {
             wire::OP_TEXT | wire::OP_CONT | wire::OP_BINARY => {
@@ -785,7 +781,8 @@ async fn send_task(sh: Rc<Shared>, conn: Rc<Conn>, sender: usize) {
             let period = 1.0 / step.rate;
             let mut i = 0u64;
             loop {
-                let due = |i: u64| step_start + Duration::from_secs_f64(period * (i as f64 + offset));
+                let due =
+                    |i: u64| step_start + Duration::from_secs_f64(period * (i as f64 + offset));
                 if due(i) >= step_end || k >= sh.active_steps.get() {
                     break;
                 }

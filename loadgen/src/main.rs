@@ -109,7 +109,6 @@ fn main() -> Result<()> {
             messages,
         } => local(async move {
             let cookie = prepare::sessions(addr, 1, None).await?.remove(0);
-            prepare::rooms(addr, &cookie, &room, 0).await?;
             loadgen::http::create_room(addr, &cookie, &room).await?;
             prepare::history(addr, &cookie, &room, messages).await?;
             println!("{cookie}");
@@ -131,10 +130,13 @@ fn run(args: RunArgs) -> Result<()> {
     let clients = args.rooms * args.clients_per_room;
     let sessions = match args.kind {
         Kind::Project => local(async {
-            let sessions =
-                prepare::sessions(args.addr, clients.min(args.max_sessions).max(1), args.sessions.as_deref())
-                    .await
-                    .context("signing in guests")?;
+            let sessions = prepare::sessions(
+                args.addr,
+                clients.min(args.max_sessions).max(1),
+                args.sessions.as_deref(),
+            )
+            .await
+            .context("signing in guests")?;
             prepare::rooms(args.addr, &sessions[0], &args.room_prefix, args.rooms)
                 .await
                 .context("creating rooms")?;

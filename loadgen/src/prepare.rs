@@ -81,7 +81,12 @@ pub async fn history(addr: SocketAddr, cookie: &str, room: &str, count: usize) -
             &[("room", room), ("client_id", id), ("body", &body)],
         )
         .await?;
-        anyhow::ensure!(res.status == 200, "post_message answered {}: {}", res.status, res.body);
+        anyhow::ensure!(
+            res.status == 200,
+            "post_message answered {}: {}",
+            res.status,
+            res.body
+        );
     }
     Ok(())
 }

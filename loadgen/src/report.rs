@@ -240,15 +240,78 @@ pub fn markdown(c: &Value) -> String {
         move |r: &Value| r.get("moderate").and_then(main_step).and_then(f)
     };
     md.push_str(&table(&[
-        row(c, "delivered/s", "", 0, true, s1(|s| num(&s["delivered_per_s"]))),
-        row(c, "p50 latency", "ms", 3, true, s1(|s| ms(num(&s["latency"]["p50_us"])))),
-        row(c, "p99 latency", "ms", 3, true, s1(|s| ms(num(&s["latency"]["p99_us"])))),
-        row(c, "p99.9 latency", "ms", 3, true, s1(|s| ms(num(&s["latency"]["p999_us"])))),
-        row(c, "max latency", "ms", 3, true, s1(|s| ms(num(&s["latency"]["max_us"])))),
-        row(c, "server CPU per delivery", "µs", 2, true, s1(|s| num(&s["server_cpu_us_per_delivery"]))),
-        row(c, "server CPU", "s", 2, true, s1(|s| num(&s["server_cpu_s"]))),
-        row(c, "server RSS", "MiB", 1, true, s1(|s| num(&s["server_rss_kib"]).map(|k| k / 1024.0))),
-        row(c, "load generator CPU per delivery", "µs", 2, false, s1(|s| num(&s["loadgen_cpu_us_per_delivery"]))),
+        row(
+            c,
+            "delivered/s",
+            "",
+            0,
+            true,
+            s1(|s| num(&s["delivered_per_s"])),
+        ),
+        row(
+            c,
+            "p50 latency",
+            "ms",
+            3,
+            true,
+            s1(|s| ms(num(&s["latency"]["p50_us"]))),
+        ),
+        row(
+            c,
+            "p99 latency",
+            "ms",
+            3,
+            true,
+            s1(|s| ms(num(&s["latency"]["p99_us"]))),
+        ),
+        row(
+            c,
+            "p99.9 latency",
+            "ms",
+            3,
+            true,
+            s1(|s| ms(num(&s["latency"]["p999_us"]))),
+        ),
+        row(
+            c,
+            "max latency",
+            "ms",
+            3,
+            true,
+            s1(|s| ms(num(&s["latency"]["max_us"]))),
+        ),
+        row(
+            c,
+            "server CPU per delivery",
+            "µs",
+            2,
+            true,
+            s1(|s| num(&s["server_cpu_us_per_delivery"])),
+        ),
+        row(
+            c,
+            "server CPU",
+            "s",
+            2,
+            true,
+            s1(|s| num(&s["server_cpu_s"])),
+        ),
+        row(
+            c,
+            "server RSS",
+            "MiB",
+            1,
+            true,
+            s1(|s| num(&s["server_rss_kib"]).map(|k| k / 1024.0)),
+        ),
+        row(
+            c,
+            "load generator CPU per delivery",
+            "µs",
+            2,
+            false,
+            s1(|s| num(&s["loadgen_cpu_us_per_delivery"])),
+        ),
     ]));
     md.push_str(&totals_table(c, "moderate"));
 
@@ -262,32 +325,50 @@ pub fn markdown(c: &Value) -> String {
             r.get("fanout").and_then(peak).map(|p| p.0)
         }),
         row(c, "p99 at 50k/s", "ms", 3, true, |r| {
-            ms(num(&step_at(r.get("fanout")?, 50_000.0)?["latency"]["p99_us"]))
+            ms(num(
+                &step_at(r.get("fanout")?, 50_000.0)?["latency"]["p99_us"]
+            ))
         }),
         row(c, "server CPU per delivery at 50k/s", "µs", 2, true, |r| {
             num(&step_at(r.get("fanout")?, 50_000.0)?["server_cpu_us_per_delivery"])
         }),
         row(c, "p99 at 200k/s", "ms", 3, true, |r| {
-            ms(num(&step_at(r.get("fanout")?, 200_000.0)?["latency"]["p99_us"]))
+            ms(num(
+                &step_at(r.get("fanout")?, 200_000.0)?["latency"]["p99_us"]
+            ))
         }),
-        row(c, "server CPU per delivery at 200k/s", "µs", 2, true, |r| {
-            num(&step_at(r.get("fanout")?, 200_000.0)?["server_cpu_us_per_delivery"])
-        }),
+        row(
+            c,
+            "server CPU per delivery at 200k/s",
+            "µs",
+            2,
+            true,
+            |r| num(&step_at(r.get("fanout")?, 200_000.0)?["server_cpu_us_per_delivery"]),
+        ),
         row(c, "delivered/s at 1M/s offered", "", 0, true, |r| {
             num(&step_at(r.get("fanout")?, 1_000_000.0)?["delivered_per_s"])
         }),
         row(c, "p99 at 1M/s offered", "ms", 3, true, |r| {
-            ms(num(&step_at(r.get("fanout")?, 1_000_000.0)?["latency"]["p99_us"]))
+            ms(num(
+                &step_at(r.get("fanout")?, 1_000_000.0)?["latency"]["p99_us"]
+            ))
         }),
-        row(c, "load generator CPU per delivery at peak", "µs", 2, false, |r| {
-            let f = r.get("fanout")?;
-            let (_, label) = peak(f)?;
-            f["steps"]
-                .as_array()?
-                .iter()
-                .find(|s| s["label"] == label.as_str())
-                .and_then(|s| num(&s["loadgen_cpu_us_per_delivery"]))
-        }),
+        row(
+            c,
+            "load generator CPU per delivery at peak",
+            "µs",
+            2,
+            false,
+            |r| {
+                let f = r.get("fanout")?;
+                let (_, label) = peak(f)?;
+                f["steps"]
+                    .as_array()?
+                    .iter()
+                    .find(|s| s["label"] == label.as_str())
+                    .and_then(|s| num(&s["loadgen_cpu_us_per_delivery"]))
+            },
+        ),
     ]));
     md.push_str(&totals_table(c, "fanout"));
     md.push_str("\nSteps (offered → delivered/s, p99 ms, server µs/delivery, load generator µs/delivery):\n\n");
@@ -330,13 +411,62 @@ pub fn markdown(c: &Value) -> String {
         move |r: &Value| r.get("many").and_then(main_step).and_then(f)
     };
     md.push_str(&table(&[
-        row(c, "delivered/s", "", 0, true, s3(|s| num(&s["delivered_per_s"]))),
-        row(c, "p50 latency", "ms", 3, true, s3(|s| ms(num(&s["latency"]["p50_us"])))),
-        row(c, "p99 latency", "ms", 3, true, s3(|s| ms(num(&s["latency"]["p99_us"])))),
-        row(c, "max latency", "ms", 3, true, s3(|s| ms(num(&s["latency"]["max_us"])))),
-        row(c, "server CPU per delivery", "µs", 2, true, s3(|s| num(&s["server_cpu_us_per_delivery"]))),
-        row(c, "server RSS", "MiB", 1, true, s3(|s| num(&s["server_rss_kib"]).map(|k| k / 1024.0))),
-        row(c, "connect + join time (10 000 clients)", "s", 1, true, |r| num(&r.get("many")?["setup_s"])),
+        row(
+            c,
+            "delivered/s",
+            "",
+            0,
+            true,
+            s3(|s| num(&s["delivered_per_s"])),
+        ),
+        row(
+            c,
+            "p50 latency",
+            "ms",
+            3,
+            true,
+            s3(|s| ms(num(&s["latency"]["p50_us"]))),
+        ),
+        row(
+            c,
+            "p99 latency",
+            "ms",
+            3,
+            true,
+            s3(|s| ms(num(&s["latency"]["p99_us"]))),
+        ),
+        row(
+            c,
+            "max latency",
+            "ms",
+            3,
+            true,
+            s3(|s| ms(num(&s["latency"]["max_us"]))),
+        ),
+        row(
+            c,
+            "server CPU per delivery",
+            "µs",
+            2,
+            true,
+            s3(|s| num(&s["server_cpu_us_per_delivery"])),
+        ),
+        row(
+            c,
+            "server RSS",
+            "MiB",
+            1,
+            true,
+            s3(|s| num(&s["server_rss_kib"]).map(|k| k / 1024.0)),
+        ),
+        row(
+            c,
+            "connect + join time (10 000 clients)",
+            "s",
+            1,
+            true,
+            |r| num(&r.get("many")?["setup_s"]),
+        ),
     ]));
     md.push_str(&totals_table(c, "many"));
 
@@ -351,19 +481,31 @@ pub fn markdown(c: &Value) -> String {
         row(c, "RSS per connection at 10 000", "KiB", 2, true, |r| {
             num(&r.get("idle10k")?["rss_per_connection_bytes"]).map(|b| b / 1024.0)
         }),
-        row(c, "connected of 10 000", "", 0, false, |r| num(&r.get("idle10k")?["connected"])),
-        row(c, &format!("RSS per connection at {idle_max}"), "KiB", 2, true, |r| {
-            num(&r.get("idlemax")?["rss_per_connection_bytes"]).map(|b| b / 1024.0)
+        row(c, "connected of 10 000", "", 0, false, |r| {
+            num(&r.get("idle10k")?["connected"])
         }),
+        row(
+            c,
+            &format!("RSS per connection at {idle_max}"),
+            "KiB",
+            2,
+            true,
+            |r| num(&r.get("idlemax")?["rss_per_connection_bytes"]).map(|b| b / 1024.0),
+        ),
         row(c, &format!("connected of {idle_max}"), "", 0, false, |r| {
             num(&r.get("idlemax")?["connected"])
         }),
         row(c, "server RSS at 0", "MiB", 1, true, |r| {
             num(&r.get("idlemax")?["server_before"]["rss_kib"]).map(|k| k / 1024.0)
         }),
-        row(c, &format!("server RSS at {idle_max}"), "MiB", 1, true, |r| {
-            num(&r.get("idlemax")?["server_joined"]["rss_kib"]).map(|k| k / 1024.0)
-        }),
+        row(
+            c,
+            &format!("server RSS at {idle_max}"),
+            "MiB",
+            1,
+            true,
+            |r| num(&r.get("idlemax")?["server_joined"]["rss_kib"]).map(|k| k / 1024.0),
+        ),
     ]));
     if let Some(note) = meta["idle_note"].as_str() {
         let _ = writeln!(md, "\n{note}");
@@ -379,8 +521,14 @@ pub fn markdown(c: &Value) -> String {
          `oha` {}: **{} requests/s**, p50 {} ms, p99 **{} ms**, success rate {}.",
         meta["oha_args"].as_str().unwrap_or(""),
         fmt(num(&summary["requestsPerSec"]), 0),
-        fmt(num(&page["latencyPercentiles"]["p50"]).map(|s| s * 1000.0), 2),
-        fmt(num(&page["latencyPercentiles"]["p99"]).map(|s| s * 1000.0), 2),
+        fmt(
+            num(&page["latencyPercentiles"]["p50"]).map(|s| s * 1000.0),
+            2
+        ),
+        fmt(
+            num(&page["latencyPercentiles"]["p99"]).map(|s| s * 1000.0),
+            2
+        ),
         fmt(num(&summary["successRate"]), 3),
     );
     let wasm = &c["wasm"];
@@ -407,8 +555,13 @@ fn totals_table(c: &Value, scenario: &str) -> String {
         let _ = writeln!(
             md,
             "| {title} | {} | {} | {} | {} | {} | {} | {} | {:.2} |",
-            t["sent"], t["expected"], t["delivered"], t["lost"], t["duplicated"],
-            r["connect_errors"], r["disconnects"],
+            t["sent"],
+            t["expected"],
+            t["delivered"],
+            t["lost"],
+            t["duplicated"],
+            r["connect_errors"],
+            r["disconnects"],
             num(&r["loadgen_cpu_s"]).unwrap_or(0.0),
         );
     }
@@ -481,7 +634,10 @@ fn targets(c: &Value) -> String {
     let mut shown = Vec::new();
     for s in ["moderate", "many", "fanout"] {
         if let Some(t) = p.get(s).map(|r| &r["totals"]) {
-            let (l, d) = (t["lost"].as_u64().unwrap_or(0), t["duplicated"].as_u64().unwrap_or(0));
+            let (l, d) = (
+                t["lost"].as_u64().unwrap_or(0),
+                t["duplicated"].as_u64().unwrap_or(0),
+            );
             // A ramp that went past saturation may lose there: it is judged
             // below saturation only when it stopped on the growth rule.
             if s != "fanout" || p[s]["disconnects"].as_u64() == Some(0) {
@@ -510,7 +666,11 @@ fn targets(c: &Value) -> String {
     line(
         "50 000 connections held",
         held,
-        format!("{} held (of {} attempted)", fmt(held, 0), c["meta"]["idle_max"]),
+        format!(
+            "{} held (of {} attempted)",
+            fmt(held, 0),
+            c["meta"]["idle_max"]
+        ),
         held.map(|v| v >= 50_000.0),
     );
     let gz = num(&c["wasm"]["gzip_bytes"]).map(|b| b / 1024.0);

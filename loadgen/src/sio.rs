@@ -136,7 +136,11 @@ mod tests {
             }
         );
         assert_eq!(classify(b"42{}"), Packet::Other);
-        assert_eq!(classify(br#"43["x"]"#), Packet::Other, "acks are not events");
+        assert_eq!(
+            classify(br#"43["x"]"#),
+            Packet::Other,
+            "acks are not events"
+        );
     }
 
     #[test]
@@ -144,6 +148,9 @@ mod tests {
         let mut out = Vec::new();
         event(&mut out, "join", br#"{"room":"r1","username":"u1"}"#);
         assert_eq!(out, br#"42["join",{"room":"r1","username":"u1"}]"#);
-        assert!(matches!(classify(&out), Packet::Event { name: b"join", .. }));
+        assert!(matches!(
+            classify(&out),
+            Packet::Event { name: b"join", .. }
+        ));
     }
 }
