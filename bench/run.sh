@@ -17,7 +17,7 @@ LOADGEN_CORE=${LOADGEN_CORE:-1}
 SERVERS=${BENCH_SERVERS:-project socketio python}
 WORK=bench/work
 RESULTS=$WORK/results
-LOADGEN=target/release/loadgen
+LOADGEN=${LOADGEN:-target/release/loadgen}
 SERVER_BIN=target/release/server
 DATE=$(date +%F)
 OUT=bench/results/$DATE
@@ -128,9 +128,11 @@ for kind in $SERVERS; do
 done
 
 # The WASM bundle, raw and gzipped.
-wasm=$(ls target/site/pkg/*.wasm | head -1)
-printf '{"file":"%s","raw_bytes":%d,"gzip_bytes":%d}\n' "$wasm" "$(stat -c %s "$wasm")" \
-	"$(gzip -9 -c "$wasm" | wc -c)" >"$RESULTS/wasm.json"
+wasm=$(ls target/site/pkg/*.wasm 2>/dev/null | head -1 || true)
+if [[ -n "$wasm" ]]; then
+	printf '{"file":"%s","raw_bytes":%d,"gzip_bytes":%d}\n' "$wasm" "$(stat -c %s "$wasm")" \
+		"$(gzip -9 -c "$wasm" | wc -c)" >"$RESULTS/wasm.json"
+fi
 
 cat >"$RESULTS/meta.json" <<EOF
 {"date": "$DATE",

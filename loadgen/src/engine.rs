@@ -31,6 +31,7 @@ use std::{
     time::{Duration, Instant},
 };
 use tokio::{
+    io::Interest,
     net::{TcpSocket, TcpStream},
     sync::{Notify, Semaphore},
 };
@@ -106,6 +107,10 @@ pub struct StepReport {
     pub server_rss_kib: u64,
     pub loadgen_cpu_s: f64,
     pub loadgen_cpu_us_per_delivery: f64,
+    /// Share of its core the load generator used (near 1: it was the limit).
+    pub loadgen_busy: f64,
+    /// Share of its core the server used.
+    pub server_busy: f64,
     pub disconnects: u64,
 }
 
@@ -428,6 +433,8 @@ fn step_report(sh: &Shared, k: usize, step: &Step, before: &Mark, after: &Mark) 
         server_rss_kib: after.0.map_or(0, |s| s.rss_kib),
         loadgen_cpu_s,
         loadgen_cpu_us_per_delivery: per(loadgen_cpu_s),
+        loadgen_busy: loadgen_cpu_s / secs.max(1e-9),
+        server_busy: server_cpu_s / secs.max(1e-9),
         disconnects: after.3 - before.3,
     }
 }
@@ -680,10 +687,29 @@ async fn read_task(sh: &Shared, conn: &Conn) -> Result<()> {
         conn.stream.readable().await?;
         loop {
             let mut scratch = sh.scratch.borrow_mut();
-            match conn.stream.try_read(&mut scratch) {
-                Ok(0) => bail!("closed by the server"),
-                Ok(n) => process(sh, conn, &scratch[..n], &mut replies)?,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            let mut n = 0;
+            // A read shorter than the buffer drained the socket: report it
+            // as WouldBlock so tokio clears readiness now, instead of a
+            // second read() per wake-up just to learn that. Safe with
+            // edge-triggered epoll: bytes arriving after this read raise a
+            // new event.
+            let drained = conn.stream.try_io(Interest::READABLE, || {
+                n = conn.stream.try_read(&mut scratch)?;
+                if n > 0 && n < scratch.len() {
+                    Err(std::io::ErrorKind::WouldBlock.into())
+                } else {
+                    Ok(())
+                }
+            });
+            match drained {
+                Ok(()) if n == 0 => bail!("closed by the server"),
+                Ok(()) => process(sh, conn, &scratch[..n], &mut replies)?,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if n > 0 {
+                        process(sh, conn, &scratch[..n], &mut replies)?;
+                    }
+                    break;
+                }
                 Err(e) => return Err(e.into()),
             }
             if !replies.is_empty() {

@@ -207,12 +207,14 @@ fn run(args: RunArgs) -> Result<()> {
             .steps
             .iter()
             .map(|s| format!(
-                "\n  {:>10} {:>10.0}/s p99 {:>7} µs server {:.2} µs/dlv loadgen {:.2} µs/dlv",
+                "\n  {:>10} {:>10.0}/s p99 {:>7} µs server {:.2} µs/dlv ({:.0}% busy) loadgen {:.2} µs/dlv ({:.0}% busy)",
                 s.label,
                 s.delivered_per_s,
                 s.latency.p99_us,
                 s.server_cpu_us_per_delivery,
-                s.loadgen_cpu_us_per_delivery
+                s.server_busy * 100.0,
+                s.loadgen_cpu_us_per_delivery,
+                s.loadgen_busy * 100.0
             ))
             .collect::<String>()
     );

@@ -227,6 +227,9 @@ pub fn markdown(c: &Value) -> String {
          frame to its arrival at each receiver; delivered/s, latency and CPU are counted by \
          arrival within each step's window. µs/delivery = CPU seconds in the window ÷ deliveries \
          in it.\n\
+         - `lost` = sent but not arrived by the end of the 3 s drain after the last step \
+         (past saturation, a server's backlog shows up here as loss). A load generator core \
+         near 100 % busy means the load generator, not the server, was the limit.\n\
          - Ratios are peer ÷ project: for throughput above 1× means the peer is faster, for \
          latency, CPU and memory above 1× means the peer costs more.\n\n",
     );
@@ -371,7 +374,7 @@ pub fn markdown(c: &Value) -> String {
         ),
     ]));
     md.push_str(&totals_table(c, "fanout"));
-    md.push_str("\nSteps (offered → delivered/s, p99 ms, server µs/delivery, load generator µs/delivery):\n\n");
+    md.push_str("\nSteps (offered → delivered/s, p99 ms, server µs/delivery, load generator µs/delivery, server / load generator core busy):\n\n");
     for (k, title) in SERVERS {
         let Some(f) = c["results"][k].get("fanout") else {
             continue;
@@ -383,12 +386,14 @@ pub fn markdown(c: &Value) -> String {
                     .filter(|s| s["label"] != "warmup")
                     .map(|s| {
                         format!(
-                            "{} → {} ({:.2}, {:.2}, {:.2})",
+                            "{} → {} ({:.2}, {:.2}, {:.2}, {:.0}% / {:.0}%)",
                             fmt(num(&s["offered_deliveries_per_s"]), 0),
                             fmt(num(&s["delivered_per_s"]), 0),
                             num(&s["latency"]["p99_us"]).unwrap_or(0.0) / 1000.0,
                             num(&s["server_cpu_us_per_delivery"]).unwrap_or(0.0),
                             num(&s["loadgen_cpu_us_per_delivery"]).unwrap_or(0.0),
+                            num(&s["server_busy"]).unwrap_or(0.0) * 100.0,
+                            num(&s["loadgen_busy"]).unwrap_or(0.0) * 100.0,
                         )
                     })
                     .collect()
