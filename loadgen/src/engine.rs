@@ -819,23 +819,24 @@ async fn send_task(sh: Rc<Shared>, conn: Rc<Conn>, sender: usize) {
                 }
                 buf.clear();
                 let sent_us = sh.now_us();
-                let mut lag = sh.lag.borrow_mut();
-                while due(i) <= now && due(i) < step_end {
-                    let stamp = Stamp {
-                        run: sh.run,
-                        sender: sender as u32,
-                        seq,
-                        sent_us,
-                    };
-                    let id = client_id(sh.nonce, sender as u32, seq);
-                    sh.cfg
-                        .kind
-                        .send(&mut buf, conn.mask, &room, &id, &stamp.encode());
-                    track::record(&mut lag, now.duration_since(due(i)).as_micros() as u64);
-                    seq += 1;
-                    i += 1;
+                {
+                    let mut lag = sh.lag.borrow_mut();
+                    while due(i) <= now && due(i) < step_end {
+                        let stamp = Stamp {
+                            run: sh.run,
+                            sender: sender as u32,
+                            seq,
+                            sent_us,
+                        };
+                        let id = client_id(sh.nonce, sender as u32, seq);
+                        sh.cfg
+                            .kind
+                            .send(&mut buf, conn.mask, &room, &id, &stamp.encode());
+                        track::record(&mut lag, now.duration_since(due(i)).as_micros() as u64);
+                        seq += 1;
+                        i += 1;
+                    }
                 }
-                drop(lag);
                 if conn.write(&buf).await.is_err() {
                     return;
                 }

@@ -21,7 +21,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Runs one scenario and writes its JSON report.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Signs in, creates a room and posts messages to it; prints the cookie.
     PreparePage {
         #[arg(long)]
@@ -102,7 +102,7 @@ struct RunArgs {
 
 fn main() -> Result<()> {
     match Cli::parse().command {
-        Command::Run(args) => run(args),
+        Command::Run(args) => run(*args),
         Command::PreparePage {
             addr,
             room,

@@ -20,8 +20,9 @@ pub enum Arrival {
 pub struct SeqTracker {
     /// Every seq below this has arrived.
     next: u32,
-    /// Arrived seqs above `next` (only when something before them is missing).
-    ahead: Option<Box<BTreeSet<u32>>>,
+    /// Arrived seqs above `next` (only when something before them is
+    /// missing; an empty set does not allocate).
+    ahead: BTreeSet<u32>,
 }
 
 impl SeqTracker {
@@ -32,17 +33,12 @@ impl SeqTracker {
         }
         if seq == self.next {
             self.next += 1;
-            if let Some(ahead) = self.ahead.as_mut() {
-                while ahead.remove(&self.next) {
-                    self.next += 1;
-                }
-                if ahead.is_empty() {
-                    self.ahead = None;
-                }
+            while self.ahead.remove(&self.next) {
+                self.next += 1;
             }
             return Arrival::New;
         }
-        if self.ahead.get_or_insert_default().insert(seq) {
+        if self.ahead.insert(seq) {
             Arrival::New
         } else {
             Arrival::Duplicate
@@ -51,16 +47,13 @@ impl SeqTracker {
 
     /// How many distinct seqs arrived.
     pub fn unique(&self) -> u64 {
-        u64::from(self.next) + self.ahead.as_ref().map_or(0, |a| a.len() as u64)
+        u64::from(self.next) + self.ahead.len() as u64
     }
 
     /// How many of the seqs `0..sent` never arrived.
     pub fn missing(&self, sent: u32) -> u64 {
         let below = self.next.min(sent);
-        let ahead = self
-            .ahead
-            .as_ref()
-            .map_or(0, |a| a.range(..sent).count() as u32);
+        let ahead = self.ahead.range(..sent).count() as u32;
         u64::from(sent - below - ahead)
     }
 }
@@ -112,7 +105,7 @@ mod tests {
         for seq in 0..1000 {
             assert_eq!(t.record(seq), Arrival::New);
         }
-        assert!(t.ahead.is_none());
+        assert!(t.ahead.is_empty());
         assert_eq!(t.unique(), 1000);
         assert_eq!(t.missing(1000), 0);
         assert_eq!(t.missing(1005), 5, "sent but not (yet) arrived");
@@ -130,7 +123,7 @@ mod tests {
         // The gap fills late: the set drains.
         assert_eq!(t.record(2), Arrival::New);
         assert_eq!(t.record(1), Arrival::New);
-        assert!(t.ahead.is_none());
+        assert!(t.ahead.is_empty());
         assert_eq!(t.unique(), 4);
         assert_eq!(t.missing(4), 0);
         assert_eq!(t.record(2), Arrival::Duplicate);
