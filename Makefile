@@ -1,6 +1,8 @@
 # Two commands for a fresh machine (Rust and npm present):
 #   make run   - install what is missing, build, serve http://127.0.0.1:3000 (SQLite in ./data)
 #   make test  - everything: formatting, lints, Rust tests and the Playwright suite
+#   make bench - the project against the Socket.IO and Python chats, side by side
+#                (bench/results/<date>.md; see bench/README.md)
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := run
@@ -12,8 +14,11 @@ E2E_DB := target/e2e/chat.db
 # Runs a command with the local OpenID providers up (and stops them after).
 WITH_OIDC := tools/oidc-provider/with-providers.sh
 APT_UPDATED := target/.apt-updated
+# The peers the benchmark compares against, and where their dependencies go.
+PEERS := ../shared/peers
+BENCH_WORK := bench/work
 
-.PHONY: run test deps browser-deps e2e-deps oidc-deps lint unit e2e clean-e2e
+.PHONY: run test deps browser-deps e2e-deps oidc-deps lint unit e2e clean-e2e bench bench-peers bench-deps
 
 ## Toolchain pieces the build needs, each installed only when missing.
 deps:
@@ -42,14 +47,15 @@ oidc-deps:
 
 lint:
 	cargo fmt --all -- --check
-	cargo clippy -p app -p server --all-targets -- -D warnings
+	cargo clippy -p app -p server -p loadgen --all-targets -- -D warnings
 	cargo clippy -p frontend --target wasm32-unknown-unknown -- -D warnings
 
-# The sign-in tests talk to real OpenID providers on 127.0.0.1. The fault
-# tests (server binary as a child: kill -9, SIGTERM, stalled readers) run on
-# their own so their figures are printed.
-unit: oidc-deps
-	$(WITH_OIDC) cargo test -p app -p server -- --skip fault_
+# The sign-in tests talk to real OpenID providers on 127.0.0.1; loadgen's
+# tests include a one-second smoke run against each peer. The fault tests
+# (server binary as a child: kill -9, SIGTERM, stalled readers) run on their
+# own so their figures are printed.
+unit: oidc-deps bench-peers
+	$(WITH_OIDC) cargo test -p app -p server -p loadgen -- --skip fault_
 	cargo test -p server --test faults -- --nocapture --test-threads=1
 
 # cargo-leptos builds the site, starts the server on a throwaway database and
@@ -67,3 +73,25 @@ e2e: e2e-deps oidc-deps
 	 echo "playwright: $${passed:-0} passed, $${failed:-0} failed"
 
 test: deps lint unit e2e
+
+## The peers' dependencies, inside bench/work (pip `websockets` in a venv,
+## npm `socket.io` from the peers' own lock file), each only when missing.
+bench-peers:
+	@[ -x $(BENCH_WORK)/venv/bin/python ] || python3 -m venv $(BENCH_WORK)/venv
+	@$(BENCH_WORK)/venv/bin/python -c 'import websockets' 2>/dev/null \
+		|| $(BENCH_WORK)/venv/bin/pip install -q -r bench/requirements.txt
+	@mkdir -p $(BENCH_WORK)/peers
+	@install -m 644 $(PEERS)/package.json $(PEERS)/package-lock.json $(PEERS)/socketio_chat.js $(BENCH_WORK)/peers/
+	@[ -d $(BENCH_WORK)/peers/node_modules/socket.io ] || (cd $(BENCH_WORK)/peers && npm ci --no-audit --no-fund)
+
+## Benchmark tools: wasm-opt (npm binaryen, for the release WASM) and oha.
+bench-deps: bench-peers
+	@[ -x bench/tools/node_modules/.bin/wasm-opt ] || (cd bench/tools && npm ci --no-audit --no-fund)
+	@command -v oha >/dev/null || cargo install oha --locked
+
+# Release build (WASM through wasm-opt), then every scenario against each
+# server, pinned: server on core 0, load generator on core 1.
+bench: deps bench-deps
+	PATH="$(CURDIR)/bench/tools/node_modules/.bin:$$PATH" nice -n 10 cargo leptos build --release
+	nice -n 10 cargo build --release -p loadgen
+	PEERS=$(PEERS) bench/run.sh

@@ -33,6 +33,13 @@ pub struct Config {
     #[arg(long, env = "CHAT_WS_PING_SECS", default_value_t = 30)]
     pub ws_ping_secs: u64,
 
+    /// Bytes of each WebSocket's read buffer. Small, because the buffer is
+    /// allocated and zero-filled per connection (the WebSocket library's
+    /// default, 128 KiB, makes every idle connection cost that much RSS);
+    /// it grows on demand for a larger frame.
+    #[arg(long, env = "CHAT_WS_READ_BUFFER", default_value_t = 4096)]
+    pub ws_read_buffer: usize,
+
     /// Directory with the built site (WASM, JS, CSS, assets).
     #[arg(long, env = "LEPTOS_SITE_ROOT", default_value = "target/site")]
     pub site_root: String,

@@ -66,6 +66,7 @@ pub async fn upgrade(
     let tasks = state.tasks.clone();
     ws.max_frame_size(MAX_FRAME_BYTES)
         .max_message_size(MAX_FRAME_BYTES)
+        .read_buffer_size(state.config.ws_read_buffer.max(256))
         .on_upgrade(move |socket| tasks.track_future(connection(socket, state, user, session)))
 }
 
