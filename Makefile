@@ -15,7 +15,10 @@ E2E_DB := target/e2e/chat.db
 WITH_OIDC := tools/oidc-provider/with-providers.sh
 APT_UPDATED := target/.apt-updated
 # The peers the benchmark compares against, and where their dependencies go.
-PEERS := ../shared/peers
+# The baseline chat servers: ../shared/peers beside the checkout when there is
+# one, else the copy of them kept in bench/peers.
+PEERS := $(if $(wildcard ../shared/peers/seed_ws_chat.py),../shared/peers,bench/peers)
+export PEERS
 BENCH_WORK := bench/work
 
 .PHONY: run test deps browser-deps e2e-deps oidc-deps lint unit e2e clean-e2e bench bench-peers bench-deps

@@ -24,8 +24,18 @@ fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
+/// The baseline servers: `$PEERS`, else `../shared/peers` beside the
+/// checkout, else the copy in `bench/peers` (a clone elsewhere has no `../shared`).
 fn peers() -> PathBuf {
-    std::env::var_os("PEERS").map_or_else(|| workspace().join("../shared/peers"), PathBuf::from)
+    if let Some(dir) = std::env::var_os("PEERS") {
+        return PathBuf::from(dir);
+    }
+    let shared = workspace().join("../shared/peers");
+    if shared.join("seed_ws_chat.py").exists() {
+        shared
+    } else {
+        workspace().join("bench/peers")
+    }
 }
 
 fn config(kind: Kind, addr: SocketAddr, sessions: Vec<String>) -> engine::Config {
