@@ -17,7 +17,7 @@ APT_UPDATED := target/.apt-updated
 # The peers the benchmark compares against, and where their dependencies go.
 # The baseline chat servers: ../shared/peers beside the checkout when there is
 # one, else the copy of them kept in bench/peers.
-PEERS := $(if $(wildcard ../shared/peers/seed_ws_chat.py),../shared/peers,bench/peers)
+PEERS := $(abspath $(if $(wildcard ../shared/peers/seed_ws_chat.py),../shared/peers,bench/peers))
 export PEERS
 BENCH_WORK := bench/work
 
