@@ -146,9 +146,7 @@ fn SignIn(
     view! {
         <main class="signin">
             <h1>"Chat"</h1>
-            <Show when=move || from_query.get().is_some()>
-                <p class="error" role="alert">{move || from_query.get()}</p>
-            </Show>
+            <FormError error=from_query />
             {(!options.providers.is_empty())
                 .then(|| {
                     view! {
@@ -197,20 +195,12 @@ fn LocalAccount(
                     autocomplete="current-password"
                 />
                 <button type="submit">"Sign in"</button>
-                <Show when=move || sign_in_error.get().is_some()>
-                    <p class="error" role="alert">{move || sign_in_error.get()}</p>
-                </Show>
+                <FormError error=sign_in_error />
             </ActionForm>
             <details class="signup">
                 <summary>"New here? Create an account"</summary>
                 <ActionForm action=sign_up attr:class="signup-form">
-                    <label for="signup-name">"Display name"</label>
-                    <input
-                        id="signup-name"
-                        name="name"
-                        autocomplete="nickname"
-                        placeholder=format!("1–{MAX_DISPLAY_NAME_CHARS} characters")
-                    />
+                    <DisplayNameField id="signup-name" />
                     <label for="signup-email">"Email"</label>
                     <input id="signup-email" name="email" type="email" autocomplete="email" />
                     <label for="signup-password">"Password"</label>
@@ -222,9 +212,7 @@ fn LocalAccount(
                         placeholder=format!("at least {MIN_PASSWORD_CHARS} characters")
                     />
                     <button type="submit">"Create account"</button>
-                    <Show when=move || sign_up_error.get().is_some()>
-                        <p class="error" role="alert">{move || sign_up_error.get()}</p>
-                    </Show>
+                    <FormError error=sign_up_error />
                 </ActionForm>
             </details>
         </section>
@@ -237,17 +225,9 @@ fn GuestSignIn(action: ServerAction<SignInGuest>) -> impl IntoView {
     view! {
         <section class="guest" aria-label="Guest">
             <ActionForm action>
-                <label for="display-name">"Display name"</label>
-                <input
-                    id="display-name"
-                    name="name"
-                    autocomplete="nickname"
-                    placeholder=format!("1–{MAX_DISPLAY_NAME_CHARS} characters")
-                />
+                <DisplayNameField id="display-name" />
                 <button type="submit">"Sign in as guest"</button>
-                <Show when=move || error.get().is_some()>
-                    <p class="error" role="alert">{move || error.get()}</p>
-                </Show>
+                <FormError error=error />
             </ActionForm>
         </section>
     }
@@ -361,9 +341,7 @@ fn RoomList(create: ServerAction<CreateRoom>) -> impl IntoView {
                 placeholder=format!("1–{MAX_ROOM_NAME_CHARS} characters")
             />
             <button type="submit">"Create"</button>
-            <Show when=move || error.get().is_some()>
-                <p class="error" role="alert">{move || error.get()}</p>
-            </Show>
+            <FormError error=error />
         </ActionForm>
     }
 }
@@ -411,5 +389,29 @@ pub fn NotFound() -> impl IntoView {
             <h1>"Not found"</h1>
             <a href="/">"Back to the chat"</a>
         </main>
+    }
+}
+
+/// A form's error line, shown while there is one.
+#[component]
+pub(crate) fn FormError(#[prop(into)] error: Signal<Option<String>>) -> impl IntoView {
+    view! {
+        <Show when=move || error.get().is_some()>
+            <p class="error" role="alert">{move || error.get()}</p>
+        </Show>
+    }
+}
+
+/// The labelled display-name input of the guest and sign-up forms.
+#[component]
+fn DisplayNameField(id: &'static str) -> impl IntoView {
+    view! {
+        <label for=id>"Display name"</label>
+        <input
+            id=id
+            name="name"
+            autocomplete="nickname"
+            placeholder=format!("1–{MAX_DISPLAY_NAME_CHARS} characters")
+        />
     }
 }

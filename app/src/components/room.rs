@@ -1,6 +1,6 @@
 //! The open room: message stream, composer and who is online.
 
-use super::Avatar;
+use super::{Avatar, FormError};
 use crate::{
     api::RoomPage,
     client::{first_seq, Chat, Item, RoomState},
@@ -277,9 +277,7 @@ fn Composer(name: String) -> impl IntoView {
                 }
             ></textarea>
             <button type="submit">"Send"</button>
-            <Show when=move || error.get().is_some()>
-                <p class="error" role="alert">{move || error.get()}</p>
-            </Show>
+            <FormError error=error />
         </form>
     }
 }
