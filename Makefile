@@ -55,11 +55,11 @@ lint:
 
 # The sign-in tests talk to real OpenID providers on 127.0.0.1; loadgen's
 # tests include a one-second smoke run against each peer. The fault tests
-# (server binary as a child: kill -9, SIGTERM, stalled readers) run on their
-# own so their figures are printed.
+# (server binary as a child: kill -9, SIGTERM, stalled readers; a database
+# file made unwritable mid-load) run on their own so their figures are printed.
 unit: oidc-deps bench-peers
 	$(WITH_OIDC) cargo test -p app -p server -p loadgen -- --skip fault_
-	cargo test -p server --test faults -- --nocapture --test-threads=1
+	cargo test -p server --test faults --test db_fault -- --nocapture --test-threads=1 fault_
 
 # cargo-leptos builds the site, starts the server on a throwaway database and
 # runs Playwright against it; the server offers the local OpenID provider as

@@ -52,13 +52,18 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// `/readyz`: ready when the store answers.
+/// `/readyz`: ready when the store answers and messages can be committed
+/// (the committer runs, and its last commit succeeded or a write probe does).
 async fn readyz(State(state): State<AppState>) -> Response {
-    match state.store.ping().await {
+    if let Err(err) = state.store.ping().await {
+        tracing::warn!(cause = %err, "not ready");
+        return (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response();
+    }
+    match state.committer.ready(&state.store).await {
         Ok(()) => "ready".into_response(),
-        Err(err) => {
-            tracing::warn!(cause = %err, "not ready");
-            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
+        Err(why) => {
+            tracing::warn!(why, "not ready");
+            (StatusCode::SERVICE_UNAVAILABLE, why).into_response()
         }
     }
 }

@@ -79,10 +79,25 @@ pub fn unavailable(err: store::StoreError) -> ApiError {
     )
 }
 
+/// How often expired sessions and abandoned sign-ins are purged.
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Ticks every `period`, the first time one `period` from now.
+///
+/// Never at once (as `tokio::time::interval` would): a housekeeping task that
+/// runs the moment the server starts races whatever else touches the same
+/// rows then, a test included, and a restart loop would run it every time.
+pub fn housekeeping_schedule(period: Duration) -> tokio::time::Interval {
+    let mut every = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    // After a stall (a suspended laptop), run once, not once per missed period.
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    every
+}
+
 /// Deletes expired sessions and abandoned sign-ins once an hour (expired ones
 /// are already refused; this only keeps the tables small).
 async fn purge_sessions(store: SharedStore, shutdown: CancellationToken) {
-    let mut every = tokio::time::interval(Duration::from_secs(3600));
+    let mut every = housekeeping_schedule(PURGE_EVERY);
     loop {
         tokio::select! {
             _ = every.tick() => {
@@ -153,4 +168,22 @@ pub async fn run(
     stop_commits.cancel();
     commit_task.await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn housekeeping_first_runs_one_period_after_start() {
+        let period = Duration::from_secs(3600);
+        let mut every = housekeeping_schedule(period);
+        let start = tokio::time::Instant::now();
+        // With paused time the clock only moves to the next timer, so this
+        // measures the schedule, not the machine's speed.
+        every.tick().await;
+        assert_eq!(start.elapsed(), period);
+        every.tick().await;
+        assert_eq!(start.elapsed(), period * 2);
+    }
 }

@@ -22,6 +22,21 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
+impl StoreError {
+    /// Whether the failure is about the rows written (they break a
+    /// constraint: a room or user that does not exist, a duplicate), not
+    /// about the database: the same write without those rows can succeed.
+    pub fn is_constraint(&self) -> bool {
+        match self {
+            StoreError::Conflict => true,
+            StoreError::Database(sqlx::Error::Database(db)) => {
+                !matches!(db.kind(), sqlx::error::ErrorKind::Other)
+            }
+            _ => false,
+        }
+    }
+}
+
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// A room as stored.
@@ -198,6 +213,10 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<StoredMessage>>;
     /// Whether the store answers.
     async fn ping(&self) -> Result<()>;
+    /// Whether the store can durably write: commits one tiny row. Used by
+    /// readiness after a write failed, since a read can succeed on a
+    /// database that cannot be written.
+    async fn probe_write(&self, now: i64) -> Result<()>;
 }
 
 /// A shared store.

@@ -13,15 +13,64 @@ use super::{
 use app::protocol::UserInfo;
 use async_trait::async_trait;
 use sqlx::{
+    pool::PoolConnection,
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
-    Row, SqlitePool,
+    Connection, Row, Sqlite, SqliteConnection, SqlitePool,
 };
-use std::{str::FromStr, time::Duration};
+use std::{
+    ops::{Deref, DerefMut},
+    str::FromStr,
+    time::Duration,
+};
 
 /// The SQLite store.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
+    /// Reads, several at once (WAL readers do not block the writer).
     pool: SqlitePool,
+    /// Writes: one connection, since SQLite has one writer anyway; writes
+    /// queue here rather than spin on the file lock. See [`Writer`].
+    writer: SqlitePool,
+}
+
+/// The writing connection, lent for one write. Unless the write succeeds
+/// ([`Writer::ok`] after its last step), the connection is closed instead of reused: after a
+/// fault SQLite can leave a connection unable to write long after the disk
+/// recovered (a WAL file it had to reopen read-only answers every later write
+/// with "attempt to write a readonly database"; a transaction it rolled back
+/// itself is still open as far as sqlx knows), and a new one costs little.
+struct Writer {
+    conn: PoolConnection<Sqlite>,
+    ok: bool,
+}
+
+impl Writer {
+    /// Marks the write as done: the connection is kept for the next one.
+    fn ok(&mut self) {
+        self.ok = true;
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        if !self.ok {
+            self.conn.close_on_drop();
+        }
+    }
+}
+
+impl Deref for Writer {
+    type Target = SqliteConnection;
+
+    fn deref(&self) -> &SqliteConnection {
+        &self.conn
+    }
+}
+
+impl DerefMut for Writer {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        &mut self.conn
+    }
 }
 
 const MESSAGE_COLUMNS: &str = "m.id, m.seq, m.author_id, u.name AS author_name, \
@@ -41,12 +90,41 @@ impl SqliteStore {
                 std::fs::create_dir_all(dir).map_err(|e| StoreError::Database(e.into()))?;
             }
         }
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            // A transaction whose COMMIT failed (an I/O error, a full disk)
+            // is rolled back by SQLite itself, so the ROLLBACK sqlx queues
+            // when it is dropped fails and sqlx still counts the connection
+            // as inside a transaction: every later `begin` on it would fail
+            // ("begin_with at non-zero transaction depth") long after the
+            // disk recovered. Such a connection is closed instead of reused.
+            .after_release(|conn, _| {
+                Box::pin(async move {
+                    if conn.is_in_transaction() {
+                        // A dropped transaction's ROLLBACK may still be queued
+                        // on the connection's worker: let it run first.
+                        conn.ping().await?;
+                    }
+                    Ok(!conn.is_in_transaction())
+                })
+            })
+            .before_acquire(|conn, _| Box::pin(async move { Ok(!conn.is_in_transaction()) }))
+            .connect_with(options.clone())
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .connect_with(options)
             .await?;
-        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self { pool, writer })
+    }
+
+    /// The writing connection (waiting while another write holds it).
+    async fn writer(&self) -> Result<Writer> {
+        Ok(Writer {
+            conn: self.writer.acquire().await?,
+            ok: false,
+        })
     }
 
     fn message(row: &sqlx::sqlite::SqliteRow) -> Result<StoredMessage> {
@@ -76,6 +154,19 @@ fn user(row: &sqlx::sqlite::SqliteRow) -> Result<UserInfo> {
     })
 }
 
+/// The one row a single-row `INSERT … RETURNING` gave back.
+///
+/// Outside an explicit transaction such a statement must be read with
+/// `fetch_all`: SQLite makes the change at the first step but commits it when
+/// the statement completes, and `fetch_one` stops at the first row, so a
+/// failed commit (a write error, a full disk) would go unreported while the
+/// caller goes on as if the row were stored.
+fn returned<T>(rows: Vec<T>) -> Result<T> {
+    rows.into_iter()
+        .next()
+        .ok_or(StoreError::Database(sqlx::Error::RowNotFound))
+}
+
 fn conflict_or(err: sqlx::Error) -> StoreError {
     if is_unique_violation(&err) {
         StoreError::Conflict
@@ -91,13 +182,17 @@ fn is_unique_violation(err: &sqlx::Error) -> bool {
 #[async_trait]
 impl Store for SqliteStore {
     async fn create_guest(&self, name: &str, now: i64) -> Result<UserInfo> {
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO users (name, kind, created_at) VALUES (?, 'guest', ?) RETURNING id",
-        )
-        .bind(name)
-        .bind(now)
-        .fetch_one(&self.pool)
-        .await?;
+        let mut w = self.writer().await?;
+        let id: i64 = returned(
+            sqlx::query_scalar(
+                "INSERT INTO users (name, kind, created_at) VALUES (?, 'guest', ?) RETURNING id",
+            )
+            .bind(name)
+            .bind(now)
+            .fetch_all(&mut *w)
+            .await?,
+        )?;
+        w.ok();
         Ok(UserInfo {
             id,
             name: name.to_owned(),
@@ -112,6 +207,7 @@ impl Store for SqliteStore {
         now: i64,
         expires_at: i64,
     ) -> Result<()> {
+        let mut w = self.writer().await?;
         sqlx::query(
             "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
         )
@@ -119,8 +215,9 @@ impl Store for SqliteStore {
         .bind(user_id)
         .bind(now)
         .bind(expires_at)
-        .execute(&self.pool)
+        .execute(&mut *w)
         .await?;
+        w.ok();
         Ok(())
     }
 
@@ -137,18 +234,22 @@ impl Store for SqliteStore {
     }
 
     async fn delete_session(&self, token_hash: &[u8]) -> Result<()> {
+        let mut w = self.writer().await?;
         sqlx::query("DELETE FROM sessions WHERE token_hash = ?")
             .bind(token_hash)
-            .execute(&self.pool)
+            .execute(&mut *w)
             .await?;
+        w.ok();
         Ok(())
     }
 
     async fn purge_sessions(&self, now: i64) -> Result<u64> {
+        let mut w = self.writer().await?;
         let done = sqlx::query("DELETE FROM sessions WHERE expires_at <= ?")
             .bind(now)
-            .execute(&self.pool)
+            .execute(&mut *w)
             .await?;
+        w.ok();
         Ok(done.rows_affected())
     }
 
@@ -160,7 +261,8 @@ impl Store for SqliteStore {
         password_hash: &str,
         now: i64,
     ) -> Result<UserInfo> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut w = self.writer().await?;
+        let mut tx = w.begin_with("BEGIN IMMEDIATE").await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO users (name, kind, email, created_at) VALUES (?, 'local', ?, ?) RETURNING id",
         )
@@ -181,6 +283,7 @@ impl Store for SqliteStore {
         .await
         .map_err(conflict_or)?;
         tx.commit().await?;
+        w.ok();
         Ok(UserInfo {
             id,
             name: name.to_owned(),
@@ -213,7 +316,8 @@ impl Store for SqliteStore {
         profile: &Profile,
         now: i64,
     ) -> Result<UserInfo> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut w = self.writer().await?;
+        let mut tx = w.begin_with("BEGIN IMMEDIATE").await?;
         let linked: Option<i64> =
             sqlx::query_scalar("SELECT user_id FROM identities WHERE issuer = ? AND subject = ?")
                 .bind(issuer)
@@ -265,6 +369,7 @@ impl Store for SqliteStore {
             }
         };
         tx.commit().await?;
+        w.ok();
         Ok(UserInfo {
             id,
             name: profile.name.clone(),
@@ -274,6 +379,7 @@ impl Store for SqliteStore {
     }
 
     async fn create_oidc_flow(&self, flow: &OidcFlow) -> Result<()> {
+        let mut w = self.writer().await?;
         sqlx::query(
             "INSERT INTO oidc_flows (state_hash, browser_hash, provider, nonce, pkce_verifier, expires_at)
              VALUES (?, ?, ?, ?, ?, ?)",
@@ -284,21 +390,26 @@ impl Store for SqliteStore {
         .bind(&flow.nonce)
         .bind(&flow.pkce_verifier)
         .bind(flow.expires_at)
-        .execute(&self.pool)
+        .execute(&mut *w)
         .await?;
+        w.ok();
         Ok(())
     }
 
     async fn take_oidc_flow(&self, state_hash: &[u8]) -> Result<Option<OidcFlow>> {
+        let mut w = self.writer().await?;
         // One statement: two callbacks racing with the same state cannot both get it.
-        let row = sqlx::query(
+        let rows = sqlx::query(
             "DELETE FROM oidc_flows WHERE state_hash = ?
              RETURNING state_hash, browser_hash, provider, nonce, pkce_verifier, expires_at",
         )
         .bind(state_hash)
-        .fetch_optional(&self.pool)
+        .fetch_all(&mut *w)
         .await?;
-        let Some(row) = row else { return Ok(None) };
+        w.ok();
+        let Some(row) = rows.into_iter().next() else {
+            return Ok(None);
+        };
         let hash = |column: &str| -> Result<[u8; 32]> {
             let bytes: Vec<u8> = row.try_get(column)?;
             bytes.try_into().map_err(|_| {
@@ -318,24 +429,30 @@ impl Store for SqliteStore {
     }
 
     async fn purge_oidc_flows(&self, now: i64) -> Result<u64> {
+        let mut w = self.writer().await?;
         let done = sqlx::query("DELETE FROM oidc_flows WHERE expires_at <= ?")
             .bind(now)
-            .execute(&self.pool)
+            .execute(&mut *w)
             .await?;
+        w.ok();
         Ok(done.rows_affected())
     }
 
     async fn create_room(&self, name: &str, name_key: &str, by: i64, now: i64) -> Result<RoomRow> {
-        let id = sqlx::query_scalar(
-            "INSERT INTO rooms (name, name_key, created_by, created_at) VALUES (?, ?, ?, ?) RETURNING id",
-        )
-        .bind(name)
-        .bind(name_key)
-        .bind(by)
-        .bind(now)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(conflict_or)?;
+        let mut w = self.writer().await?;
+        let id = returned(
+            sqlx::query_scalar(
+                "INSERT INTO rooms (name, name_key, created_by, created_at) VALUES (?, ?, ?, ?) RETURNING id",
+            )
+            .bind(name)
+            .bind(name_key)
+            .bind(by)
+            .bind(now)
+            .fetch_all(&mut *w)
+            .await
+            .map_err(conflict_or)?,
+        )?;
+        w.ok();
         Ok(RoomRow {
             id,
             name: name.to_owned(),
@@ -365,9 +482,10 @@ impl Store for SqliteStore {
     }
 
     async fn commit(&self, batch: &[NewMessage<'_>]) -> Result<Vec<Committed>> {
+        let mut w = self.writer().await?;
         // BEGIN IMMEDIATE takes the write lock up front, so the transaction
         // never has to upgrade a read lock (which SQLite may refuse with BUSY).
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = w.begin_with("BEGIN IMMEDIATE").await?;
         let mut results = Vec::with_capacity(batch.len());
         for m in batch {
             // The next seq is read inside the writing transaction: the
@@ -413,6 +531,7 @@ impl Store for SqliteStore {
             results.push(committed);
         }
         tx.commit().await?;
+        w.ok();
         Ok(results)
     }
 
@@ -460,6 +579,19 @@ impl Store for SqliteStore {
 
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn probe_write(&self, now: i64) -> Result<()> {
+        let mut w = self.writer().await?;
+        sqlx::query(
+            "INSERT INTO write_probe (id, at) VALUES (1, ?)
+             ON CONFLICT (id) DO UPDATE SET at = excluded.at",
+        )
+        .bind(now)
+        .execute(&mut *w)
+        .await?;
+        w.ok();
         Ok(())
     }
 }
