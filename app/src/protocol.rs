@@ -199,6 +199,10 @@ pub enum ErrorCode {
     AccountExists,
     /// Too many requests of this kind; slow down.
     RateLimited,
+    /// An HTTP request body over the server functions' size limit.
+    TooLarge,
+    /// An HTTP request body that is not `application/x-www-form-urlencoded`.
+    BadContentType,
     /// The server cannot reach its store right now; retry later.
     Unavailable,
     /// Anything else; the server logged it.
@@ -219,6 +223,8 @@ impl ErrorCode {
             ErrorCode::Forbidden | ErrorCode::NotJoined => 403,
             ErrorCode::UnknownRoom => 404,
             ErrorCode::RoomExists | ErrorCode::AccountExists => 409,
+            ErrorCode::TooLarge => 413,
+            ErrorCode::BadContentType => 415,
             ErrorCode::RateLimited => 429,
             ErrorCode::Unavailable => 503,
             ErrorCode::Internal => 500,
@@ -235,6 +241,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// An error with `code` and a message for people.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             code,
