@@ -83,6 +83,9 @@ pub enum ServerFrame {
         client_id: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         room: Option<String>,
+        /// With `rate_limited`: milliseconds until the request may succeed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after: Option<u64>,
     },
     /// Everyone online in a room, sent to a subscriber when it joins.
     Presence { room: String, users: Vec<UserInfo> },
@@ -238,6 +241,9 @@ impl ErrorCode {
 pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
+    /// With [`ErrorCode::RateLimited`]: milliseconds until a retry may succeed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -246,6 +252,17 @@ impl ApiError {
         Self {
             code,
             message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// A `rate_limited` error saying when to retry (rounded up to the next
+    /// millisecond, so a client waiting that long is never early).
+    pub fn rate_limited(message: impl Into<String>, wait: std::time::Duration) -> Self {
+        let millis = wait.as_nanos().div_ceil(1_000_000);
+        Self {
+            retry_after: Some(u64::try_from(millis).unwrap_or(u64::MAX)),
+            ..Self::new(ErrorCode::RateLimited, message)
         }
     }
 
@@ -256,6 +273,7 @@ impl ApiError {
             message: self.message,
             client_id,
             room,
+            retry_after: self.retry_after,
         }
     }
 }

@@ -264,12 +264,12 @@ impl Session {
         }
         *count += 1;
         if *count > CHURN_LIMIT {
-            return Err(ApiError::new(
-                ErrorCode::RateLimited,
+            return Err(ApiError::rate_limited(
                 format!(
                     "At most {CHURN_LIMIT} subscribes and unsubscribes per {} s.",
                     CHURN_WINDOW.as_secs()
                 ),
+                CHURN_WINDOW.saturating_sub(since.elapsed()),
             ));
         }
         Ok(())

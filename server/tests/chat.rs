@@ -764,6 +764,9 @@ async fn typing_and_subscription_churn_are_throttled() {
                 break;
             }
             if frame["type"] == "error" && frame["code"] == "rate_limited" {
+                // The window is 10 s and began with the first churn.
+                let retry = frame["retry_after"].as_u64().expect("retry_after");
+                assert!((1..=10_000).contains(&retry), "retry_after {retry}");
                 limited = Some(i);
             }
         }

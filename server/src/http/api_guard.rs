@@ -197,8 +197,15 @@ async fn with_status(response: Response) -> Response {
     Response::from_parts(parts, Body::from(bytes))
 }
 
-/// The status of `err`'s code.
+/// The status of `err`'s code, and `Retry-After` (whole seconds, rounded up)
+/// when it says when to retry.
 fn apply(parts: &mut response::Parts, err: &ApiError) {
     parts.status =
         StatusCode::from_u16(err.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if let Some(millis) = err.retry_after {
+        parts.headers.insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(millis.div_ceil(1000)),
+        );
+    }
 }
