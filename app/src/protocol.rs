@@ -33,6 +33,8 @@ pub enum ClientFrame {
     /// goes live, with no gap and no duplicate between the two.
     Subscribe {
         room: String,
+        /// Replay `seq > since` first; below 0 counts as 0. Any signed
+        /// 64-bit integer; one outside that range is `bad_frame`.
         #[serde(default)]
         since: Option<i64>,
     },
@@ -48,10 +50,14 @@ pub enum ClientFrame {
     /// Ask for up to `limit` messages older than `before` (newest page when absent).
     History {
         room: String,
+        /// Only `seq < before` (so 1 or less gives an empty page). Any signed
+        /// 64-bit integer.
         #[serde(default)]
         before: Option<i64>,
+        /// Clamped to `1..=MAX_HISTORY_PAGE`. Any signed 64-bit integer, like
+        /// every number in a client frame, so a client needs one rule.
         #[serde(default)]
-        limit: Option<u32>,
+        limit: Option<i64>,
     },
     /// The user is typing in a room.
     Typing { room: String },

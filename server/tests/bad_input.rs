@@ -424,3 +424,119 @@ async fn every_server_function_has_its_fields_listed() {
     assert_eq!(app::api::form_fields("/api/sign_out"), Some(&[][..]));
 }
 
+/// Sends `frame` and collects the `message` frames up to the `presence` that
+/// ends a subscribe; returns their seqs.
+async fn replayed(client: &mut common::Client, since: Value) -> Vec<i64> {
+    client
+        .send(serde_json::json!({"type": "subscribe", "room": "general", "since": since}))
+        .await;
+    let mut seqs = Vec::new();
+    loop {
+        let frame = client.recv().await;
+        match frame["type"].as_str() {
+            Some("message") => seqs.push(frame["seq"].as_i64().unwrap()),
+            Some("presence") => return seqs,
+            Some("error") => panic!("since {since}: {frame}"),
+            _ => {}
+        }
+    }
+}
+
+/// Sends a `history` request; returns the page's seqs and `has_more`.
+async fn page(client: &mut common::Client, before: Value, limit: Value) -> (Vec<i64>, bool) {
+    client
+        .send(serde_json::json!({"type": "history", "room": "general", "before": before, "limit": limit}))
+        .await;
+    let frame = client.expect("history").await;
+    let seqs = frame["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["seq"].as_i64().unwrap())
+        .collect();
+    (seqs, frame["has_more"].as_bool().unwrap())
+}
+
+#[tokio::test]
+async fn numbers_in_frames_are_signed_64_bit_and_clamped_as_documented() {
+    const SENT: i64 = 201;
+    let app = TestApp::spawn().await;
+    let (_, mut a) = app.member("ann").await;
+    for i in 0..SENT {
+        a.say("general", &format!("m{i}")).await;
+    }
+    for _ in 0..SENT {
+        a.expect("ack").await;
+    }
+    let all: Vec<i64> = (1..=SENT).collect();
+    let newest = |n: i64| (SENT - n + 1..=SENT).collect::<Vec<i64>>();
+
+    // `since`: below 0 counts as 0; at or above the last seq replays nothing.
+    for (since, want) in [
+        (Value::from(i64::MIN), all.clone()),
+        (Value::from(-5), all.clone()),
+        (Value::from(0), all.clone()),
+        (Value::from(SENT - 2), newest(2)),
+        (Value::from(SENT), vec![]),
+        (Value::from(i64::MAX), vec![]),
+    ] {
+        assert_eq!(replayed(&mut a, since.clone()).await, want, "since {since}");
+    }
+
+    // `before`: only seqs below it, so 1 or less is an empty page.
+    for (before, want, more) in [
+        (Value::Null, newest(50), true),
+        (Value::from(i64::MAX), newest(50), true),
+        (Value::from(4), vec![1, 2, 3], false),
+        (Value::from(1), vec![], false),
+        (Value::from(0), vec![], false),
+        (Value::from(-1), vec![], false),
+        (Value::from(i64::MIN), vec![], false),
+    ] {
+        assert_eq!(
+            page(&mut a, before.clone(), Value::Null).await,
+            (want, more),
+            "before {before}"
+        );
+    }
+
+    // `limit`: clamped to 1..=200.
+    for (limit, want) in [
+        (Value::from(i64::MIN), newest(1)),
+        (Value::from(-1), newest(1)),
+        (Value::from(0), newest(1)),
+        (Value::from(2), newest(2)),
+        (Value::from(200), newest(200)),
+        (Value::from(500), newest(200)),
+        (Value::from(i64::MAX), newest(200)),
+    ] {
+        assert_eq!(
+            page(&mut a, Value::Null, limit.clone()).await,
+            (want, true),
+            "limit {limit}"
+        );
+    }
+
+    // Outside the signed 64-bit range, or not an integer: `bad_frame`.
+    let too_big = "9223372036854775808"; // 2^63
+    let too_small = "-9223372036854775809"; // -2^63 - 1
+    let huge = "18446744073709551616"; // 2^64
+    let mut bad = Vec::new();
+    for number in [too_big, too_small, huge, "1.5", "1e3", "\"7\""] {
+        bad.push(format!(
+            r#"{{"type":"subscribe","room":"general","since":{number}}}"#
+        ));
+        bad.push(format!(
+            r#"{{"type":"history","room":"general","before":{number}}}"#
+        ));
+        bad.push(format!(
+            r#"{{"type":"history","room":"general","limit":{number}}}"#
+        ));
+    }
+    for text in bad {
+        a.send_text(text.clone()).await;
+        let error = a.expect("error").await;
+        assert_eq!(error["code"], "bad_frame", "{text}: {error}");
+    }
+    a.assert_alive().await;
+}
