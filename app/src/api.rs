@@ -206,6 +206,77 @@ mod ssr {
 #[cfg(feature = "ssr")]
 pub use ssr::{ClientIp, SharedBackend};
 
+/// The form fields the server function at `path` (e.g. `/api/sign_in_guest`)
+/// takes, or `None` when no server function here has that path. The server
+/// refuses any other field: the generated argument structs cannot carry
+/// `#[serde(deny_unknown_fields)]` (the `#[server]` macro passes no struct
+/// attributes through), and serde would otherwise drop unknown fields silently.
+/// A new server function must be listed here (a server test checks that).
+#[cfg(feature = "ssr")]
+pub fn form_fields(path: &str) -> Option<&'static [&'static str]> {
+    use server_fn::ServerFn;
+    [
+        (LoadPage::PATH, struct_fields::<LoadPage>()),
+        (SignInGuest::PATH, struct_fields::<SignInGuest>()),
+        (SignUp::PATH, struct_fields::<SignUp>()),
+        (SignInPassword::PATH, struct_fields::<SignInPassword>()),
+        (SignOut::PATH, struct_fields::<SignOut>()),
+        (CreateRoom::PATH, struct_fields::<CreateRoom>()),
+        (PostMessage::PATH, struct_fields::<PostMessage>()),
+    ]
+    .into_iter()
+    .find_map(|(p, fields)| (p == path).then_some(fields))
+}
+
+/// The field names a derived `Deserialize` struct expects, read from what it
+/// passes to `deserialize_struct` (so they cannot drift from the struct).
+#[cfg(feature = "ssr")]
+fn struct_fields<T: serde::de::DeserializeOwned>() -> &'static [&'static str] {
+    use serde::de::{Deserializer, Visitor};
+
+    /// Stops deserialising once the field names are known.
+    #[derive(Debug)]
+    struct Stop;
+    impl std::fmt::Display for Stop {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("field names read")
+        }
+    }
+    impl std::error::Error for Stop {}
+    impl serde::de::Error for Stop {
+        fn custom<M: std::fmt::Display>(_: M) -> Self {
+            Stop
+        }
+    }
+
+    struct Probe<'a>(&'a mut &'static [&'static str]);
+    impl<'de> Deserializer<'de> for Probe<'_> {
+        type Error = Stop;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Stop> {
+            Err(Stop)
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Stop> {
+            *self.0 = fields;
+            Err(Stop)
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+            bytes byte_buf option unit unit_struct newtype_struct seq tuple
+            tuple_struct map enum identifier ignored_any
+        }
+    }
+
+    let mut fields: &'static [&'static str] = &[];
+    // Always `Err(Stop)`: the probe only records what it was asked for.
+    let _ = T::deserialize(Probe(&mut fields));
+    fields
+}
+
 /// The session token in a request's `Cookie` headers (shared with the
 /// server's WebSocket upgrade, so both read the cookie the same way).
 #[cfg(feature = "ssr")]

@@ -295,7 +295,7 @@ impl Chat {
         self.send_frame(&ClientFrame::History {
             room: room.name.get_untracked(),
             before: room.first_seq(),
-            limit: Some(HISTORY_PAGE),
+            limit: Some(i64::from(HISTORY_PAGE)),
         });
     }
 

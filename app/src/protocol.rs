@@ -33,6 +33,8 @@ pub enum ClientFrame {
     /// goes live, with no gap and no duplicate between the two.
     Subscribe {
         room: String,
+        /// Replay `seq > since` first; below 0 counts as 0. Any signed
+        /// 64-bit integer; one outside that range is `bad_frame`.
         #[serde(default)]
         since: Option<i64>,
     },
@@ -48,10 +50,14 @@ pub enum ClientFrame {
     /// Ask for up to `limit` messages older than `before` (newest page when absent).
     History {
         room: String,
+        /// Only `seq < before` (so 1 or less gives an empty page). Any signed
+        /// 64-bit integer.
         #[serde(default)]
         before: Option<i64>,
+        /// Clamped to `1..=MAX_HISTORY_PAGE`. Any signed 64-bit integer, like
+        /// every number in a client frame, so a client needs one rule.
         #[serde(default)]
-        limit: Option<u32>,
+        limit: Option<i64>,
     },
     /// The user is typing in a room.
     Typing { room: String },
@@ -83,6 +89,9 @@ pub enum ServerFrame {
         client_id: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         room: Option<String>,
+        /// With `rate_limited`: milliseconds until the request may succeed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after: Option<u64>,
     },
     /// Everyone online in a room, sent to a subscriber when it joins.
     Presence { room: String, users: Vec<UserInfo> },
@@ -199,6 +208,10 @@ pub enum ErrorCode {
     AccountExists,
     /// Too many requests of this kind; slow down.
     RateLimited,
+    /// An HTTP request body over the server functions' size limit.
+    TooLarge,
+    /// An HTTP request body that is not `application/x-www-form-urlencoded`.
+    BadContentType,
     /// The server cannot reach its store right now; retry later.
     Unavailable,
     /// Anything else; the server logged it.
@@ -219,6 +232,8 @@ impl ErrorCode {
             ErrorCode::Forbidden | ErrorCode::NotJoined => 403,
             ErrorCode::UnknownRoom => 404,
             ErrorCode::RoomExists | ErrorCode::AccountExists => 409,
+            ErrorCode::TooLarge => 413,
+            ErrorCode::BadContentType => 415,
             ErrorCode::RateLimited => 429,
             ErrorCode::Unavailable => 503,
             ErrorCode::Internal => 500,
@@ -232,13 +247,28 @@ impl ErrorCode {
 pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
+    /// With [`ErrorCode::RateLimited`]: milliseconds until a retry may succeed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
+    /// An error with `code` and a message for people.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             code,
             message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// A `rate_limited` error saying when to retry (rounded up to the next
+    /// millisecond, so a client waiting that long is never early).
+    pub fn rate_limited(message: impl Into<String>, wait: std::time::Duration) -> Self {
+        let millis = wait.as_nanos().div_ceil(1_000_000);
+        Self {
+            retry_after: Some(u64::try_from(millis).unwrap_or(u64::MAX)),
+            ..Self::new(ErrorCode::RateLimited, message)
         }
     }
 
@@ -249,6 +279,7 @@ impl ApiError {
             message: self.message,
             client_id,
             room,
+            retry_after: self.retry_after,
         }
     }
 }

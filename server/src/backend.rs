@@ -188,11 +188,10 @@ impl Backend for AppBackend {
         let ip = ip_key(client);
         let limits = &self.0.limits;
         // Limited before any work, so a flood costs no hashing.
-        if let Err(wait) = limits
-            .account_failures
-            .check(&account_key)
-            .and(limits.ip_failures.check(&ip))
-        {
+        let account_wait = limits.account_failures.check(&account_key).err();
+        let ip_wait = limits.ip_failures.check(&ip).err();
+        // Both may be limited: the retry hint must cover the longer wait.
+        if let Some(wait) = account_wait.max(ip_wait) {
             tracing::warn!(%ip, "password sign-in rate-limited");
             return Err(rate_limited(wait));
         }
@@ -312,8 +311,8 @@ fn ip_key(client: Option<IpAddr>) -> String {
 
 fn rate_limited(wait: Duration) -> ApiError {
     let minutes = wait.as_secs().div_ceil(60).max(1);
-    ApiError::new(
-        ErrorCode::RateLimited,
+    ApiError::rate_limited(
         format!("Too many attempts; try again in {minutes} minute(s)."),
+        wait,
     )
 }

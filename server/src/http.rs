@@ -23,6 +23,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use tower_http::trace::TraceLayer;
 
+mod api_guard;
+
 /// Builds the whole router over `state`.
 pub fn router(state: AppState) -> Router {
     let backend: SharedBackend = Arc::new(AppBackend(state.clone()));
@@ -43,6 +45,8 @@ pub fn router(state: AppState) -> Router {
             AppState,
             _,
         >(context, shell))
+        // Innermost: a cross-origin post is refused before its body is read.
+        .layer(middleware::from_fn(api_guard::guard))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             same_origin_posts,

@@ -264,12 +264,12 @@ impl Session {
         }
         *count += 1;
         if *count > CHURN_LIMIT {
-            return Err(ApiError::new(
-                ErrorCode::RateLimited,
+            return Err(ApiError::rate_limited(
                 format!(
                     "At most {CHURN_LIMIT} subscribes and unsubscribes per {} s.",
                     CHURN_WINDOW.as_secs()
                 ),
+                CHURN_WINDOW.saturating_sub(since.elapsed()),
             ));
         }
         Ok(())
@@ -312,14 +312,17 @@ impl Session {
         &self,
         room: &str,
         before: Option<i64>,
-        limit: Option<u32>,
+        limit: Option<i64>,
     ) -> Result<ServerFrame, ApiError> {
         let room = self
             .state
             .hub
             .room(room)
             .ok_or_else(|| unknown_room(room))?;
-        let limit = limit.unwrap_or(HISTORY_PAGE).clamp(1, MAX_HISTORY_PAGE);
+        let limit = limit.map_or(HISTORY_PAGE, |l| {
+            // In 1..=MAX_HISTORY_PAGE after the clamp, so the conversion holds.
+            u32::try_from(l.clamp(1, i64::from(MAX_HISTORY_PAGE))).unwrap_or(MAX_HISTORY_PAGE)
+        });
         let messages = self
             .state
             .store

@@ -658,6 +658,14 @@ async fn repeated_failures_are_rate_limited_per_account() {
     assert_eq!(status, 429, "{body}");
     assert_eq!(body["code"], "rate_limited");
     assert!(session_cookie(&headers).is_none());
+    // When to retry: the oldest failure leaves the 15-minute window then.
+    let retry_ms = body["retry_after"].as_u64().expect("retry_after");
+    assert!(
+        (14 * 60_000..=15 * 60_000).contains(&retry_ms),
+        "retry_after {retry_ms}"
+    );
+    let retry_s: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert_eq!(retry_s, retry_ms.div_ceil(1000));
     // Another account from the same address is not affected.
     assert_eq!(attempt("sue@example.test", "the right one").await.0, 200);
 }

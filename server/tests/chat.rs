@@ -451,9 +451,32 @@ async fn subscribing_again_announces_nothing() {
     let (_, mut b) = app.member("bob").await;
     a.expect_where("system", |f| f["user"]["name"] == "bob")
         .await;
-    let presence = b.subscribe("general", Some(0)).await;
+    let first = b.say("general", "one").await;
+    b.expect_where("ack", |f| f["client_id"] == first).await;
+
+    // Bob's only connection subscribes again, resuming from 0: the replay
+    // and a new presence come to him, and nothing to anyone else.
+    b.send(json!({"type": "subscribe", "room": "general", "since": 0}))
+        .await;
+    let replayed = b.expect("message").await;
+    assert_eq!((seq(&replayed), &replayed["client_id"]), (1, &json!(first)));
+    let presence = b.expect("presence").await;
     assert_eq!(presence["users"].as_array().unwrap().len(), 2);
-    a.expect_none("system", QUIET).await;
+    // Frames to Ann keep their order, so a `left` or `joined` caused by the
+    // subscribe would reach her before the message Bob sends after it.
+    let second = b.say("general", "two").await;
+    loop {
+        let frame = a.recv().await;
+        assert_ne!(frame["type"], "system", "announced: {frame}");
+        if frame["type"] == "message" && frame["client_id"] == second {
+            break;
+        }
+    }
+    // Bob is still subscribed: the live stream went on.
+    let live = b
+        .expect_where("message", |f| f["client_id"] == second)
+        .await;
+    assert_eq!(seq(&live), 2);
 }
 
 #[tokio::test]
@@ -764,6 +787,9 @@ async fn typing_and_subscription_churn_are_throttled() {
                 break;
             }
             if frame["type"] == "error" && frame["code"] == "rate_limited" {
+                // The window is 10 s and began with the first churn.
+                let retry = frame["retry_after"].as_u64().expect("retry_after");
+                assert!((1..=10_000).contains(&retry), "retry_after {retry}");
                 limited = Some(i);
             }
         }
