@@ -12,6 +12,7 @@
 //! - [`auth`]: sessions, guest sign-in, local accounts (argon2id, rate limits),
 //!   OpenID Connect providers, and Origin checks.
 //! - [`metrics`]: counters served at `/metrics`.
+//! - [`net`]: the listener; every accepted socket gets `TCP_NODELAY`.
 //! - [`backend`]: the server side of the app's server functions.
 
 pub mod auth;
@@ -21,6 +22,7 @@ pub mod config;
 pub mod http;
 pub mod hub;
 pub mod metrics;
+pub mod net;
 pub mod store;
 pub mod ws;
 
@@ -149,7 +151,7 @@ pub async fn run(
     let token = state.shutdown.clone();
     // The peer address feeds the per-address sign-in rate limits.
     axum::serve(
-        listener,
+        net::listener(listener),
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(async move {

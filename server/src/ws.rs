@@ -19,7 +19,10 @@ use axum::{
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
 };
-use futures::{stream::SplitSink, SinkExt, StreamExt};
+use futures::{
+    stream::{SplitSink, SplitStream},
+    SinkExt, StreamExt,
+};
 use std::{
     collections::HashMap,
     sync::Arc,
@@ -63,17 +66,22 @@ pub async fn upgrade(
         }
     };
     let session = auth::token_hash(token);
-    let tasks = state.tasks.clone();
+    // Counted from now, not from when the upgrade completes, so shutdown also
+    // waits for a connection whose upgrade finishes while it is under way.
+    let tracked = state.tasks.token();
     ws.max_frame_size(MAX_FRAME_BYTES)
         .max_message_size(MAX_FRAME_BYTES)
         .read_buffer_size(state.config.ws_read_buffer.max(256))
-        .on_upgrade(move |socket| tasks.track_future(connection(socket, state, user, session)))
+        .on_upgrade(move |socket| async move {
+            connection(socket, state, user, session).await;
+            drop(tracked);
+        })
 }
 
 #[tracing::instrument(skip_all, fields(user = user.id))]
 async fn connection(socket: WebSocket, state: AppState, user: UserInfo, session: [u8; 32]) {
     let (conn, queue) = state.hub.connect(user, session);
-    let (sink, stream) = socket.split();
+    let (sink, mut stream) = socket.split();
     let mut writer = tokio::spawn(write_loop(sink, queue, conn.clone(), state.clone()));
     // A sign-out between the upgrade's check and `connect` would have missed
     // this connection: check again now that it is registered.
@@ -96,23 +104,50 @@ async fn connection(socket: WebSocket, state: AppState, user: UserInfo, session:
         typed_at: None,
         churn: (Instant::now(), 0),
     };
-    let writer_done = tokio::select! {
-        () = session.read_loop(stream) => false,
-        _ = &mut writer => true,
+    // Once shutdown begins, frames are no longer acted on: every send taken
+    // before it reaches the committer, which commits all it accepted before
+    // the process exits; later ones are resent by the client after the 1012.
+    let reader_ended = tokio::select! {
+        () = session.read_loop(&mut stream) => true,
+        _ = &mut writer => false,
+        () = state.shutdown.cancelled() => false,
     };
     session.leave_all();
     state.hub.disconnect(&conn);
-    if !writer_done {
-        // The client went away (or sent something fatal): let the writer send
-        // its close frame, but do not wait long on a peer that is gone.
+    if reader_ended {
+        // The client went away (or sent something fatal).
         conn.kick(CLOSE_NORMAL);
-        if tokio::time::timeout(Duration::from_secs(5), &mut writer)
-            .await
-            .is_err()
-        {
-            writer.abort();
-        }
     }
+    // Let the writer send its close frame, but do not wait long on a peer
+    // that is gone.
+    if tokio::time::timeout(Duration::from_secs(5), &mut writer)
+        .await
+        .is_err()
+    {
+        writer.abort();
+    }
+    if !reader_ended {
+        drain(&mut stream).await;
+    }
+}
+
+/// After our close frame: reads and discards until the peer's Close (or the
+/// end of the stream), for at most [`CLOSE_TIMEOUT`].
+///
+/// Dropping a socket whose peer is still sending leaves unread data, so the
+/// kernel resets the connection instead of closing it, and the reset can
+/// destroy our close frame before the peer has read it: a busy client would
+/// see 1006 instead of the code. Once the peer's Close is in, it sends nothing
+/// more and the socket closes cleanly.
+async fn drain(stream: &mut SplitStream<WebSocket>) {
+    let until_close = async {
+        while let Some(Ok(message)) = stream.next().await {
+            if matches!(message, Message::Close(_)) {
+                return;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, until_close).await;
 }
 
 /// The reader's state: the connection and the rooms it has joined.
@@ -135,7 +170,7 @@ const CHURN_WINDOW: Duration = Duration::from_secs(10);
 const TYPING_EVERY: Duration = Duration::from_secs(1);
 
 impl Session {
-    async fn read_loop(&mut self, mut stream: futures::stream::SplitStream<WebSocket>) {
+    async fn read_loop(&mut self, stream: &mut SplitStream<WebSocket>) {
         // The writer pings every interval and a live peer always answers, so
         // this much silence means the peer is gone (sleep, lost network).
         let ping = Duration::from_secs(self.state.config.ws_ping_secs.max(1));

@@ -456,3 +456,84 @@ async fn ending(mut client: common::Client) -> String {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_sigterm_closes_every_busy_socket_with_1012() {
+    const SOCKETS: usize = 60;
+    let mut server = ServerProcess::spawn().await;
+    let acked = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for i in 0..SOCKETS {
+        // A room each: a shared one would fan every send out 60 times and
+        // turn busy sockets into slow consumers (1013).
+        let room = format!("busy-{i}");
+        let cookie = server.sign_in(&format!("busy {i}")).await;
+        let (status, body) = server.create_room(&cookie, &room).await;
+        assert_eq!(status, 200, "{body}");
+        let mut client = server.ws(&cookie).await;
+        client.subscribe(&room, None).await;
+        tasks.push(tokio::spawn(busy_socket(client, room, acked.clone())));
+    }
+    until("every socket has had an ack", || {
+        acked.load(Ordering::SeqCst) == SOCKETS
+    })
+    .await;
+    server.terminate().await;
+
+    let mut ends: HashMap<String, usize> = HashMap::new();
+    for task in tasks {
+        *ends.entry(task.await.expect("socket task")).or_default() += 1;
+    }
+    let saw_1012 = ends.get("1012").copied().unwrap_or(0);
+    let none = ends.get("none").copied().unwrap_or(0);
+    println!(
+        "SIGTERM with {SOCKETS} sockets sending every 1 ms: {saw_1012} saw 1012, {} another \
+         code, {none} no close frame ({ends:?})",
+        SOCKETS - saw_1012 - none
+    );
+    assert_eq!(
+        saw_1012, SOCKETS,
+        "every busy socket closed with 1012: {ends:?}"
+    );
+}
+
+/// Sends a message every millisecond until the server closes the socket,
+/// while reading everything it sends; returns the close code it saw, or
+/// "none" when the connection ended without a close frame.
+async fn busy_socket(client: common::Client, room: String, acked: Arc<AtomicUsize>) -> String {
+    let (mut tx, mut rx) = client.socket.split();
+    // Its own task, so a send waiting on a full socket never stops the reads.
+    let sender = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        for n in 0u64.. {
+            tick.tick().await;
+            let frame = send_frame(&room, &uuid::Uuid::new_v4().to_string(), &format!("m{n}"));
+            // Fails once the close handshake has begun: the socket is done.
+            if tx.send(Message::text(frame.to_string())).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut first_ack = true;
+    let end = loop {
+        match rx.next().await {
+            Some(Ok(Message::Text(text))) => {
+                if first_ack && text.contains(r#""type":"ack""#) {
+                    first_ack = false;
+                    acked.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+            Some(Ok(Message::Close(close))) => {
+                break close.map_or(1005, |c| c.code.into()).to_string()
+            }
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => break "none".to_owned(),
+        }
+    };
+    // Reading on sends the client's half of the close handshake, as a
+    // browser would, until the server ends the connection.
+    let _ = tokio::time::timeout(common::WAIT, async { while rx.next().await.is_some() {} }).await;
+    sender.abort();
+    end
+}
