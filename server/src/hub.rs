@@ -16,7 +16,7 @@ use crate::{
     metrics::{self, METRICS},
     store::RoomRow,
 };
-use app::protocol::{RoomInfo, ServerFrame, SystemEvent, UserInfo, PROTOCOL_VERSION};
+use app::protocol::{Me, RoomInfo, ServerFrame, SystemEvent, UserInfo, PROTOCOL_VERSION};
 use axum::extract::ws::Utf8Bytes;
 use dashmap::DashMap;
 use std::{
@@ -62,6 +62,8 @@ pub enum Out {
 #[derive(Debug)]
 pub struct Conn {
     pub id: u64,
+    /// The user as others see them: presence, typing and notices are made
+    /// from this, and it has no email to leak.
     pub user: UserInfo,
     /// Hash of the session token the connection was opened with.
     session: [u8; 32],
@@ -244,12 +246,13 @@ impl Hub {
         self.inner.conns.len()
     }
 
-    /// Registers a connection; returns it and the queue its writer drains.
-    pub fn connect(&self, user: UserInfo, session: [u8; 32]) -> (Arc<Conn>, mpsc::Receiver<Out>) {
+    /// Registers a connection of `me`; returns it and the queue its writer
+    /// drains. Only the `hello` sees `me` whole; the hub keeps the public view.
+    pub fn connect(&self, me: Me, session: [u8; 32]) -> (Arc<Conn>, mpsc::Receiver<Out>) {
         let (tx, rx) = mpsc::channel(CONN_QUEUE);
         let conn = Arc::new(Conn {
             id: self.inner.next_conn.fetch_add(1, Ordering::Relaxed),
-            user,
+            user: me.public(),
             session,
             tx,
             kicked: Notify::new(),
@@ -258,7 +261,7 @@ impl Hub {
         // `hello` goes first: queue it before anyone can see the connection.
         conn.push(Out::Frame(encode(&ServerFrame::Hello {
             protocol: PROTOCOL_VERSION,
-            user: conn.user.clone(),
+            user: me,
         })));
         self.inner.conns.insert(conn.id, conn.clone());
         metrics::add(&METRICS.connections_opened, 1);

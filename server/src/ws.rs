@@ -8,7 +8,7 @@ use crate::{
     AppState,
 };
 use app::protocol::{
-    validate_body, validate_client_id, ApiError, ClientFrame, ErrorCode, ServerFrame, UserInfo,
+    validate_body, validate_client_id, ApiError, ClientFrame, ErrorCode, Me, ServerFrame,
     HISTORY_PAGE, MAX_FRAME_BYTES, MAX_HISTORY_PAGE,
 };
 use axum::{
@@ -71,7 +71,7 @@ pub async fn upgrade(
 }
 
 #[tracing::instrument(skip_all, fields(user = user.id))]
-async fn connection(socket: WebSocket, state: AppState, user: UserInfo, session: [u8; 32]) {
+async fn connection(socket: WebSocket, state: AppState, user: Me, session: [u8; 32]) {
     let (conn, queue) = state.hub.connect(user, session);
     let (sink, stream) = socket.split();
     let mut writer = tokio::spawn(write_loop(sink, queue, conn.clone(), state.clone()));

@@ -856,3 +856,84 @@ async fn replay_then_live_has_no_seam_under_concurrent_sends() {
         );
     }
 }
+
+// ---- trust and exposure -------------------------------------------------------
+
+/// Reads frames until one of `kind` satisfying `pred`, keeping every frame
+/// read in `log`.
+async fn read_until(
+    client: &mut common::Client,
+    log: &mut Vec<Value>,
+    kind: &str,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
+    loop {
+        let frame = client.recv().await;
+        log.push(frame.clone());
+        if frame["type"] == kind && pred(&frame) {
+            return frame;
+        }
+    }
+}
+
+fn any(_: &Value) -> bool {
+    true
+}
+
+#[tokio::test]
+async fn other_peoples_emails_are_never_sent() {
+    const EMAIL: &str = "lou.private@example.test";
+    let app = TestApp::spawn().await;
+    let (bob, mut b) = app.member("bob").await;
+    let lou = app.sign_up("Lou", EMAIL, "correct horse").await;
+    let mut l = app
+        .try_ws(Some(&lou), Some(&app.origin()))
+        .await
+        .expect("upgrade");
+    // Lou sees their own email, in their hello and their page data.
+    assert_eq!(l.expect("hello").await["user"]["email"], EMAIL);
+    let (status, mine, _) = app.call(Some(&lou), "page", &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(mine["me"]["email"], EMAIL);
+
+    // Everything Bob hears about Lou.
+    let mut seen = Vec::new();
+    l.subscribe("general", None).await;
+    read_until(&mut b, &mut seen, "system", |f| f["user"]["name"] == "Lou").await;
+    l.say("general", "hello from lou").await;
+    read_until(&mut b, &mut seen, "message", any).await;
+    l.send(json!({"type": "typing", "room": "general"})).await;
+    read_until(&mut b, &mut seen, "typing", any).await;
+    b.send(json!({"type": "history", "room": "general"})).await;
+    let history = read_until(&mut b, &mut seen, "history", any).await;
+    assert_eq!(history["messages"][0]["author"]["name"], "Lou");
+    // Resubscribing replays Lou's message and lists Lou as online.
+    b.send(json!({"type": "subscribe", "room": "general", "since": 0}))
+        .await;
+    let presence = read_until(&mut b, &mut seen, "presence", any).await;
+    assert!(presence["users"].to_string().contains("Lou"));
+    assert!(
+        seen.iter().filter(|f| f["type"] == "message").count() >= 2,
+        "live and replayed"
+    );
+    l.send(json!({"type": "unsubscribe", "room": "general"}))
+        .await;
+    read_until(&mut b, &mut seen, "system", |f| f["event"] == "left").await;
+    for frame in &seen {
+        assert!(!frame.to_string().contains(EMAIL), "leaked in {frame}");
+    }
+
+    // Nor in what Bob's page is made of: its data and its HTML.
+    l.subscribe("general", None).await;
+    let (status, page, _) = app.call(Some(&bob), "page", &[("room", "general")]).await;
+    assert_eq!(status, 200);
+    let page = page.to_string();
+    assert!(
+        page.contains("hello from lou") && page.contains("\"Lou\""),
+        "{page}"
+    );
+    assert!(!page.contains(EMAIL), "leaked in page data: {page}");
+    let html = app.page(&bob, "/rooms/general").await;
+    assert!(html.contains("hello from lou"));
+    assert!(!html.contains(EMAIL), "leaked in the page");
+}

@@ -10,7 +10,7 @@ pub mod oidc;
 pub mod password;
 
 use crate::store::{SharedStore, StoreError};
-use app::protocol::{ApiError, UserInfo, SESSION_COOKIE};
+use app::protocol::{ApiError, Me, SESSION_COOKIE};
 use axum::http::{header, HeaderMap};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -45,10 +45,7 @@ pub fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
 }
 
 /// The user of a session token, if the session exists and has not expired.
-pub async fn user_for_token(
-    store: &SharedStore,
-    token: &str,
-) -> Result<Option<UserInfo>, StoreError> {
+pub async fn user_for_token(store: &SharedStore, token: &str) -> Result<Option<Me>, StoreError> {
     store
         .session_user(&token_hash(token), crate::now_ms())
         .await

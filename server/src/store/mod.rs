@@ -4,7 +4,7 @@
 
 pub mod sqlite;
 
-use app::protocol::{ChatMessage, RoomInfo, UserInfo};
+use app::protocol::{ChatMessage, Me, RoomInfo, UserInfo};
 use async_trait::async_trait;
 use std::sync::Arc;
 
@@ -71,7 +71,7 @@ pub struct Original {
     pub body: String,
 }
 
-/// A stored message with its author.
+/// A stored message with its author, as everyone sees them (no email).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredMessage {
     pub id: i64,
@@ -107,7 +107,7 @@ pub struct Profile {
 /// A local account's user and password hash.
 #[derive(Debug, Clone)]
 pub struct LocalAccount {
-    pub user: UserInfo,
+    pub user: Me,
     /// The argon2id PHC string.
     pub password_hash: String,
 }
@@ -130,7 +130,7 @@ pub struct OidcFlow {
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Creates a guest user.
-    async fn create_guest(&self, name: &str, now: i64) -> Result<UserInfo>;
+    async fn create_guest(&self, name: &str, now: i64) -> Result<Me>;
     /// Stores a session for `user_id` under the hash of its token.
     async fn create_session(
         &self,
@@ -140,7 +140,7 @@ pub trait Store: Send + Sync + 'static {
         expires_at: i64,
     ) -> Result<()>;
     /// The user of an unexpired session.
-    async fn session_user(&self, token_hash: &[u8], now: i64) -> Result<Option<UserInfo>>;
+    async fn session_user(&self, token_hash: &[u8], now: i64) -> Result<Option<Me>>;
     /// Ends a session.
     async fn delete_session(&self, token_hash: &[u8]) -> Result<()>;
     /// Deletes sessions that expired before `now`; returns how many.
@@ -154,7 +154,7 @@ pub trait Store: Send + Sync + 'static {
         email_key: &str,
         password_hash: &str,
         now: i64,
-    ) -> Result<UserInfo>;
+    ) -> Result<Me>;
     /// The local account under `email_key`.
     async fn local_account(&self, email_key: &str) -> Result<Option<LocalAccount>>;
     /// The user linked to `(issuer, subject)`, with `profile` stored as their
@@ -165,7 +165,7 @@ pub trait Store: Send + Sync + 'static {
         subject: &str,
         profile: &Profile,
         now: i64,
-    ) -> Result<UserInfo>;
+    ) -> Result<Me>;
     /// Stores a sign-in in progress.
     async fn create_oidc_flow(&self, flow: &OidcFlow) -> Result<()>;
     /// Removes and returns the sign-in started with this `state` (expired or

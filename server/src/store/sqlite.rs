@@ -10,7 +10,7 @@ use super::{
     Committed, LocalAccount, NewMessage, OidcFlow, Original, Profile, Result, RoomRow, Store,
     StoreError, StoredMessage,
 };
-use app::protocol::UserInfo;
+use app::protocol::{Me, UserInfo};
 use async_trait::async_trait;
 use sqlx::{
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
@@ -24,8 +24,9 @@ pub struct SqliteStore {
     pool: SqlitePool,
 }
 
+/// No author email: messages are shown to everyone.
 const MESSAGE_COLUMNS: &str = "m.id, m.seq, m.author_id, u.name AS author_name, \
-     u.email AS author_email, u.picture AS author_picture, m.body, m.client_id, m.created_at";
+     u.picture AS author_picture, m.body, m.client_id, m.created_at";
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at `url` and migrates it.
@@ -56,7 +57,6 @@ impl SqliteStore {
             author: UserInfo {
                 id: row.try_get("author_id")?,
                 name: row.try_get("author_name")?,
-                email: row.try_get("author_email")?,
                 picture: row.try_get("author_picture")?,
             },
             body: row.try_get("body")?,
@@ -66,9 +66,9 @@ impl SqliteStore {
     }
 }
 
-/// A user from a row with `id`, `name`, `email` and `picture`.
-fn user(row: &sqlx::sqlite::SqliteRow) -> Result<UserInfo> {
-    Ok(UserInfo {
+/// A signed-in user from a row with `id`, `name`, `email` and `picture`.
+fn user(row: &sqlx::sqlite::SqliteRow) -> Result<Me> {
+    Ok(Me {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
         email: row.try_get("email")?,
@@ -90,7 +90,7 @@ fn is_unique_violation(err: &sqlx::Error) -> bool {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn create_guest(&self, name: &str, now: i64) -> Result<UserInfo> {
+    async fn create_guest(&self, name: &str, now: i64) -> Result<Me> {
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO users (name, kind, created_at) VALUES (?, 'guest', ?) RETURNING id",
         )
@@ -98,10 +98,10 @@ impl Store for SqliteStore {
         .bind(now)
         .fetch_one(&self.pool)
         .await?;
-        Ok(UserInfo {
+        Ok(Me {
             id,
             name: name.to_owned(),
-            ..UserInfo::default()
+            ..Me::default()
         })
     }
 
@@ -124,7 +124,7 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn session_user(&self, token_hash: &[u8], now: i64) -> Result<Option<UserInfo>> {
+    async fn session_user(&self, token_hash: &[u8], now: i64) -> Result<Option<Me>> {
         let row = sqlx::query(
             "SELECT u.id, u.name, u.email, u.picture FROM sessions s JOIN users u ON u.id = s.user_id
              WHERE s.token_hash = ? AND s.expires_at > ?",
@@ -159,7 +159,7 @@ impl Store for SqliteStore {
         email_key: &str,
         password_hash: &str,
         now: i64,
-    ) -> Result<UserInfo> {
+    ) -> Result<Me> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO users (name, kind, email, created_at) VALUES (?, 'local', ?, ?) RETURNING id",
@@ -181,7 +181,7 @@ impl Store for SqliteStore {
         .await
         .map_err(conflict_or)?;
         tx.commit().await?;
-        Ok(UserInfo {
+        Ok(Me {
             id,
             name: name.to_owned(),
             email: Some(email.to_owned()),
@@ -212,7 +212,7 @@ impl Store for SqliteStore {
         subject: &str,
         profile: &Profile,
         now: i64,
-    ) -> Result<UserInfo> {
+    ) -> Result<Me> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let linked: Option<i64> =
             sqlx::query_scalar("SELECT user_id FROM identities WHERE issuer = ? AND subject = ?")
@@ -265,7 +265,7 @@ impl Store for SqliteStore {
             }
         };
         tx.commit().await?;
-        Ok(UserInfo {
+        Ok(Me {
             id,
             name: profile.name.clone(),
             email: profile.email.clone(),
