@@ -50,7 +50,7 @@ pub async fn upgrade(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    if !auth::origin_allowed(&headers, &state.config.allowed_origins) {
+    if !state.trust.origin_allowed(&headers) {
         return (StatusCode::FORBIDDEN, "Origin not allowed").into_response();
     }
     let token = auth::session_token(&headers).unwrap_or_default();

@@ -1,4 +1,5 @@
-//! Who is signed in: sessions, the ways to start one, and request origin checks.
+//! Who is signed in: sessions, the ways to start one, and which hosts and
+//! origins are trusted ([`trust`]).
 //!
 //! A session is a random 256-bit token in an HttpOnly, SameSite=Lax cookie;
 //! the database keeps only its SHA-256, with an expiry. Sessions start from a
@@ -8,6 +9,9 @@
 pub mod limit;
 pub mod oidc;
 pub mod password;
+pub mod trust;
+
+pub use trust::Trust;
 
 use crate::store::{SharedStore, StoreError};
 use app::protocol::{ApiError, Me, SESSION_COOKIE};
@@ -75,31 +79,6 @@ pub fn cookie(token: Option<&str>, max_age_secs: i64, secure: bool) -> String {
     }
 }
 
-/// Whether a browser request comes from a page this server trusts: the
-/// `Origin` must be the server's own (matching `Host`) or one of `allowed`.
-/// A request without `Origin` is refused: every browser sends one on a
-/// WebSocket upgrade, and other clients can set it.
-pub fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
-        return false;
-    };
-    trusted_origin(headers, origin, allowed)
-}
-
-/// Whether `origin` is the server's own (matching `Host`) or one of `allowed`.
-pub fn trusted_origin(headers: &HeaderMap, origin: &str, allowed: &[String]) -> bool {
-    same_origin(headers, origin) || allowed.iter().any(|a| a.eq_ignore_ascii_case(origin))
-}
-
-/// Whether `origin` (`scheme://host[:port]`) names the host the request was sent to.
-fn same_origin(headers: &HeaderMap, origin: &str) -> bool {
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    let origin_host = origin
-        .strip_prefix("http://")
-        .or_else(|| origin.strip_prefix("https://"));
-    matches!((host, origin_host), (Some(h), Some(o)) if h.eq_ignore_ascii_case(o))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,23 +97,6 @@ mod tests {
         let h = headers(&[(header::COOKIE, "a=1; chat_session=abc; b=2")]);
         assert_eq!(session_token(&h), Some("abc"));
         assert_eq!(session_token(&headers(&[(header::COOKIE, "a=1")])), None);
-    }
-
-    #[test]
-    fn origin_must_match_host_or_the_allow_list() {
-        let ok = headers(&[
-            (header::HOST, "127.0.0.1:3000"),
-            (header::ORIGIN, "http://127.0.0.1:3000"),
-        ]);
-        assert!(origin_allowed(&ok, &[]));
-        let evil = headers(&[
-            (header::HOST, "127.0.0.1:3000"),
-            (header::ORIGIN, "http://evil.example"),
-        ]);
-        assert!(!origin_allowed(&evil, &[]));
-        assert!(origin_allowed(&evil, &["http://evil.example".to_owned()]));
-        let none = headers(&[(header::HOST, "127.0.0.1:3000")]);
-        assert!(!origin_allowed(&none, &[]));
     }
 
     #[test]
