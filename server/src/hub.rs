@@ -20,7 +20,7 @@ use app::protocol::{Me, RoomInfo, ServerFrame, SystemEvent, UserInfo, PROTOCOL_V
 use axum::extract::ws::Utf8Bytes;
 use dashmap::DashMap;
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{
         atomic::{AtomicU16, AtomicU64, Ordering},
         Arc, Mutex, MutexGuard,
@@ -103,6 +103,11 @@ impl Conn {
         {
             self.kicked.notify_one();
         }
+    }
+
+    /// Whether the connection has been asked to close.
+    pub fn is_kicked(&self) -> bool {
+        self.kick_code.load(Ordering::Acquire) != 0
     }
 
     /// Resolves once the connection has been kicked; returns the close code.
@@ -274,6 +279,27 @@ impl Hub {
         for conn in self.inner.conns.iter().filter(|c| &c.session == session) {
             conn.kick(CLOSE_SIGNED_OUT);
         }
+    }
+
+    /// The distinct sessions open connections were opened with.
+    pub fn sessions(&self) -> Vec<[u8; 32]> {
+        let sessions: HashSet<[u8; 32]> = self.inner.conns.iter().map(|c| c.session).collect();
+        sessions.into_iter().collect()
+    }
+
+    /// Closes every connection opened with one of `ended`; returns how many.
+    pub fn end_sessions(&self, ended: &HashSet<[u8; 32]>) -> usize {
+        let mut closed = 0;
+        for conn in self
+            .inner
+            .conns
+            .iter()
+            .filter(|c| ended.contains(&c.session))
+        {
+            conn.kick(CLOSE_SIGNED_OUT);
+            closed += 1;
+        }
+        closed
     }
 
     /// Forgets a connection (after it has unsubscribed from its rooms).

@@ -140,6 +140,12 @@ pub async fn run(
         trust: Arc::new(trust),
     };
     tokio::spawn(purge_sessions(state.store.clone(), state.shutdown.clone()));
+    tokio::spawn(auth::sweep::run(
+        state.store.clone(),
+        state.hub.clone(),
+        Duration::from_secs(state.config.ws_ping_secs.max(1)),
+        state.shutdown.clone(),
+    ));
     let app = http::router(state.clone());
     tracing::info!(addr = %listener.local_addr()?, "listening");
     let token = state.shutdown.clone();

@@ -150,6 +150,11 @@ impl Session {
                     return;
                 }
             };
+            // A kicked connection (e.g. its session ended) is closing:
+            // nothing more it sends may act.
+            if self.conn.is_kicked() {
+                return;
+            }
             match message {
                 Ok(Message::Text(text)) => self.handle_text(&text).await,
                 Ok(Message::Binary(_)) => {

@@ -1123,3 +1123,82 @@ async fn other_peoples_emails_are_never_sent() {
     assert!(html.contains("hello from lou"));
     assert!(!html.contains(EMAIL), "leaked in the page");
 }
+
+/// The hash the database keeps for the session in `cookie`.
+fn session_hash(cookie: &str) -> Vec<u8> {
+    let token = cookie
+        .strip_prefix("chat_session=")
+        .expect("session cookie");
+    server::auth::token_hash(token).to_vec()
+}
+
+/// Sends a message once the session of `client` has ended behind its back,
+/// then reads until the server closes the socket: the close must be 1008,
+/// and nothing (no `ack`) may follow it.
+async fn closes_when_its_session_ends(app: &TestApp, cookie: &str, client: &mut common::Client) {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    client.say("general", "sent as the session ends").await;
+    let code = loop {
+        match tokio::time::timeout(common::WAIT, client.socket.next())
+            .await
+            .expect("the socket of an ended session is closed")
+        {
+            Some(Ok(Message::Close(Some(close)))) => break u16::from(close.code),
+            Some(Ok(_)) => continue,
+            other => panic!("ended without a close frame: {other:?}"),
+        }
+    };
+    assert_eq!(code, 1008);
+    loop {
+        match tokio::time::timeout(common::WAIT, client.socket.next())
+            .await
+            .expect("the stream ends after the close")
+        {
+            Some(Ok(Message::Text(text))) => panic!("frame after the close: {text}"),
+            Some(Ok(_)) => continue,
+            Some(Err(_)) | None => break,
+        }
+    }
+    // HTTP agrees: the session is gone.
+    let (status, _, _) = app
+        .call(Some(cookie), "create_room", &[("name", "too late")])
+        .await;
+    assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn an_open_socket_is_closed_when_its_session_expires() {
+    let app = TestApp::spawn_with(|config| config.ws_ping_secs = 1).await;
+    let (ann, mut a) = app.member("ann").await;
+    let (_, mut b) = app.member("bob").await;
+    sqlx::query("UPDATE sessions SET expires_at = 1 WHERE token_hash = ?")
+        .bind(session_hash(&ann))
+        .execute(&app.db().await)
+        .await
+        .unwrap();
+    // Bob reads meanwhile (so answers pings) and sees Ann leave.
+    let ann_left = b.expect_where("system", |f| {
+        f["event"] == "left" && f["user"]["name"] == "ann"
+    });
+    tokio::join!(closes_when_its_session_ends(&app, &ann, &mut a), ann_left);
+    // Other sessions live on.
+    b.assert_alive().await;
+}
+
+#[tokio::test]
+async fn an_open_socket_is_closed_when_its_session_is_deleted() {
+    let app = TestApp::spawn_with(|config| config.ws_ping_secs = 1).await;
+    let (ann, mut a) = app.member("ann").await;
+    let (_, mut b) = app.member("bob").await;
+    sqlx::query("DELETE FROM sessions WHERE token_hash = ?")
+        .bind(session_hash(&ann))
+        .execute(&app.db().await)
+        .await
+        .unwrap();
+    let ann_left = b.expect_where("system", |f| {
+        f["event"] == "left" && f["user"]["name"] == "ann"
+    });
+    tokio::join!(closes_when_its_session_ends(&app, &ann, &mut a), ann_left);
+    b.assert_alive().await;
+}

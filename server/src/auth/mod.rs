@@ -4,11 +4,13 @@
 //! A session is a random 256-bit token in an HttpOnly, SameSite=Lax cookie;
 //! the database keeps only its SHA-256, with an expiry. Sessions start from a
 //! guest sign-in, a local account ([`password`], rate-limited by [`limit`]) or
-//! an OpenID provider ([`oidc`]).
+//! an OpenID provider ([`oidc`]). Sockets of sessions that expire or vanish
+//! are closed by [`sweep`].
 
 pub mod limit;
 pub mod oidc;
 pub mod password;
+pub mod sweep;
 pub mod trust;
 
 pub use trust::Trust;

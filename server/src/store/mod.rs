@@ -6,7 +6,7 @@ pub mod sqlite;
 
 use app::protocol::{ChatMessage, Me, RoomInfo, UserInfo};
 use async_trait::async_trait;
-use std::sync::Arc;
+use std::{collections::HashSet, sync::Arc};
 
 /// Storage failures the caller can act on.
 #[derive(Debug, thiserror::Error)]
@@ -141,6 +141,10 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<()>;
     /// The user of an unexpired session.
     async fn session_user(&self, token_hash: &[u8], now: i64) -> Result<Option<Me>>;
+    /// Which of `token_hashes` name a session that exists and has not
+    /// expired at `now` (any number of them: the store batches the lookup).
+    async fn live_sessions(&self, token_hashes: &[[u8; 32]], now: i64)
+        -> Result<HashSet<[u8; 32]>>;
     /// Ends a session.
     async fn delete_session(&self, token_hash: &[u8]) -> Result<()>;
     /// Deletes sessions that expired before `now`; returns how many.

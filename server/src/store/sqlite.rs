@@ -16,7 +16,10 @@ use sqlx::{
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
     Row, SqlitePool,
 };
-use std::{str::FromStr, time::Duration};
+use std::{collections::HashSet, str::FromStr, time::Duration};
+
+/// Session hashes looked up per statement by `live_sessions`.
+const LIVE_SESSIONS_BATCH: usize = 500;
 
 /// The SQLite store.
 #[derive(Debug, Clone)]
@@ -134,6 +137,31 @@ impl Store for SqliteStore {
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(user).transpose()
+    }
+
+    async fn live_sessions(
+        &self,
+        token_hashes: &[[u8; 32]],
+        now: i64,
+    ) -> Result<HashSet<[u8; 32]>> {
+        let mut live = HashSet::new();
+        // One statement per batch, well under SQLite's limit on bound values.
+        for batch in token_hashes.chunks(LIVE_SESSIONS_BATCH) {
+            let marks = vec!["?"; batch.len()].join(",");
+            let sql = format!(
+                "SELECT token_hash FROM sessions WHERE expires_at > ? AND token_hash IN ({marks})"
+            );
+            let mut query = sqlx::query_scalar::<_, Vec<u8>>(&sql).bind(now);
+            for hash in batch {
+                query = query.bind(&hash[..]);
+            }
+            for hash in query.fetch_all(&self.pool).await? {
+                if let Ok(hash) = <[u8; 32]>::try_from(hash) {
+                    live.insert(hash);
+                }
+            }
+        }
+        Ok(live)
     }
 
     async fn delete_session(&self, token_hash: &[u8]) -> Result<()> {
