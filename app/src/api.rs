@@ -3,7 +3,7 @@
 //! server crate provides through Leptos context, so storage and auth stay in
 //! `server/` while the routes stay here.
 
-use crate::protocol::{ApiError, ChatMessage, ErrorCode, RoomInfo, UserInfo};
+use crate::protocol::{ApiError, ChatMessage, ErrorCode, Me, RoomInfo, UserInfo};
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 use server_fn::{
@@ -14,8 +14,8 @@ use server_fn::{
 /// Everything a page needs to render, in one round trip.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PageData {
-    /// The signed-in user, if any.
-    pub me: Option<UserInfo>,
+    /// The signed-in user, if any (the only user here with an email).
+    pub me: Option<Me>,
     /// Every room, oldest first (empty when signed out).
     pub rooms: Vec<RoomInfo>,
     /// The room asked for, when it exists.
@@ -52,6 +52,7 @@ pub struct RoomPage {
     pub messages: Vec<ChatMessage>,
     /// Whether older messages exist.
     pub has_more: bool,
+    /// Who is online, as others see them (no emails).
     pub online: Vec<UserInfo>,
 }
 

@@ -9,7 +9,7 @@
 //! tab) while offline loses nothing either.
 
 use crate::protocol::{
-    validate_body, ApiError, ChatMessage, ClientFrame, ErrorCode, RoomInfo, ServerFrame,
+    validate_body, ApiError, ChatMessage, ClientFrame, ErrorCode, Me, RoomInfo, ServerFrame,
     SystemEvent, UserInfo, HISTORY_PAGE,
 };
 use leptos::prelude::*;
@@ -194,7 +194,8 @@ pub struct Chat {
     /// Set once the page is hydrated; server-rendered text that depends on
     /// the browser (local times) switches over when it flips.
     pub hydrated: RwSignal<bool>,
-    pub me: RwSignal<Option<UserInfo>>,
+    /// The signed-in user (with their email, which only they see).
+    pub me: RwSignal<Option<Me>>,
     pub rooms: RwSignal<Vec<RoomInfo>>,
     pub active: RwSignal<Option<RoomState>>,
     /// The last error not tied to a message.
@@ -276,7 +277,7 @@ impl Chat {
     }
 
     fn author(&self) -> UserInfo {
-        self.me.get_untracked().unwrap_or_default()
+        self.me.get_untracked().unwrap_or_default().public()
     }
 
     /// Asks for the page of history above the oldest message shown, if

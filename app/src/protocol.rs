@@ -69,8 +69,9 @@ pub enum ClientFrame {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerFrame {
-    /// First frame on every connection.
-    Hello { protocol: u32, user: UserInfo },
+    /// First frame on every connection: the connection's own user, the one
+    /// frame that carries their email.
+    Hello { protocol: u32, user: Me },
     /// A committed message, in per-room `seq` order.
     Message(ChatMessage),
     /// The message with this `client_id` is durably stored with this `seq`.
@@ -129,9 +130,21 @@ pub struct ChatMessage {
     pub client_id: String,
 }
 
-/// A user as others see them.
+/// A user as others see them. It has no email on purpose: every frame
+/// about other people is built from this type, so none can carry one.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct UserInfo {
+    pub id: i64,
+    pub name: String,
+    /// An `https:` (or `http:`) picture URL from the identity provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub picture: Option<String>,
+}
+
+/// The signed-in user as they see themselves: [`UserInfo`] plus their
+/// email, which is shown to them alone (their `hello` and page data).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Me {
     pub id: i64,
     pub name: String,
     /// The account's email (local accounts, and providers that share it).
@@ -140,6 +153,17 @@ pub struct UserInfo {
     /// An `https:` (or `http:`) picture URL from the identity provider.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub picture: Option<String>,
+}
+
+impl Me {
+    /// How others see this user: everything but the email.
+    pub fn public(&self) -> UserInfo {
+        UserInfo {
+            id: self.id,
+            name: self.name.clone(),
+            picture: self.picture.clone(),
+        }
+    }
 }
 
 impl UserInfo {
@@ -509,6 +533,31 @@ mod tests {
         };
         assert_eq!(one.initials(), "AL");
         assert_eq!(UserInfo::default().initials(), "");
+    }
+
+    #[test]
+    fn only_me_carries_an_email() {
+        let me = Me {
+            id: 1,
+            name: "Ann".into(),
+            email: Some("ann@example.test".into()),
+            picture: Some("https://id.example/ann.png".into()),
+        };
+        let hello = serde_json::to_string(&ServerFrame::Hello {
+            protocol: PROTOCOL_VERSION,
+            user: me.clone(),
+        })
+        .unwrap();
+        assert!(hello.contains("ann@example.test"));
+        let public = serde_json::to_string(&me.public()).unwrap();
+        assert_eq!(
+            public,
+            r#"{"id":1,"name":"Ann","picture":"https://id.example/ann.png"}"#
+        );
+        // Older servers' frames with an email still parse (and drop it).
+        let old: UserInfo =
+            serde_json::from_str(r#"{"id":1,"name":"Ann","email":"ann@example.test"}"#).unwrap();
+        assert_eq!(old.name, "Ann");
     }
 
     #[test]

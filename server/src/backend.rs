@@ -11,8 +11,8 @@ use app::{
     api::{Backend, PageData, ProviderLink, RoomPage, SignInOptions},
     protocol::{
         validate_body, validate_client_id, validate_display_name, validate_email,
-        validate_new_password, validate_room_name, ApiError, ChatMessage, ErrorCode, RoomInfo,
-        UserInfo, HISTORY_PAGE, MAX_PASSWORD_BYTES,
+        validate_new_password, validate_room_name, ApiError, ChatMessage, ErrorCode, Me, RoomInfo,
+        HISTORY_PAGE, MAX_PASSWORD_BYTES,
     },
 };
 use async_trait::async_trait;
@@ -23,7 +23,7 @@ use tokio::sync::oneshot;
 pub struct AppBackend(pub AppState);
 
 impl AppBackend {
-    async fn user(&self, session: Option<&str>) -> Result<Option<UserInfo>, ApiError> {
+    async fn user(&self, session: Option<&str>) -> Result<Option<Me>, ApiError> {
         match session {
             Some(token) => auth::user_for_token(&self.0.store, token)
                 .await
@@ -51,7 +51,7 @@ impl AppBackend {
     }
 
     /// Starts a session for `user`; returns its token.
-    async fn start_session(&self, user: &UserInfo) -> Result<String, ApiError> {
+    async fn start_session(&self, user: &Me) -> Result<String, ApiError> {
         auth::start_session(&self.0, user.id).await
     }
 
@@ -66,7 +66,7 @@ impl AppBackend {
         }
     }
 
-    async fn require_user(&self, session: Option<&str>) -> Result<UserInfo, ApiError> {
+    async fn require_user(&self, session: Option<&str>) -> Result<Me, ApiError> {
         self.user(session).await?.ok_or_else(|| {
             ApiError::new(
                 ErrorCode::Unauthorized,
@@ -276,7 +276,7 @@ impl Backend for AppBackend {
             .committer
             .submit(SendRequest {
                 room,
-                author: user,
+                author: user.public(),
                 body: body.to_owned(),
                 client_id,
                 reply: Reply::Http(tx),

@@ -20,6 +20,13 @@ pub struct Config {
     #[arg(long, env = "CHAT_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
 
+    /// Extra host names the server answers to (comma-separated, like
+    /// Django's `ALLOWED_HOSTS`), besides the public URL's host and, on a
+    /// loopback listener, `localhost`, `127.0.0.1` and `[::1]`. Requests for
+    /// any other `Host` are refused (400), which defeats DNS rebinding.
+    #[arg(long, env = "CHAT_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Vec<String>,
+
     /// Mark the session cookie `Secure` (set when served over https).
     #[arg(long, env = "CHAT_SECURE_COOKIES", default_value_t = false)]
     pub secure_cookies: bool,

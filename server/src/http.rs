@@ -52,6 +52,7 @@ pub fn router(state: AppState) -> Router {
             same_origin_posts,
         ))
         .layer(middleware::from_fn_with_state(state.clone(), client_ip))
+        .layer(middleware::from_fn_with_state(state.clone(), allowed_host))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -95,10 +96,41 @@ async fn same_origin_posts(
     if request.method() != Method::GET && request.method() != Method::HEAD {
         if let Some(origin) = request.headers().get(axum::http::header::ORIGIN) {
             let origin = origin.to_str().unwrap_or_default();
-            if !auth::trusted_origin(request.headers(), origin, &state.config.allowed_origins) {
+            if !state.trust.origin_trusted(origin) {
                 return (StatusCode::FORBIDDEN, "Cross-origin request refused").into_response();
             }
         }
+    }
+    next.run(request).await
+}
+
+/// Paths answered whatever the `Host`. Load balancers and Prometheus probe
+/// by IP address, and these three only say "alive", "ready" and counters:
+/// nothing a rebound page could use to read or change anyone's data.
+const ANY_HOST_PATHS: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
+
+/// Refuses (400, before any handler runs) requests for a host this server
+/// does not answer to: a page whose name was rebound to this server's
+/// address sends its own name as `Host`, and must not read anything.
+async fn allowed_host(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if ANY_HOST_PATHS.contains(&request.uri().path()) {
+        return next.run(request).await;
+    }
+    // HTTP/2 names the host in the URI; an absolute-form HTTP/1 request may
+    // name it in both places. Every name given must be allowed.
+    let header = request.headers().get(header::HOST).map(|v| v.to_str());
+    let uri = request.uri().authority().map(|a| a.as_str());
+    let allowed = match (header, uri) {
+        (None, None) | (Some(Err(_)), _) => false,
+        (header, uri) => header
+            .and_then(Result::ok)
+            .into_iter()
+            .chain(uri)
+            .all(|host| state.trust.host_allowed(host)),
+    };
+    if !allowed {
+        tracing::debug!(host = ?request.headers().get(header::HOST), "unknown host refused");
+        return (StatusCode::BAD_REQUEST, "Unknown host").into_response();
     }
     next.run(request).await
 }

@@ -16,11 +16,11 @@ use crate::{
     metrics::{self, METRICS},
     store::RoomRow,
 };
-use app::protocol::{RoomInfo, ServerFrame, SystemEvent, UserInfo, PROTOCOL_VERSION};
+use app::protocol::{Me, RoomInfo, ServerFrame, SystemEvent, UserInfo, PROTOCOL_VERSION};
 use axum::extract::ws::Utf8Bytes;
 use dashmap::DashMap;
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{
         atomic::{AtomicU16, AtomicU64, Ordering},
         Arc, Mutex, MutexGuard,
@@ -62,6 +62,8 @@ pub enum Out {
 #[derive(Debug)]
 pub struct Conn {
     pub id: u64,
+    /// The user as others see them: presence, typing and notices are made
+    /// from this, and it has no email to leak.
     pub user: UserInfo,
     /// Hash of the session token the connection was opened with.
     session: [u8; 32],
@@ -101,6 +103,11 @@ impl Conn {
         {
             self.kicked.notify_one();
         }
+    }
+
+    /// Whether the connection has been asked to close.
+    pub fn is_kicked(&self) -> bool {
+        self.kick_code.load(Ordering::Acquire) != 0
     }
 
     /// Resolves once the connection has been kicked; returns the close code.
@@ -244,12 +251,13 @@ impl Hub {
         self.inner.conns.len()
     }
 
-    /// Registers a connection; returns it and the queue its writer drains.
-    pub fn connect(&self, user: UserInfo, session: [u8; 32]) -> (Arc<Conn>, mpsc::Receiver<Out>) {
+    /// Registers a connection of `me`; returns it and the queue its writer
+    /// drains. Only the `hello` sees `me` whole; the hub keeps the public view.
+    pub fn connect(&self, me: Me, session: [u8; 32]) -> (Arc<Conn>, mpsc::Receiver<Out>) {
         let (tx, rx) = mpsc::channel(CONN_QUEUE);
         let conn = Arc::new(Conn {
             id: self.inner.next_conn.fetch_add(1, Ordering::Relaxed),
-            user,
+            user: me.public(),
             session,
             tx,
             kicked: Notify::new(),
@@ -258,7 +266,7 @@ impl Hub {
         // `hello` goes first: queue it before anyone can see the connection.
         conn.push(Out::Frame(encode(&ServerFrame::Hello {
             protocol: PROTOCOL_VERSION,
-            user: conn.user.clone(),
+            user: me,
         })));
         self.inner.conns.insert(conn.id, conn.clone());
         metrics::add(&METRICS.connections_opened, 1);
@@ -271,6 +279,27 @@ impl Hub {
         for conn in self.inner.conns.iter().filter(|c| &c.session == session) {
             conn.kick(CLOSE_SIGNED_OUT);
         }
+    }
+
+    /// The distinct sessions open connections were opened with.
+    pub fn sessions(&self) -> Vec<[u8; 32]> {
+        let sessions: HashSet<[u8; 32]> = self.inner.conns.iter().map(|c| c.session).collect();
+        sessions.into_iter().collect()
+    }
+
+    /// Closes every connection opened with one of `ended`; returns how many.
+    pub fn end_sessions(&self, ended: &HashSet<[u8; 32]>) -> usize {
+        let mut closed = 0;
+        for conn in self
+            .inner
+            .conns
+            .iter()
+            .filter(|c| ended.contains(&c.session))
+        {
+            conn.kick(CLOSE_SIGNED_OUT);
+            closed += 1;
+        }
+        closed
     }
 
     /// Forgets a connection (after it has unsubscribed from its rooms).

@@ -56,6 +56,8 @@ pub struct AppState {
     pub oidc: Oidc,
     /// Password sign-in and sign-up rate limits.
     pub limits: Arc<Limits>,
+    /// The hosts this server answers to and the origins it trusts.
+    pub trust: Arc<auth::Trust>,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -129,6 +131,14 @@ pub async fn run(
         .oidc_providers()
         .map_err(|why| anyhow::anyhow!("sign-in configuration: {why}"))?;
     let oidc = Oidc::new(providers, &config.public_url())?;
+    let trust = auth::Trust::new(&config).map_err(|why| anyhow::anyhow!("configuration: {why}"))?;
+    if auth::Trust::unnamed_exposure(&config) {
+        tracing::warn!(
+            addr = %config.addr,
+            "listening on every interface with neither CHAT_PUBLIC_URL nor CHAT_ALLOWED_HOSTS: \
+             requests naming this host will be refused; set CHAT_PUBLIC_URL"
+        );
+    }
     let store = store::open(&config.database_url).await?;
     let hub = Hub::new(&store.rooms().await?);
     let stop_commits = CancellationToken::new();
@@ -144,8 +154,15 @@ pub async fn run(
         tasks: TaskTracker::new(),
         oidc,
         limits: Arc::new(Limits::default()),
+        trust: Arc::new(trust),
     };
     tokio::spawn(purge_sessions(state.store.clone(), state.shutdown.clone()));
+    tokio::spawn(auth::sweep::run(
+        state.store.clone(),
+        state.hub.clone(),
+        Duration::from_secs(state.config.ws_ping_secs.max(1)),
+        state.shutdown.clone(),
+    ));
     let app = http::router(state.clone());
     tracing::info!(addr = %listener.local_addr()?, "listening");
     let token = state.shutdown.clone();

@@ -8,7 +8,7 @@ use crate::{
     AppState,
 };
 use app::protocol::{
-    validate_body, validate_client_id, ApiError, ClientFrame, ErrorCode, ServerFrame, UserInfo,
+    validate_body, validate_client_id, ApiError, ClientFrame, ErrorCode, Me, ServerFrame,
     HISTORY_PAGE, MAX_FRAME_BYTES, MAX_HISTORY_PAGE,
 };
 use axum::{
@@ -53,7 +53,7 @@ pub async fn upgrade(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    if !auth::origin_allowed(&headers, &state.config.allowed_origins) {
+    if !state.trust.origin_allowed(&headers) {
         return (StatusCode::FORBIDDEN, "Origin not allowed").into_response();
     }
     let token = auth::session_token(&headers).unwrap_or_default();
@@ -79,7 +79,7 @@ pub async fn upgrade(
 }
 
 #[tracing::instrument(skip_all, fields(user = user.id))]
-async fn connection(socket: WebSocket, state: AppState, user: UserInfo, session: [u8; 32]) {
+async fn connection(socket: WebSocket, state: AppState, user: Me, session: [u8; 32]) {
     let (conn, queue) = state.hub.connect(user, session);
     let (sink, mut stream) = socket.split();
     let mut writer = tokio::spawn(write_loop(sink, queue, conn.clone(), state.clone()));
@@ -185,6 +185,11 @@ impl Session {
                     return;
                 }
             };
+            // A kicked connection (e.g. its session ended) is closing:
+            // nothing more it sends may act.
+            if self.conn.is_kicked() {
+                return;
+            }
             match message {
                 Ok(Message::Text(text)) => self.handle_text(&text).await,
                 Ok(Message::Binary(_)) => {

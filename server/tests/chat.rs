@@ -882,3 +882,349 @@ async fn replay_then_live_has_no_seam_under_concurrent_sends() {
         );
     }
 }
+
+// ---- trust and exposure -------------------------------------------------------
+
+/// The HTTP status of an upgrade attempt (101 when it succeeded).
+fn upgrade_status(attempt: Result<common::Client, tokio_tungstenite::tungstenite::Error>) -> u16 {
+    match attempt {
+        Err(tokio_tungstenite::tungstenite::Error::Http(res)) => res.status().as_u16(),
+        Err(other) => panic!("unexpected error {other}"),
+        Ok(_) => 101,
+    }
+}
+
+/// `GET path` sent to the server with the given `Host`; returns (status, body).
+async fn get_as(app: &TestApp, host: &str, cookie: Option<&str>, path: &str) -> (u16, String) {
+    let mut req = reqwest::Client::new()
+        .get(app.url(path))
+        .header("Host", host);
+    if let Some(cookie) = cookie {
+        req = req.header("Cookie", cookie);
+    }
+    let res = req.send().await.expect("request");
+    (res.status().as_u16(), res.text().await.expect("body"))
+}
+
+/// A server function called with the given `Host` and `Origin`.
+async fn call_as(
+    app: &TestApp,
+    host: &str,
+    origin: &str,
+    cookie: Option<&str>,
+    endpoint: &str,
+    form: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut req = reqwest::Client::new()
+        .post(app.url(&format!("/api/{endpoint}")))
+        .header("Host", host)
+        .header("Origin", origin)
+        .form(form);
+    if let Some(cookie) = cookie {
+        req = req.header("Cookie", cookie);
+    }
+    req.send().await.expect("request")
+}
+
+#[tokio::test]
+async fn requests_for_a_host_the_server_does_not_answer_to_are_refused() {
+    let app = TestApp::spawn().await;
+    let (ann, mut a) = app.member("ann").await;
+    a.say("general", "internal secret").await;
+    a.expect("ack").await;
+
+    // What a page whose name was rebound to this server sends: its own name
+    // as both Host and Origin, which agree with each other.
+    for evil in ["evil.example", &format!("evil.example:{}", app.addr.port())] {
+        let origin = format!("http://{evil}");
+        let res = call_as(
+            &app,
+            evil,
+            &origin,
+            None,
+            "sign_in_guest",
+            &[("name", "mal")],
+        )
+        .await;
+        assert_eq!(res.status().as_u16(), 400, "sign-in via {evil}");
+        assert!(common::session_cookie(res.headers()).is_none());
+        assert_eq!(
+            upgrade_status(app.try_ws_as(Some(&ann), Some(&origin), Some(evil)).await),
+            400,
+            "upgrade via {evil}"
+        );
+        let (status, body) = get_as(&app, evil, Some(&ann), "/rooms/general").await;
+        assert_eq!(status, 400, "page via {evil}");
+        assert!(!body.contains("internal secret"));
+        let res = call_as(
+            &app,
+            evil,
+            &origin,
+            Some(&ann),
+            "page",
+            &[("room", "general")],
+        )
+        .await;
+        assert_eq!(res.status().as_u16(), 400, "page data via {evil}");
+    }
+
+    // Load balancers probe by address: the health endpoints answer anyway.
+    for path in ["/healthz", "/readyz"] {
+        assert_eq!(
+            get_as(&app, "10.1.2.3:3000", None, path).await.0,
+            200,
+            "{path}"
+        );
+    }
+    // The server's own name works as before.
+    let html = app.page(&ann, "/rooms/general").await;
+    assert!(html.contains("internal secret"));
+    assert_eq!(
+        upgrade_status(app.try_ws(Some(&ann), Some(&app.origin())).await),
+        101
+    );
+}
+
+#[tokio::test]
+async fn a_loopback_server_answers_to_localhost_as_well() {
+    let app = TestApp::spawn().await;
+    let port = app.addr.port();
+    let host = format!("localhost:{port}");
+    let origin = format!("http://{host}");
+    let res = call_as(
+        &app,
+        &host,
+        &origin,
+        None,
+        "sign_in_guest",
+        &[("name", "lo")],
+    )
+    .await;
+    assert_eq!(res.status().as_u16(), 200);
+    let cookie = common::session_cookie(res.headers()).expect("session cookie");
+    assert_eq!(get_as(&app, &host, Some(&cookie), "/").await.0, 200);
+    let mut ws = app
+        .try_ws_as(Some(&cookie), Some(&origin), Some(&host))
+        .await
+        .expect("upgrade via localhost");
+    ws.expect("hello").await;
+    ws.assert_alive().await;
+    // So does the IPv6 loopback.
+    let v6 = format!("[::1]:{port}");
+    assert_eq!(
+        upgrade_status(
+            app.try_ws_as(Some(&cookie), Some(&format!("http://{v6}")), Some(&v6))
+                .await
+        ),
+        101
+    );
+
+    // Another local port is another site, whatever the Host.
+    let other = "http://localhost:1";
+    assert_eq!(
+        upgrade_status(app.try_ws_as(Some(&cookie), Some(other), Some(&host)).await),
+        403
+    );
+    let res = call_as(
+        &app,
+        &host,
+        other,
+        Some(&cookie),
+        "create_room",
+        &[("name", "x")],
+    )
+    .await;
+    assert_eq!(res.status().as_u16(), 403);
+}
+
+#[tokio::test]
+async fn allowed_hosts_add_names_the_server_answers_to() {
+    let app = TestApp::spawn_with(|config| {
+        config.allowed_hosts = vec!["chat.internal".into()];
+        // A page served under that name needs its origin trusted too.
+        config.allowed_origins = vec![format!("http://chat.internal:{}", config.addr.port())];
+    })
+    .await;
+    let host = format!("chat.internal:{}", app.addr.port());
+    let origin = format!("http://{host}");
+    let res = call_as(
+        &app,
+        &host,
+        &origin,
+        None,
+        "sign_in_guest",
+        &[("name", "in")],
+    )
+    .await;
+    assert_eq!(res.status().as_u16(), 200);
+    let cookie = common::session_cookie(res.headers()).expect("session cookie");
+    assert_eq!(get_as(&app, &host, Some(&cookie), "/").await.0, 200);
+    assert_eq!(
+        upgrade_status(
+            app.try_ws_as(Some(&cookie), Some(&origin), Some(&host))
+                .await
+        ),
+        101
+    );
+    // Only the names listed.
+    assert_eq!(get_as(&app, "other.internal", None, "/").await.0, 400);
+    assert_eq!(get_as(&app, "internal", None, "/").await.0, 400);
+}
+
+/// Reads frames until one of `kind` satisfying `pred`, keeping every frame
+/// read in `log`.
+async fn read_until(
+    client: &mut common::Client,
+    log: &mut Vec<Value>,
+    kind: &str,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
+    loop {
+        let frame = client.recv().await;
+        log.push(frame.clone());
+        if frame["type"] == kind && pred(&frame) {
+            return frame;
+        }
+    }
+}
+
+fn any(_: &Value) -> bool {
+    true
+}
+
+#[tokio::test]
+async fn other_peoples_emails_are_never_sent() {
+    const EMAIL: &str = "lou.private@example.test";
+    let app = TestApp::spawn().await;
+    let (bob, mut b) = app.member("bob").await;
+    let lou = app.sign_up("Lou", EMAIL, "correct horse").await;
+    let mut l = app
+        .try_ws(Some(&lou), Some(&app.origin()))
+        .await
+        .expect("upgrade");
+    // Lou sees their own email, in their hello and their page data.
+    assert_eq!(l.expect("hello").await["user"]["email"], EMAIL);
+    let (status, mine, _) = app.call(Some(&lou), "page", &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(mine["me"]["email"], EMAIL);
+
+    // Everything Bob hears about Lou.
+    let mut seen = Vec::new();
+    l.subscribe("general", None).await;
+    read_until(&mut b, &mut seen, "system", |f| f["user"]["name"] == "Lou").await;
+    l.say("general", "hello from lou").await;
+    read_until(&mut b, &mut seen, "message", any).await;
+    l.send(json!({"type": "typing", "room": "general"})).await;
+    read_until(&mut b, &mut seen, "typing", any).await;
+    b.send(json!({"type": "history", "room": "general"})).await;
+    let history = read_until(&mut b, &mut seen, "history", any).await;
+    assert_eq!(history["messages"][0]["author"]["name"], "Lou");
+    // Resubscribing replays Lou's message and lists Lou as online.
+    b.send(json!({"type": "subscribe", "room": "general", "since": 0}))
+        .await;
+    let presence = read_until(&mut b, &mut seen, "presence", any).await;
+    assert!(presence["users"].to_string().contains("Lou"));
+    assert!(
+        seen.iter().filter(|f| f["type"] == "message").count() >= 2,
+        "live and replayed"
+    );
+    l.send(json!({"type": "unsubscribe", "room": "general"}))
+        .await;
+    read_until(&mut b, &mut seen, "system", |f| f["event"] == "left").await;
+    for frame in &seen {
+        assert!(!frame.to_string().contains(EMAIL), "leaked in {frame}");
+    }
+
+    // Nor in what Bob's page is made of: its data and its HTML.
+    l.subscribe("general", None).await;
+    let (status, page, _) = app.call(Some(&bob), "page", &[("room", "general")]).await;
+    assert_eq!(status, 200);
+    let page = page.to_string();
+    assert!(
+        page.contains("hello from lou") && page.contains("\"Lou\""),
+        "{page}"
+    );
+    assert!(!page.contains(EMAIL), "leaked in page data: {page}");
+    let html = app.page(&bob, "/rooms/general").await;
+    assert!(html.contains("hello from lou"));
+    assert!(!html.contains(EMAIL), "leaked in the page");
+}
+
+/// The hash the database keeps for the session in `cookie`.
+fn session_hash(cookie: &str) -> Vec<u8> {
+    let token = cookie
+        .strip_prefix("chat_session=")
+        .expect("session cookie");
+    server::auth::token_hash(token).to_vec()
+}
+
+/// Sends a message once the session of `client` has ended behind its back,
+/// then reads until the server closes the socket: the close must be 1008,
+/// and nothing (no `ack`) may follow it.
+async fn closes_when_its_session_ends(app: &TestApp, cookie: &str, client: &mut common::Client) {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    client.say("general", "sent as the session ends").await;
+    let code = loop {
+        match tokio::time::timeout(common::WAIT, client.socket.next())
+            .await
+            .expect("the socket of an ended session is closed")
+        {
+            Some(Ok(Message::Close(Some(close)))) => break u16::from(close.code),
+            Some(Ok(_)) => continue,
+            other => panic!("ended without a close frame: {other:?}"),
+        }
+    };
+    assert_eq!(code, 1008);
+    loop {
+        match tokio::time::timeout(common::WAIT, client.socket.next())
+            .await
+            .expect("the stream ends after the close")
+        {
+            Some(Ok(Message::Text(text))) => panic!("frame after the close: {text}"),
+            Some(Ok(_)) => continue,
+            Some(Err(_)) | None => break,
+        }
+    }
+    // HTTP agrees: the session is gone.
+    let (status, _, _) = app
+        .call(Some(cookie), "create_room", &[("name", "too late")])
+        .await;
+    assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn an_open_socket_is_closed_when_its_session_expires() {
+    let app = TestApp::spawn_with(|config| config.ws_ping_secs = 1).await;
+    let (ann, mut a) = app.member("ann").await;
+    let (_, mut b) = app.member("bob").await;
+    sqlx::query("UPDATE sessions SET expires_at = 1 WHERE token_hash = ?")
+        .bind(session_hash(&ann))
+        .execute(&app.db().await)
+        .await
+        .unwrap();
+    // Bob reads meanwhile (so answers pings) and sees Ann leave.
+    let ann_left = b.expect_where("system", |f| {
+        f["event"] == "left" && f["user"]["name"] == "ann"
+    });
+    tokio::join!(closes_when_its_session_ends(&app, &ann, &mut a), ann_left);
+    // Other sessions live on.
+    b.assert_alive().await;
+}
+
+#[tokio::test]
+async fn an_open_socket_is_closed_when_its_session_is_deleted() {
+    let app = TestApp::spawn_with(|config| config.ws_ping_secs = 1).await;
+    let (ann, mut a) = app.member("ann").await;
+    let (_, mut b) = app.member("bob").await;
+    sqlx::query("DELETE FROM sessions WHERE token_hash = ?")
+        .bind(session_hash(&ann))
+        .execute(&app.db().await)
+        .await
+        .unwrap();
+    let ann_left = b.expect_where("system", |f| {
+        f["event"] == "left" && f["user"]["name"] == "ann"
+    });
+    tokio::join!(closes_when_its_session_ends(&app, &ann, &mut a), ann_left);
+    b.assert_alive().await;
+}

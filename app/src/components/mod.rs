@@ -275,7 +275,7 @@ fn Layout(
         <div class="chat">
             <aside class="sidebar">
                 <header class="me">
-                    <Avatar user=me.clone() />
+                    <Avatar user=me.public() />
                     <span class="me-who">
                         <span class="me-name" data-testid="me">{me.name}</span>
                         {email

@@ -36,12 +36,22 @@ pub fn RoomPane(room: RoomPage) -> impl IntoView {
                     <li>
                         <Avatar user=user.clone() />
                         <span class="name">{user.name}</span>
-                        {user.email.map(|e| view! { <span class="email">{e}</span> })}
+                        {my_email(chat, user.id).map(|e| view! { <span class="email">{e}</span> })}
                     </li>
                 </For>
             </ul>
         </aside>
     }
+}
+
+/// The signed-in user's email when `id` is theirs: the online list shows
+/// it on their own line only (others' emails never reach the browser).
+fn my_email(chat: Chat, id: i64) -> Option<String> {
+    chat.me.with_untracked(|me| {
+        me.as_ref()
+            .filter(|m| m.id == id)
+            .and_then(|m| m.email.clone())
+    })
 }
 
 /// How close to the top (in pixels) scrolling asks for older history.

@@ -1,16 +1,22 @@
-//! Who is signed in: sessions, the ways to start one, and request origin checks.
+//! Who is signed in: sessions, the ways to start one, and which hosts and
+//! origins are trusted ([`trust`]).
 //!
 //! A session is a random 256-bit token in an HttpOnly, SameSite=Lax cookie;
 //! the database keeps only its SHA-256, with an expiry. Sessions start from a
 //! guest sign-in, a local account ([`password`], rate-limited by [`limit`]) or
-//! an OpenID provider ([`oidc`]).
+//! an OpenID provider ([`oidc`]). Sockets of sessions that expire or vanish
+//! are closed by [`sweep`].
 
 pub mod limit;
 pub mod oidc;
 pub mod password;
+pub mod sweep;
+pub mod trust;
+
+pub use trust::Trust;
 
 use crate::store::{SharedStore, StoreError};
-use app::protocol::{ApiError, UserInfo, SESSION_COOKIE};
+use app::protocol::{ApiError, Me, SESSION_COOKIE};
 use axum::http::{header, HeaderMap};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -45,10 +51,7 @@ pub fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
 }
 
 /// The user of a session token, if the session exists and has not expired.
-pub async fn user_for_token(
-    store: &SharedStore,
-    token: &str,
-) -> Result<Option<UserInfo>, StoreError> {
+pub async fn user_for_token(store: &SharedStore, token: &str) -> Result<Option<Me>, StoreError> {
     store
         .session_user(&token_hash(token), crate::now_ms())
         .await
@@ -78,31 +81,6 @@ pub fn cookie(token: Option<&str>, max_age_secs: i64, secure: bool) -> String {
     }
 }
 
-/// Whether a browser request comes from a page this server trusts: the
-/// `Origin` must be the server's own (matching `Host`) or one of `allowed`.
-/// A request without `Origin` is refused: every browser sends one on a
-/// WebSocket upgrade, and other clients can set it.
-pub fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
-        return false;
-    };
-    trusted_origin(headers, origin, allowed)
-}
-
-/// Whether `origin` is the server's own (matching `Host`) or one of `allowed`.
-pub fn trusted_origin(headers: &HeaderMap, origin: &str, allowed: &[String]) -> bool {
-    same_origin(headers, origin) || allowed.iter().any(|a| a.eq_ignore_ascii_case(origin))
-}
-
-/// Whether `origin` (`scheme://host[:port]`) names the host the request was sent to.
-fn same_origin(headers: &HeaderMap, origin: &str) -> bool {
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    let origin_host = origin
-        .strip_prefix("http://")
-        .or_else(|| origin.strip_prefix("https://"));
-    matches!((host, origin_host), (Some(h), Some(o)) if h.eq_ignore_ascii_case(o))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,23 +99,6 @@ mod tests {
         let h = headers(&[(header::COOKIE, "a=1; chat_session=abc; b=2")]);
         assert_eq!(session_token(&h), Some("abc"));
         assert_eq!(session_token(&headers(&[(header::COOKIE, "a=1")])), None);
-    }
-
-    #[test]
-    fn origin_must_match_host_or_the_allow_list() {
-        let ok = headers(&[
-            (header::HOST, "127.0.0.1:3000"),
-            (header::ORIGIN, "http://127.0.0.1:3000"),
-        ]);
-        assert!(origin_allowed(&ok, &[]));
-        let evil = headers(&[
-            (header::HOST, "127.0.0.1:3000"),
-            (header::ORIGIN, "http://evil.example"),
-        ]);
-        assert!(!origin_allowed(&evil, &[]));
-        assert!(origin_allowed(&evil, &["http://evil.example".to_owned()]));
-        let none = headers(&[(header::HOST, "127.0.0.1:3000")]);
-        assert!(!origin_allowed(&none, &[]));
     }
 
     #[test]

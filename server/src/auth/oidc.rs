@@ -15,7 +15,7 @@ use crate::{
     config::OidcProvider,
     store::{OidcFlow, Profile, SharedStore},
 };
-use app::protocol::{UserInfo, MAX_DISPLAY_NAME_CHARS};
+use app::protocol::{Me, MAX_DISPLAY_NAME_CHARS};
 use axum::http::StatusCode;
 use openidconnect::{
     core::{
@@ -290,7 +290,7 @@ impl Oidc {
         id: &str,
         browser: Option<&str>,
         callback: Callback,
-    ) -> Result<UserInfo, FlowError> {
+    ) -> Result<Me, FlowError> {
         let provider = self.provider(id)?;
         let restart = "Start the sign-in again from the sign-in page.";
         let state = callback

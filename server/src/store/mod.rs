@@ -4,9 +4,9 @@
 
 pub mod sqlite;
 
-use app::protocol::{ChatMessage, RoomInfo, UserInfo};
+use app::protocol::{ChatMessage, Me, RoomInfo, UserInfo};
 use async_trait::async_trait;
-use std::sync::Arc;
+use std::{collections::HashSet, sync::Arc};
 
 /// Storage failures the caller can act on.
 #[derive(Debug, thiserror::Error)]
@@ -86,7 +86,7 @@ pub struct Original {
     pub body: String,
 }
 
-/// A stored message with its author.
+/// A stored message with its author, as everyone sees them (no email).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredMessage {
     pub id: i64,
@@ -122,7 +122,7 @@ pub struct Profile {
 /// A local account's user and password hash.
 #[derive(Debug, Clone)]
 pub struct LocalAccount {
-    pub user: UserInfo,
+    pub user: Me,
     /// The argon2id PHC string.
     pub password_hash: String,
 }
@@ -145,7 +145,7 @@ pub struct OidcFlow {
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Creates a guest user.
-    async fn create_guest(&self, name: &str, now: i64) -> Result<UserInfo>;
+    async fn create_guest(&self, name: &str, now: i64) -> Result<Me>;
     /// Stores a session for `user_id` under the hash of its token.
     async fn create_session(
         &self,
@@ -155,7 +155,11 @@ pub trait Store: Send + Sync + 'static {
         expires_at: i64,
     ) -> Result<()>;
     /// The user of an unexpired session.
-    async fn session_user(&self, token_hash: &[u8], now: i64) -> Result<Option<UserInfo>>;
+    async fn session_user(&self, token_hash: &[u8], now: i64) -> Result<Option<Me>>;
+    /// Which of `token_hashes` name a session that exists and has not
+    /// expired at `now` (any number of them: the store batches the lookup).
+    async fn live_sessions(&self, token_hashes: &[[u8; 32]], now: i64)
+        -> Result<HashSet<[u8; 32]>>;
     /// Ends a session.
     async fn delete_session(&self, token_hash: &[u8]) -> Result<()>;
     /// Deletes sessions that expired before `now`; returns how many.
@@ -169,7 +173,7 @@ pub trait Store: Send + Sync + 'static {
         email_key: &str,
         password_hash: &str,
         now: i64,
-    ) -> Result<UserInfo>;
+    ) -> Result<Me>;
     /// The local account under `email_key`.
     async fn local_account(&self, email_key: &str) -> Result<Option<LocalAccount>>;
     /// The user linked to `(issuer, subject)`, with `profile` stored as their
@@ -180,7 +184,7 @@ pub trait Store: Send + Sync + 'static {
         subject: &str,
         profile: &Profile,
         now: i64,
-    ) -> Result<UserInfo>;
+    ) -> Result<Me>;
     /// Stores a sign-in in progress.
     async fn create_oidc_flow(&self, flow: &OidcFlow) -> Result<()>;
     /// Removes and returns the sign-in started with this `state` (expired or

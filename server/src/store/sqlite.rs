@@ -10,7 +10,7 @@ use super::{
     Committed, LocalAccount, NewMessage, OidcFlow, Original, Profile, Result, RoomRow, Store,
     StoreError, StoredMessage,
 };
-use app::protocol::UserInfo;
+use app::protocol::{Me, UserInfo};
 use async_trait::async_trait;
 use sqlx::{
     pool::PoolConnection,
@@ -18,10 +18,14 @@ use sqlx::{
     Connection, Row, Sqlite, SqliteConnection, SqlitePool,
 };
 use std::{
+    collections::HashSet,
     ops::{Deref, DerefMut},
     str::FromStr,
     time::Duration,
 };
+
+/// Session hashes looked up per statement by `live_sessions`.
+const LIVE_SESSIONS_BATCH: usize = 500;
 
 /// The SQLite store.
 #[derive(Debug, Clone)]
@@ -73,8 +77,9 @@ impl DerefMut for Writer {
     }
 }
 
+/// No author email: messages are shown to everyone.
 const MESSAGE_COLUMNS: &str = "m.id, m.seq, m.author_id, u.name AS author_name, \
-     u.email AS author_email, u.picture AS author_picture, m.body, m.client_id, m.created_at";
+     u.picture AS author_picture, m.body, m.client_id, m.created_at";
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at `url` and migrates it.
@@ -134,7 +139,6 @@ impl SqliteStore {
             author: UserInfo {
                 id: row.try_get("author_id")?,
                 name: row.try_get("author_name")?,
-                email: row.try_get("author_email")?,
                 picture: row.try_get("author_picture")?,
             },
             body: row.try_get("body")?,
@@ -144,9 +148,9 @@ impl SqliteStore {
     }
 }
 
-/// A user from a row with `id`, `name`, `email` and `picture`.
-fn user(row: &sqlx::sqlite::SqliteRow) -> Result<UserInfo> {
-    Ok(UserInfo {
+/// A signed-in user from a row with `id`, `name`, `email` and `picture`.
+fn user(row: &sqlx::sqlite::SqliteRow) -> Result<Me> {
+    Ok(Me {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
         email: row.try_get("email")?,
@@ -181,7 +185,7 @@ fn is_unique_violation(err: &sqlx::Error) -> bool {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn create_guest(&self, name: &str, now: i64) -> Result<UserInfo> {
+    async fn create_guest(&self, name: &str, now: i64) -> Result<Me> {
         let mut w = self.writer().await?;
         let id: i64 = returned(
             sqlx::query_scalar(
@@ -193,10 +197,10 @@ impl Store for SqliteStore {
             .await?,
         )?;
         w.ok();
-        Ok(UserInfo {
+        Ok(Me {
             id,
             name: name.to_owned(),
-            ..UserInfo::default()
+            ..Me::default()
         })
     }
 
@@ -221,7 +225,7 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn session_user(&self, token_hash: &[u8], now: i64) -> Result<Option<UserInfo>> {
+    async fn session_user(&self, token_hash: &[u8], now: i64) -> Result<Option<Me>> {
         let row = sqlx::query(
             "SELECT u.id, u.name, u.email, u.picture FROM sessions s JOIN users u ON u.id = s.user_id
              WHERE s.token_hash = ? AND s.expires_at > ?",
@@ -231,6 +235,31 @@ impl Store for SqliteStore {
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(user).transpose()
+    }
+
+    async fn live_sessions(
+        &self,
+        token_hashes: &[[u8; 32]],
+        now: i64,
+    ) -> Result<HashSet<[u8; 32]>> {
+        let mut live = HashSet::new();
+        // One statement per batch, well under SQLite's limit on bound values.
+        for batch in token_hashes.chunks(LIVE_SESSIONS_BATCH) {
+            let marks = vec!["?"; batch.len()].join(",");
+            let sql = format!(
+                "SELECT token_hash FROM sessions WHERE expires_at > ? AND token_hash IN ({marks})"
+            );
+            let mut query = sqlx::query_scalar::<_, Vec<u8>>(&sql).bind(now);
+            for hash in batch {
+                query = query.bind(&hash[..]);
+            }
+            for hash in query.fetch_all(&self.pool).await? {
+                if let Ok(hash) = <[u8; 32]>::try_from(hash) {
+                    live.insert(hash);
+                }
+            }
+        }
+        Ok(live)
     }
 
     async fn delete_session(&self, token_hash: &[u8]) -> Result<()> {
@@ -260,7 +289,7 @@ impl Store for SqliteStore {
         email_key: &str,
         password_hash: &str,
         now: i64,
-    ) -> Result<UserInfo> {
+    ) -> Result<Me> {
         let mut w = self.writer().await?;
         let mut tx = w.begin_with("BEGIN IMMEDIATE").await?;
         let id: i64 = sqlx::query_scalar(
@@ -284,7 +313,7 @@ impl Store for SqliteStore {
         .map_err(conflict_or)?;
         tx.commit().await?;
         w.ok();
-        Ok(UserInfo {
+        Ok(Me {
             id,
             name: name.to_owned(),
             email: Some(email.to_owned()),
@@ -315,7 +344,7 @@ impl Store for SqliteStore {
         subject: &str,
         profile: &Profile,
         now: i64,
-    ) -> Result<UserInfo> {
+    ) -> Result<Me> {
         let mut w = self.writer().await?;
         let mut tx = w.begin_with("BEGIN IMMEDIATE").await?;
         let linked: Option<i64> =
@@ -370,7 +399,7 @@ impl Store for SqliteStore {
         };
         tx.commit().await?;
         w.ok();
-        Ok(UserInfo {
+        Ok(Me {
             id,
             name: profile.name.clone(),
             email: profile.email.clone(),

@@ -155,7 +155,23 @@ impl Remote {
         cookie: Option<&str>,
         origin: Option<&str>,
     ) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
+        self.try_ws_as(cookie, origin, None).await
+    }
+
+    /// Attempts an upgrade with the given cookie, Origin and `Host` (the
+    /// connection still goes to this server's address).
+    pub async fn try_ws_as(
+        &self,
+        cookie: Option<&str>,
+        origin: Option<&str>,
+        host: Option<&str>,
+    ) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
         let mut request = format!("ws://{}/ws", self.addr).into_client_request()?;
+        if let Some(host) = host {
+            request
+                .headers_mut()
+                .insert("Host", HeaderValue::from_str(host).unwrap());
+        }
         if let Some(cookie) = cookie {
             request
                 .headers_mut()
