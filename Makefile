@@ -74,6 +74,7 @@ e2e: e2e-deps oidc-deps
 	@passed=$$(grep -oE '^ +[0-9]+ passed' target/e2e/run.log | tail -1 | tr -dc 0-9); \
 	 failed=$$(grep -oE '^ +[0-9]+ failed' target/e2e/run.log | tail -1 | tr -dc 0-9); \
 	 echo "playwright: $${passed:-0} passed, $${failed:-0} failed"
+	@! grep -n "panicked at" target/e2e/run.log || { echo "the server panicked during the e2e run"; exit 1; }
 
 test: deps lint unit e2e
 

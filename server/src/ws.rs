@@ -107,28 +107,40 @@ async fn connection(socket: WebSocket, state: AppState, user: Me, session: [u8; 
     // Once shutdown begins, frames are no longer acted on: every send taken
     // before it reaches the committer, which commits all it accepted before
     // the process exits; later ones are resent by the client after the 1012.
-    let reader_ended = tokio::select! {
-        () = session.read_loop(&mut stream) => true,
-        _ = &mut writer => false,
-        () = state.shutdown.cancelled() => false,
+    let ended = tokio::select! {
+        () = session.read_loop(&mut stream) => Ended::Reader,
+        _ = &mut writer => Ended::Writer,
+        () = state.shutdown.cancelled() => Ended::Shutdown,
     };
     session.leave_all();
     state.hub.disconnect(&conn);
-    if reader_ended {
+    if ended == Ended::Reader {
         // The client went away (or sent something fatal).
         conn.kick(CLOSE_NORMAL);
     }
     // Let the writer send its close frame, but do not wait long on a peer
-    // that is gone.
-    if tokio::time::timeout(Duration::from_secs(5), &mut writer)
-        .await
-        .is_err()
+    // that is gone. (A finished JoinHandle must not be polled again.)
+    if ended != Ended::Writer
+        && tokio::time::timeout(Duration::from_secs(5), &mut writer)
+            .await
+            .is_err()
     {
         writer.abort();
     }
-    if !reader_ended {
+    if ended != Ended::Reader {
         drain(&mut stream).await;
     }
+}
+
+/// Which side of a connection ended it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    /// The client closed, went silent, or sent something fatal.
+    Reader,
+    /// The writer closed the socket (a kick, a write failure or timeout).
+    Writer,
+    /// The server is shutting down; the writer is sending 1012.
+    Shutdown,
 }
 
 /// After our close frame: reads and discards until the peer's Close (or the

@@ -34,7 +34,32 @@ fn init_tracing() {
                 .with_test_writer()
                 .init();
         }
+        // A panic in the server's own tasks (a connection, the committer)
+        // kills only that task and would go unnoticed: count every panic
+        // raised outside test code, and fail the test that sees one.
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if info
+                .location()
+                .is_some_and(|at| !at.file().contains("tests/"))
+            {
+                SERVER_PANICS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            default(info);
+        }));
     });
+}
+
+/// Panics raised outside test code since this test binary started.
+static SERVER_PANICS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Fails the test if the server has panicked (in this binary, so far).
+pub fn assert_no_server_panics() {
+    let panics = SERVER_PANICS.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        panics, 0,
+        "the server panicked {panics} time(s); see the output above"
+    );
 }
 
 /// Where a server listens, and the HTTP and WebSocket calls tests make to it.
@@ -298,6 +323,9 @@ impl Drop for TestApp {
         if let Some(task) = self.task.take() {
             task.abort();
         }
+        if !std::thread::panicking() {
+            assert_no_server_panics();
+        }
     }
 }
 
@@ -383,6 +411,8 @@ impl ServerProcess {
             exited.success(),
             "server exited with {exited} after SIGTERM"
         );
+        let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        assert!(!log.contains("panicked at"), "the server panicked:\n{log}");
     }
 
     /// A figure from `/proc/<pid>/status`, in KiB (`VmRSS`, `VmHWM` = peak).
