@@ -6,15 +6,12 @@
 
 use crate::{hub::Hub, store::SharedStore};
 use std::{collections::HashSet, time::Duration};
-use tokio::time::{interval_at, Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 /// Sweeps every `every` (the ping interval: a dead session's socket lives
 /// at most that long), first one interval after start, until `shutdown`.
 pub async fn run(store: SharedStore, hub: Hub, every: Duration, shutdown: CancellationToken) {
-    let mut ticks = interval_at(Instant::now() + every, every);
-    // A slow sweep is not made up for with a burst of them.
-    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut ticks = crate::housekeeping_schedule(every);
     loop {
         tokio::select! {
             _ = ticks.tick() => match sweep(&store, &hub).await {
