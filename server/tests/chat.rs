@@ -507,14 +507,16 @@ async fn a_client_that_stops_reading_is_closed_and_stalls_no_one() {
     tokio::join!(drive, read);
 
     // When the stalled client finally reads, it finds what fit, then a close
-    // telling it to resume.
+    // telling it to resume; or, when its socket was too full to take even
+    // the close frame in the server's close timeout, the connection just
+    // ends (cut off: reset or EOF).
     let mut last = 0;
     let code = loop {
         use futures::StreamExt;
         use tokio_tungstenite::tungstenite::Message;
         match tokio::time::timeout(common::WAIT, stalled.socket.next())
             .await
-            .expect("frames or close")
+            .expect("frames, close or end")
         {
             Some(Ok(Message::Text(text))) => {
                 let frame: Value = serde_json::from_str(&text).unwrap();
@@ -523,11 +525,17 @@ async fn a_client_that_stops_reading_is_closed_and_stalls_no_one() {
                     last = seq(&frame);
                 }
             }
-            Some(Ok(Message::Close(Some(close)))) => break u16::from(close.code),
-            other => panic!("unexpected {other:?}"),
+            Some(Ok(Message::Close(close))) => {
+                break Some(close.map_or(1005, |c| u16::from(c.code)))
+            }
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => break None,
         }
     };
-    assert_eq!(code, 1013);
+    assert!(
+        matches!(code, Some(1013) | None),
+        "closed as a slow consumer (1013) or cut off, not {code:?}"
+    );
     assert!(
         last < COUNT as i64,
         "the stalled client was cut off before the end"
