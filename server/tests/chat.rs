@@ -797,6 +797,18 @@ async fn replay_then_live_has_no_seam_under_concurrent_sends() {
         let (_, client) = app.member(&format!("sender {i}")).await;
         senders.push(client);
     }
+    // A member that reads everything as it is published: once it has seen
+    // seq n, the room's messages up to n are committed and published, so a
+    // subscriber from cursor n gets every later seq and no earlier one.
+    let (_, mut watcher) = app.member("watcher").await;
+    let (publish, published) = tokio::sync::watch::channel(0_i64);
+    let watching = tokio::spawn(async move {
+        let mut last = 0;
+        while last < TOTAL {
+            last = seq(&watcher.expect("message").await);
+            publish.send_replace(last);
+        }
+    });
     let sending = senders.into_iter().map(|mut client| {
         tokio::spawn(async move {
             for n in 0..EACH {
@@ -812,16 +824,24 @@ async fn replay_then_live_has_no_seam_under_concurrent_sends() {
     });
     let sending: Vec<_> = sending.collect();
 
-    // Readers join while messages commit, each from a different cursor, and
-    // one of them leaves and comes back halfway. Each must see exactly the
-    // seqs after its cursor, once each, in order, across replay and live.
+    // Readers join while messages commit, each from a different cursor (as
+    // soon as the room has reached it: a cursor ahead of the room is not
+    // something a client can hold), and one of them leaves and comes back
+    // halfway. Each must see exactly the seqs after its cursor, once each,
+    // in order, across replay and live.
     let mut readers = Vec::new();
     for r in 0..8_i64 {
-        tokio::time::sleep(Duration::from_millis(15)).await;
+        let since = r * 20;
         let cookie = app.sign_in(&format!("reader {r}")).await;
         let mut client = app.ws(&cookie).await;
+        tokio::time::timeout(
+            common::WAIT,
+            published.clone().wait_for(|&seq| seq >= since),
+        )
+        .await
+        .expect("the room reaches the reader's cursor")
+        .expect("watcher running");
         readers.push(tokio::spawn(async move {
-            let since = r * 20;
             client
                 .send(json!({"type": "subscribe", "room": "general", "since": since}))
                 .await;
@@ -855,6 +875,7 @@ async fn replay_then_live_has_no_seam_under_concurrent_sends() {
     for task in sending {
         task.await.expect("sender");
     }
+    watching.await.expect("watcher");
     for reader in readers {
         let (since, seen) = reader.await.expect("reader");
         assert_eq!(
