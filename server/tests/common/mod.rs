@@ -56,6 +56,38 @@ impl Remote {
         panic!("server at {} did not become ready", self.addr);
     }
 
+    /// A figure from `/metrics` (panics when it is missing).
+    pub async fn metric(&self, name: &str) -> u64 {
+        let text = reqwest::get(self.url("/metrics"))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics body");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} missing from /metrics"))
+            .trim()
+            .parse()
+            .expect("a number")
+    }
+
+    /// Waits (up to `WAIT`) until `/metrics` shows `name` at `value`.
+    pub async fn wait_metric(&self, name: &str, value: u64) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let now = self.metric(name).await;
+            if now == value {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{name} stayed at {now}, not {value}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
@@ -480,6 +512,22 @@ impl Client {
                 Ok(Some(Ok(_))) => {}
                 Ok(other) => panic!("socket ended: {other:?}"),
             }
+        }
+    }
+
+    /// A barrier: sends a ping and returns every text frame that arrived
+    /// before its pong. The server handles a connection's frames in order
+    /// and queues its replies in order, so whatever it queued for this
+    /// connection before handling the ping is in the result.
+    pub async fn until_pong(&mut self) -> Vec<Value> {
+        self.send(json!({"type": "ping"})).await;
+        let mut frames = Vec::new();
+        loop {
+            let frame = self.recv().await;
+            if frame["type"] == "pong" {
+                return frames;
+            }
+            frames.push(frame);
         }
     }
 
