@@ -459,13 +459,20 @@ test.describe('chat', () => {
     await expectLive(b.page);
     await expectOnline(a.page, [tia, uma]);
 
-    await composer(a.page).pressSequentially('hel');
-    await expect(b.page.locator('p.typing')).toHaveText(`${tia} is typing…`);
+    // The notice lasts 4 s after the typing frame that the first keystroke
+    // sends: look for it right after that keystroke.
+    const typing = b.page.locator('p.typing');
+    await composer(a.page).press('h');
+    await expect(typing).toHaveText(`${tia} is typing…`);
     await expect(a.page.locator('p.typing')).toHaveText('');
-    await composer(a.page).pressSequentially('lo');
+    await composer(a.page).pressSequentially('ello');
     await composer(a.page).press('Enter');
     await expect(committedBodies(b.page).last()).toHaveText('hello');
-    await expect(b.page.locator('p.typing')).toHaveText('');
+    // The message itself clears it, well before the notice would expire by
+    // itself (4 s after the last typing frame): were it left to expire, this
+    // short wait would fail. (Only on a machine so slow that the 4 s were
+    // over anyway can it not tell.)
+    await expect(typing).toHaveText('', { timeout: 500 });
 
     await a.context.close();
     await b.context.close();
