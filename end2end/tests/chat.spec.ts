@@ -489,20 +489,25 @@ test.describe('chat', () => {
     const room = unique('Outage');
     await createRoom(page, room);
 
-    // Another process holds the write lock longer than the server waits for it.
+    // Another process holds the write lock, past the server's busy timeout,
+    // until the test has seen the send fail (a line on its stdin lets go).
     const locker = spawn('python3', ['-c',
-      'import sqlite3,sys,time\n' +
+      'import sqlite3,sys\n' +
       'c=sqlite3.connect(sys.argv[1], isolation_level=None)\n' +
-      'c.execute("BEGIN EXCLUSIVE"); print("locked", flush=True); time.sleep(7); c.execute("ROLLBACK")',
+      'c.execute("BEGIN EXCLUSIVE"); print("locked", flush=True); sys.stdin.readline(); c.execute("ROLLBACK")',
       db]);
     const exited = new Promise((resolve) => locker.on('exit', resolve));
-    await new Promise<void>((resolve) => locker.stdout.once('data', () => resolve()));
-
-    await send(page, 'held back');
     const failed = page.locator('ol.messages li.msg.failed');
-    await expect(failed.locator('p.body')).toHaveText('held back', { timeout: 15_000 });
-    await expect(failed.locator('p.error')).toContainText('could not be stored');
-    await exited;
+    try {
+      await new Promise<void>((resolve) => locker.stdout.once('data', () => resolve()));
+
+      await send(page, 'held back');
+      await expect(failed.locator('p.body')).toHaveText('held back', { timeout: 30_000 });
+      await expect(failed.locator('p.error')).toContainText('could not be stored');
+    } finally {
+      locker.stdin.end('release\n');
+      await exited;
+    }
 
     await failed.getByRole('button', { name: 'Retry' }).click();
     await expect(committedBodies(page)).toHaveText(['held back']);
