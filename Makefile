@@ -63,11 +63,19 @@ unit: oidc-deps bench-peers
 
 # cargo-leptos builds the site, starts the server on a throwaway database and
 # runs Playwright against it; the server offers the local OpenID provider as
-# "Test ID".
+# "Test ID". It runs on ports the OS picks (site and reload), never a fixed
+# 3000 that something else may hold; cargo-leptos takes them from
+# LEPTOS_SITE_ADDR and LEPTOS_RELOAD_PORT, Playwright from PLAYWRIGHT_BASE_URL,
+# and global-setup.ts refuses a server that is not writing to this run's database.
+E2E_FREE_PORTS := python3 -c 'import socket; s=[socket.socket() for _ in range(2)]; [x.bind(("127.0.0.1", 0)) for x in s]; print(*[x.getsockname()[1] for x in s])'
 e2e: e2e-deps oidc-deps
 	rm -f $(E2E_DB) $(E2E_DB)-wal $(E2E_DB)-shm
 	mkdir -p $(dir $(E2E_DB))
-	set -o pipefail; DATABASE_URL=sqlite://$(E2E_DB) $(WITH_OIDC) bash -c '\
+	set -o pipefail; read -r port reload <<< "$$($(E2E_FREE_PORTS))"; \
+	export LEPTOS_SITE_ADDR=127.0.0.1:$$port LEPTOS_RELOAD_PORT=$$reload \
+		PLAYWRIGHT_BASE_URL=http://127.0.0.1:$$port; \
+	echo "e2e: server on $$LEPTOS_SITE_ADDR (reload port $$reload)"; \
+	DATABASE_URL=sqlite://$(E2E_DB) $(WITH_OIDC) bash -c '\
 		CHAT_OIDC_ISSUER="$$CHAT_TEST_OIDC_ISSUER" CHAT_OIDC_CLIENT_ID=chat \
 		CHAT_OIDC_CLIENT_SECRET=chat-test-secret CHAT_OIDC_NAME="Test ID" \
 		cargo leptos end-to-end' 2>&1 | tee target/e2e/run.log

@@ -459,13 +459,20 @@ test.describe('chat', () => {
     await expectLive(b.page);
     await expectOnline(a.page, [tia, uma]);
 
-    await composer(a.page).pressSequentially('hel');
-    await expect(b.page.locator('p.typing')).toHaveText(`${tia} is typing…`);
+    // The notice lasts 4 s after the typing frame that the first keystroke
+    // sends: look for it right after that keystroke.
+    const typing = b.page.locator('p.typing');
+    await composer(a.page).press('h');
+    await expect(typing).toHaveText(`${tia} is typing…`);
     await expect(a.page.locator('p.typing')).toHaveText('');
-    await composer(a.page).pressSequentially('lo');
+    await composer(a.page).pressSequentially('ello');
     await composer(a.page).press('Enter');
     await expect(committedBodies(b.page).last()).toHaveText('hello');
-    await expect(b.page.locator('p.typing')).toHaveText('');
+    // The message itself clears it, well before the notice would expire by
+    // itself (4 s after the last typing frame): were it left to expire, this
+    // short wait would fail. (Only on a machine so slow that the 4 s were
+    // over anyway can it not tell.)
+    await expect(typing).toHaveText('', { timeout: 500 });
 
     await a.context.close();
     await b.context.close();
@@ -482,20 +489,25 @@ test.describe('chat', () => {
     const room = unique('Outage');
     await createRoom(page, room);
 
-    // Another process holds the write lock longer than the server waits for it.
+    // Another process holds the write lock, past the server's busy timeout,
+    // until the test has seen the send fail (a line on its stdin lets go).
     const locker = spawn('python3', ['-c',
-      'import sqlite3,sys,time\n' +
+      'import sqlite3,sys\n' +
       'c=sqlite3.connect(sys.argv[1], isolation_level=None)\n' +
-      'c.execute("BEGIN EXCLUSIVE"); print("locked", flush=True); time.sleep(7); c.execute("ROLLBACK")',
+      'c.execute("BEGIN EXCLUSIVE"); print("locked", flush=True); sys.stdin.readline(); c.execute("ROLLBACK")',
       db]);
     const exited = new Promise((resolve) => locker.on('exit', resolve));
-    await new Promise<void>((resolve) => locker.stdout.once('data', () => resolve()));
-
-    await send(page, 'held back');
     const failed = page.locator('ol.messages li.msg.failed');
-    await expect(failed.locator('p.body')).toHaveText('held back', { timeout: 15_000 });
-    await expect(failed.locator('p.error')).toContainText('could not be stored');
-    await exited;
+    try {
+      await new Promise<void>((resolve) => locker.stdout.once('data', () => resolve()));
+
+      await send(page, 'held back');
+      await expect(failed.locator('p.body')).toHaveText('held back', { timeout: 30_000 });
+      await expect(failed.locator('p.error')).toContainText('could not be stored');
+    } finally {
+      locker.stdin.end('release\n');
+      await exited;
+    }
 
     await failed.getByRole('button', { name: 'Retry' }).click();
     await expect(committedBodies(page)).toHaveText(['held back']);
@@ -583,6 +595,9 @@ test.describe('chat', () => {
 
 // ---- delivery: offline, restarts, scroll-back ---------------------------------
 
+/** Longest an own server may take to start (a debug build on a busy machine). */
+const OWN_SERVER_START = 30_000;
+
 /** Posts `count` messages to `room` over HTTP (the no-JavaScript form endpoint) as `page`'s user. */
 async function postMany(page: Page, room: string, bodies: string[]) {
   const origin = new URL(page.url()).origin;
@@ -599,27 +614,57 @@ async function postMany(page: Page, room: string, bodies: string[]) {
 /** The chat server binary, started by a test that needs to restart it. */
 class OwnServer {
   private child?: ReturnType<typeof spawn>;
-  constructor(readonly port: number, readonly db: string) {}
+  /** 0 until the first start: the server binds a port the OS picks and logs it. */
+  private port = 0;
+  constructor(readonly db: string) {}
 
   get origin(): string {
+    if (this.port === 0) throw new Error('own server not started yet');
     return `http://127.0.0.1:${this.port}`;
   }
 
-  async start() {
+  /** Starts the binary (again on the same port once it has one) and waits until ready. */
+  async start(timeout = OWN_SERVER_START) {
     const root = path.resolve(__dirname, '..', '..');
     const bin = process.env.CHAT_SERVER_BIN ?? path.join(root, 'target', 'debug', 'server');
-    this.child = spawn(bin, [], {
+    const child = spawn(bin, [], {
       cwd: root,
       env: {
         ...process.env,
         LEPTOS_SITE_ADDR: `127.0.0.1:${this.port}`,
         LEPTOS_SITE_ROOT: path.join(root, 'target', 'site'),
         DATABASE_URL: `sqlite://${this.db}`,
-        RUST_LOG: 'warn',
+        // The "listening addr=…" line tells the port; warnings and errors still show.
+        RUST_LOG: 'warn,server=info',
+        NO_COLOR: '1',
       },
-      stdio: 'inherit',
+      stdio: ['ignore', 'pipe', 'pipe'],
     });
-    const deadline = Date.now() + 30_000;
+    this.child = child;
+    const deadline = Date.now() + timeout;
+    if (this.port === 0) {
+      this.port = await new Promise<number>((resolve, reject) => {
+        let seen = '';
+        const timer = setTimeout(() => reject(new Error(`own server did not log its address:\n${seen}`)), timeout);
+        const onData = (chunk: Buffer) => {
+          seen += chunk.toString();
+          const m = /listening.*addr=127\.0\.0\.1:(\d+)/.exec(seen);
+          if (m) {
+            clearTimeout(timer);
+            resolve(Number(m[1]));
+          }
+        };
+        child.stdout!.on('data', onData);
+        child.stderr!.on('data', onData);
+        child.once('exit', (code) => {
+          clearTimeout(timer);
+          reject(new Error(`own server exited (${code}) before listening:\n${seen}`));
+        });
+      });
+    }
+    // Keep showing what it says (and keep its pipes drained).
+    child.stdout!.on('data', (chunk: Buffer) => process.stderr.write(chunk));
+    child.stderr!.on('data', (chunk: Buffer) => process.stderr.write(chunk));
     for (;;) {
       try {
         if ((await fetch(`${this.origin}/readyz`)).ok) return;
@@ -679,8 +724,11 @@ test.describe('delivery', () => {
   test('a server restart under an open page: it reconnects and resumes with what was sent meanwhile', async ({
     browser,
   }) => {
+    // Two server starts, and a reconnect that may wait out the client's
+    // backoff: room for all of them on a slow machine.
+    test.setTimeout(2 * OWN_SERVER_START + 90_000);
     const db = path.resolve(__dirname, '..', '..', 'target', 'e2e', `restart-${RUN}.db`);
-    const server = new OwnServer(3000 + 100 + (Number(RUN) % 800), db);
+    const server = new OwnServer(db);
     await server.start();
     const context = await browser.newContext({ baseURL: server.origin });
     const other = await browser.newContext({ baseURL: server.origin });
@@ -706,7 +754,9 @@ test.describe('delivery', () => {
       await server.start();
       // Someone else posts as soon as the server is back.
       await postMany(watcher, 'general', ['meanwhile 1', 'meanwhile 2']);
-      await expectLive(page);
+      // The page may be waiting out its reconnect backoff (up to 8 s), on a
+      // machine that may be slow: a generous wait for it to be live again.
+      await expect(page.locator('.status[data-status="online"]')).toHaveText('live', { timeout: 30_000 });
       const all = ['before the restart', 'during the restart', 'meanwhile 1', 'meanwhile 2'];
       await expect(committedBodies(page)).toHaveCount(4);
       await expect(page.locator('ol.messages li.msg.pending')).toHaveCount(0);

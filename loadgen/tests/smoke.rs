@@ -52,7 +52,10 @@ fn config(kind: Kind, addr: SocketAddr, sessions: Vec<String>) -> engine::Config
         }],
         stop_p99_us: None,
         stop_growth: None,
-        drain: Duration::from_secs(5),
+        // The run waits after the last step until every expected delivery
+        // has arrived, up to this long: generous, so a busy machine is never
+        // mistaken for a lost message (a healthy run ends the drain early).
+        drain: Duration::from_secs(30),
         settle: Duration::ZERO,
         server_pid: None,
         sources: vec![[127, 0, 0, 2].into(), [127, 0, 0, 3].into()],

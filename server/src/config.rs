@@ -1,7 +1,7 @@
 //! Typed configuration from flags and environment variables.
 
 use clap::{ArgAction, Parser};
-use std::{fmt, net::SocketAddr, str::FromStr};
+use std::{fmt, net::SocketAddr, str::FromStr, time::Duration};
 
 /// The chat server.
 #[derive(Debug, Clone, Parser)]
@@ -46,6 +46,16 @@ pub struct Config {
     /// it grows on demand for a larger frame.
     #[arg(long, env = "CHAT_WS_READ_BUFFER", default_value_t = 4096)]
     pub ws_read_buffer: usize,
+
+    /// The window in which a connection may subscribe and unsubscribe at
+    /// most 30 times (each one notifies a whole room). Not a flag: tests set it.
+    #[arg(skip = Duration::from_secs(10))]
+    pub ws_churn_window: Duration,
+
+    /// Least time between two relayed `typing` frames of one connection.
+    /// Not a flag: tests set it.
+    #[arg(skip = Duration::from_secs(1))]
+    pub ws_typing_every: Duration,
 
     /// Directory with the built site (WASM, JS, CSS, assets).
     #[arg(long, env = "LEPTOS_SITE_ROOT", default_value = "target/site")]

@@ -175,11 +175,9 @@ struct Session {
     churn: (Instant, u32),
 }
 
-/// Subscribes and unsubscribes allowed per connection per window.
+/// Subscribes and unsubscribes allowed per connection per window
+/// (`Config::ws_churn_window`; typing: `Config::ws_typing_every`).
 const CHURN_LIMIT: u32 = 30;
-const CHURN_WINDOW: Duration = Duration::from_secs(10);
-/// Least time between two relayed `typing` frames of one connection.
-const TYPING_EVERY: Duration = Duration::from_secs(1);
 
 impl Session {
     async fn read_loop(&mut self, stream: &mut SplitStream<WebSocket>) {
@@ -289,7 +287,9 @@ impl Session {
                 self.conn.reply(&reply).await;
             }
             ClientFrame::Typing { .. }
-                if self.typed_at.is_some_and(|t| t.elapsed() < TYPING_EVERY) => {}
+                if self
+                    .typed_at
+                    .is_some_and(|t| t.elapsed() < self.state.config.ws_typing_every) => {}
             ClientFrame::Typing { room } => match self.joined(&room) {
                 Ok(joined) => {
                     self.typed_at = Some(Instant::now());
@@ -309,8 +309,9 @@ impl Session {
 
     /// Counts one subscribe or unsubscribe against the connection's window.
     fn count_churn(&mut self) -> Result<(), ApiError> {
+        let window = self.state.config.ws_churn_window;
         let (since, count) = &mut self.churn;
-        if since.elapsed() >= CHURN_WINDOW {
+        if since.elapsed() >= window {
             *since = Instant::now();
             *count = 0;
         }
@@ -319,7 +320,7 @@ impl Session {
             return Err(ApiError::rate_limited(
                 format!(
                     "At most {CHURN_LIMIT} subscribes and unsubscribes per {} s.",
-                    CHURN_WINDOW.as_secs()
+                    window.as_secs()
                 ),
                 CHURN_WINDOW.saturating_sub(since.elapsed()),
             ));

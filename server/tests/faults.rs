@@ -374,6 +374,8 @@ async fn fault_stalled_readers_keep_the_servers_memory_bounded_and_stall_no_one(
     // ~3.5 KB messages: 84 MB through the room. If stalled connections
     // buffered without bound, the server would hold most of it.
     let body = "x".repeat(3500);
+    // How far the reading member has read, published as it goes.
+    let (read_tx, read_upto) = tokio::sync::watch::channel(0_i64);
     let reading = tokio::spawn(async move {
         let mut next = 1;
         while next <= MESSAGES as i64 {
@@ -382,6 +384,7 @@ async fn fault_stalled_readers_keep_the_servers_memory_bounded_and_stall_no_one(
                 frame["seq"], next,
                 "the reading member sees every message in order"
             );
+            read_tx.send_replace(next);
             next += 1;
         }
         reader
@@ -391,7 +394,10 @@ async fn fault_stalled_readers_keep_the_servers_memory_bounded_and_stall_no_one(
         for _ in 0..200 {
             sender.say("general", &body).await;
         }
-        // Wait for this chunk's acks before the next (and skip the echoes).
+        // Wait for this chunk's acks before the next (and skip the echoes),
+        // and for the reading member to have read it: however slowly it is
+        // scheduled, it never falls a queue's worth (1,024 frames) behind,
+        // so only the stalled ones can be dropped.
         while acked < (chunk + 1) * 200 {
             let frame = sender.recv().await;
             match frame["type"].as_str() {
@@ -400,6 +406,14 @@ async fn fault_stalled_readers_keep_the_servers_memory_bounded_and_stall_no_one(
                 _ => {}
             }
         }
+        let chunk_end = ((chunk + 1) * 200) as i64;
+        tokio::time::timeout(
+            common::WAIT,
+            read_upto.clone().wait_for(|&n| n >= chunk_end),
+        )
+        .await
+        .expect("the reading member keeps up")
+        .expect("reader running");
     }
     let mut reader = reading.await.expect("reader");
     reader.assert_alive().await;

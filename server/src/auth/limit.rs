@@ -33,7 +33,11 @@ impl Limiter {
 
     /// `Err(wait)` when `key` is limited: how long until it may try again.
     pub fn check(&self, key: &str) -> Result<(), Duration> {
-        let now = Instant::now();
+        self.check_at(key, Instant::now())
+    }
+
+    /// [`check`](Self::check) as of `now`.
+    pub fn check_at(&self, key: &str, now: Instant) -> Result<(), Duration> {
         let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
         let Some(times) = events.get_mut(key) else {
             return Ok(());
@@ -49,7 +53,11 @@ impl Limiter {
 
     /// Counts one event (a failure) for `key`.
     pub fn record(&self, key: &str) {
-        let now = Instant::now();
+        self.record_at(key, Instant::now())
+    }
+
+    /// [`record`](Self::record) as of `now`.
+    pub fn record_at(&self, key: &str, now: Instant) {
         let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
         if events.len() >= SWEEP_AT {
             events.retain(|_, times| {
@@ -111,18 +119,38 @@ mod tests {
 
     #[test]
     fn limits_after_max_events_in_the_window_and_forgets_old_ones() {
-        let limiter = Limiter::new(2, Duration::from_millis(200));
-        assert!(limiter.check("a").is_ok());
-        limiter.record("a");
-        limiter.record("a");
-        let wait = limiter.check("a").unwrap_err();
-        assert!(wait <= Duration::from_millis(200));
-        assert!(limiter.check("b").is_ok(), "keys are independent");
-        std::thread::sleep(Duration::from_millis(220));
-        assert!(limiter.check("a").is_ok(), "the window slid past");
-        limiter.record("a");
-        limiter.record("a");
+        // An injected clock: the test does not depend on how fast it runs.
+        let window = Duration::from_millis(200);
+        let limiter = Limiter::new(2, window);
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        assert!(limiter.check_at("a", at(0)).is_ok());
+        limiter.record_at("a", at(0));
+        limiter.record_at("a", at(50));
+        assert_eq!(
+            limiter.check_at("a", at(60)),
+            Err(window - (at(60) - at(0)))
+        );
+        assert!(
+            limiter.check_at("b", at(60)).is_ok(),
+            "keys are independent"
+        );
+        assert!(
+            limiter.check_at("a", at(199)).is_err(),
+            "still limited just inside the window"
+        );
+        assert!(
+            limiter.check_at("a", at(200)).is_ok(),
+            "the window slid past the oldest"
+        );
+        limiter.record_at("a", at(210));
+        assert!(
+            limiter.check_at("a", at(240)).is_err(),
+            "the event at 50 and the one at 210 are both in the window"
+        );
+        assert!(limiter.check_at("a", at(250)).is_ok(), "50 has left");
+        limiter.record_at("a", at(260));
         limiter.clear("a");
-        assert!(limiter.check("a").is_ok());
+        assert!(limiter.check_at("a", at(260)).is_ok());
     }
 }

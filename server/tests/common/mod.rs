@@ -23,6 +23,9 @@ use tokio_tungstenite::{
 /// How long a test waits for a frame it expects.
 pub const WAIT: Duration = Duration::from_secs(10);
 
+/// How long a server may take to start answering.
+pub const READY: Duration = Duration::from_secs(30);
+
 static TRACING: Once = Once::new();
 
 /// Logs only when `TEST_LOG` is set.
@@ -70,7 +73,9 @@ pub struct Remote {
 
 impl Remote {
     async fn wait_ready(&self) {
-        for _ in 0..200 {
+        // Generous: a debug build on a busy machine can be slow to start.
+        let deadline = tokio::time::Instant::now() + READY;
+        while tokio::time::Instant::now() < deadline {
             if let Ok(res) = reqwest::get(self.url("/readyz")).await {
                 if res.status().is_success() {
                     return;
@@ -79,6 +84,38 @@ impl Remote {
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
         panic!("server at {} did not become ready", self.addr);
+    }
+
+    /// A figure from `/metrics` (panics when it is missing).
+    pub async fn metric(&self, name: &str) -> u64 {
+        let text = reqwest::get(self.url("/metrics"))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics body");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} missing from /metrics"))
+            .trim()
+            .parse()
+            .expect("a number")
+    }
+
+    /// Waits (up to `WAIT`) until `/metrics` shows `name` at `value`.
+    pub async fn wait_metric(&self, name: &str, value: u64) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let now = self.metric(name).await;
+            if now == value {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{name} stayed at {now}, not {value}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -340,14 +377,15 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
-    /// Starts the binary on a free port and a new database.
+    /// Starts the binary on a new database and a port it picks itself (it
+    /// binds port 0 and logs the address), so no other process can take
+    /// the port between choosing and binding it.
     pub async fn spawn() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let addr = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port");
         let mut server = Self {
-            remote: Remote { addr },
+            remote: Remote {
+                addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            },
             db_path: dir.path().join("chat.db"),
             child: None,
             dir,
@@ -356,7 +394,8 @@ impl ServerProcess {
         server
     }
 
-    /// Starts the binary again (same port, same database) and waits until ready.
+    /// Starts the binary again (same port, same database: clients reconnect
+    /// to the address they know) and waits until ready.
     pub async fn start(&mut self) {
         assert!(self.child.is_none(), "already running");
         let log = std::fs::OpenOptions::new()
@@ -364,6 +403,7 @@ impl ServerProcess {
             .append(true)
             .open(self.log_path())
             .expect("server log");
+        let logged_before = log.metadata().expect("log size").len() as usize;
         let child = Command::new(env!("CARGO_BIN_EXE_server"))
             .env("LEPTOS_SITE_ADDR", self.addr.to_string())
             .env(
@@ -371,12 +411,42 @@ impl ServerProcess {
                 format!("sqlite://{}", self.db_path.display()),
             )
             .env("RUST_LOG", "info,sqlx=warn")
+            .env("NO_COLOR", "1")
             .stdout(Stdio::from(log.try_clone().expect("log handle")))
             .stderr(Stdio::from(log))
             .spawn()
             .expect("start the server binary");
         self.child = Some(child);
+        if self.addr.port() == 0 {
+            self.remote.addr = self.listening_addr(logged_before).await;
+        }
         self.wait_ready().await;
+    }
+
+    /// The address the child logs as listening on, from its log after
+    /// `offset` (waits for the line; panics with the log if it exits first).
+    async fn listening_addr(&mut self, offset: usize) -> SocketAddr {
+        let deadline = tokio::time::Instant::now() + READY;
+        loop {
+            let log = std::fs::read(self.log_path()).expect("read server log");
+            let log = String::from_utf8_lossy(log.get(offset..).unwrap_or_default());
+            let addr = log
+                .lines()
+                .filter(|line| line.contains("listening"))
+                .find_map(|line| line.split_once("addr=")?.1.split_whitespace().next())
+                .map(|addr| addr.parse().expect("a socket address after addr="));
+            if let Some(addr) = addr {
+                return addr;
+            }
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok()?) {
+                panic!("the server exited ({status}) before listening:\n{log}");
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the server did not log its address:\n{log}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
     }
 
     /// Where the child's output goes.
@@ -526,6 +596,22 @@ impl Client {
                 Ok(Some(Ok(_))) => {}
                 Ok(other) => panic!("socket ended: {other:?}"),
             }
+        }
+    }
+
+    /// A barrier: sends a ping and returns every text frame that arrived
+    /// before its pong. The server handles a connection's frames in order
+    /// and queues its replies in order, so whatever it queued for this
+    /// connection before handling the ping is in the result.
+    pub async fn until_pong(&mut self) -> Vec<Value> {
+        self.send(json!({"type": "ping"})).await;
+        let mut frames = Vec::new();
+        loop {
+            let frame = self.recv().await;
+            if frame["type"] == "pong" {
+                return frames;
+            }
+            frames.push(frame);
         }
     }
 
