@@ -322,7 +322,7 @@ impl Session {
                     "At most {CHURN_LIMIT} subscribes and unsubscribes per {} s.",
                     window.as_secs()
                 ),
-                CHURN_WINDOW.saturating_sub(since.elapsed()),
+                window.saturating_sub(since.elapsed()),
             ));
         }
         Ok(())
