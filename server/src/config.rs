@@ -57,6 +57,12 @@ pub struct Config {
     #[arg(skip = Duration::from_secs(1))]
     pub ws_typing_every: Duration,
 
+    /// How often the sessions of open sockets are checked (an expired or
+    /// deleted one's sockets are closed); `None`: every ping interval.
+    /// Not a flag: tests set it, without also shortening the ping timeout.
+    #[arg(skip)]
+    pub session_check_every: Option<Duration>,
+
     /// Directory with the built site (WASM, JS, CSS, assets).
     #[arg(long, env = "LEPTOS_SITE_ROOT", default_value = "target/site")]
     pub site_root: String,

@@ -160,7 +160,10 @@ pub async fn run(
     tokio::spawn(auth::sweep::run(
         state.store.clone(),
         state.hub.clone(),
-        Duration::from_secs(state.config.ws_ping_secs.max(1)),
+        state
+            .config
+            .session_check_every
+            .unwrap_or(Duration::from_secs(state.config.ws_ping_secs.max(1))),
         state.shutdown.clone(),
     ));
     let app = http::router(state.clone());
