@@ -124,9 +124,12 @@ async fn purge_sessions(store: SharedStore, shutdown: CancellationToken) {
 /// resume), and commits every message already accepted.
 pub async fn run(
     listener: TcpListener,
-    config: Config,
+    mut config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // The address actually bound is the one to derive from (the default
+    // public URL, the loopback origins): asked for port 0, the kernel picked.
+    config.addr = listener.local_addr()?;
     let providers = config
         .oidc_providers()
         .map_err(|why| anyhow::anyhow!("sign-in configuration: {why}"))?;
