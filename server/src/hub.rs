@@ -276,9 +276,7 @@ impl Hub {
     /// Closes every connection opened with the session whose token hashes to
     /// `session` (sign-out is rare, so a scan is fine).
     pub fn end_session(&self, session: &[u8; 32]) {
-        for conn in self.inner.conns.iter().filter(|c| &c.session == session) {
-            conn.kick(CLOSE_SIGNED_OUT);
-        }
+        self.end_sessions(&HashSet::from([*session]));
     }
 
     /// The distinct sessions open connections were opened with.

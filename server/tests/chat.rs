@@ -1095,24 +1095,23 @@ async fn requests_for_a_host_the_server_does_not_answer_to_are_refused() {
     );
 }
 
+/// Signs in a guest through the server reached as `host` from a page of
+/// `origin`, and checks the page answers under that name; returns the cookie.
+async fn sign_in_under(app: &TestApp, host: &str, origin: &str, name: &str) -> String {
+    let res = call_as(app, host, origin, None, "sign_in_guest", &[("name", name)]).await;
+    assert_eq!(res.status().as_u16(), 200, "sign-in under {host}");
+    let cookie = common::session_cookie(res.headers()).expect("session cookie");
+    assert_eq!(get_as(app, host, Some(&cookie), "/").await.0, 200);
+    cookie
+}
+
 #[tokio::test]
 async fn a_loopback_server_answers_to_localhost_as_well() {
     let app = TestApp::spawn().await;
     let port = app.addr.port();
     let host = format!("localhost:{port}");
     let origin = format!("http://{host}");
-    let res = call_as(
-        &app,
-        &host,
-        &origin,
-        None,
-        "sign_in_guest",
-        &[("name", "lo")],
-    )
-    .await;
-    assert_eq!(res.status().as_u16(), 200);
-    let cookie = common::session_cookie(res.headers()).expect("session cookie");
-    assert_eq!(get_as(&app, &host, Some(&cookie), "/").await.0, 200);
+    let cookie = sign_in_under(&app, &host, &origin, "lo").await;
     let mut ws = app
         .try_ws_as(Some(&cookie), Some(&origin), Some(&host))
         .await
@@ -1157,18 +1156,7 @@ async fn allowed_hosts_add_names_the_server_answers_to() {
     .await;
     let host = format!("chat.internal:{}", app.addr.port());
     let origin = format!("http://{host}");
-    let res = call_as(
-        &app,
-        &host,
-        &origin,
-        None,
-        "sign_in_guest",
-        &[("name", "in")],
-    )
-    .await;
-    assert_eq!(res.status().as_u16(), 200);
-    let cookie = common::session_cookie(res.headers()).expect("session cookie");
-    assert_eq!(get_as(&app, &host, Some(&cookie), "/").await.0, 200);
+    let cookie = sign_in_under(&app, &host, &origin, "in").await;
     assert_eq!(
         upgrade_status(
             app.try_ws_as(Some(&cookie), Some(&origin), Some(&host))

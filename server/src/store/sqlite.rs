@@ -38,11 +38,13 @@ pub struct SqliteStore {
 }
 
 /// The writing connection, lent for one write. Unless the write succeeds
-/// ([`Writer::ok`] after its last step), the connection is closed instead of reused: after a
-/// fault SQLite can leave a connection unable to write long after the disk
-/// recovered (a WAL file it had to reopen read-only answers every later write
-/// with "attempt to write a readonly database"; a transaction it rolled back
-/// itself is still open as far as sqlx knows), and a new one costs little.
+/// ([`Writer::ok`] after its last step), the connection is closed instead of
+/// reused: after a fault SQLite can leave a connection unable to write long
+/// after the disk recovered. A WAL file it had to reopen read-only answers
+/// every later write with "attempt to write a readonly database"; a COMMIT
+/// that failed was rolled back by SQLite itself, so the ROLLBACK sqlx queues
+/// fails and sqlx still counts a transaction open ("begin_with at non-zero
+/// transaction depth"). A new connection costs little.
 struct Writer {
     conn: PoolConnection<Sqlite>,
     ok: bool,
@@ -95,25 +97,10 @@ impl SqliteStore {
                 std::fs::create_dir_all(dir).map_err(|e| StoreError::Database(e.into()))?;
             }
         }
+        // Every write goes through `Writer`, which closes the connection after
+        // any failed write, so no hook has to check connections on release.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
-            // A transaction whose COMMIT failed (an I/O error, a full disk)
-            // is rolled back by SQLite itself, so the ROLLBACK sqlx queues
-            // when it is dropped fails and sqlx still counts the connection
-            // as inside a transaction: every later `begin` on it would fail
-            // ("begin_with at non-zero transaction depth") long after the
-            // disk recovered. Such a connection is closed instead of reused.
-            .after_release(|conn, _| {
-                Box::pin(async move {
-                    if conn.is_in_transaction() {
-                        // A dropped transaction's ROLLBACK may still be queued
-                        // on the connection's worker: let it run first.
-                        conn.ping().await?;
-                    }
-                    Ok(!conn.is_in_transaction())
-                })
-            })
-            .before_acquire(|conn, _| Box::pin(async move { Ok(!conn.is_in_transaction()) }))
             .connect_with(options.clone())
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
