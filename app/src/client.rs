@@ -301,10 +301,17 @@ impl Chat {
     }
 
     /// Leaves `name` if it is the room on screen.
+    ///
+    /// Runs from a component's cleanup, which may come after the owner of
+    /// these signals is gone (a whole page torn down, as SSR does after every
+    /// render): then there is nothing to leave.
     pub fn close(&self, name: &str) {
         let is_active = self
             .active
-            .with_untracked(|a| a.is_some_and(|r| r.name.get_untracked() == name));
+            .try_with_untracked(|a| {
+                a.is_some_and(|r| r.name.try_with_untracked(|n| n == name) == Some(true))
+            })
+            .unwrap_or(false);
         if is_active {
             self.active.set(None);
             self.send_frame(&ClientFrame::Unsubscribe {
@@ -851,5 +858,41 @@ mod live {
             gloo_timers::future::TimeoutFuture::new(delay).await;
         }
         chat.status.set(Status::Idle);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SSR drops a rendered page's owners in no fixed order: the room pane's
+    /// cleanup can run after the page-wide state it closes is disposed.
+    #[test]
+    fn closing_a_room_after_the_page_is_gone_does_nothing() {
+        let page = Owner::new();
+        let chat = page.with(|| {
+            let chat = Chat::new();
+            chat.active.set(Some(RoomState::new(
+                "general".into(),
+                vec![],
+                false,
+                vec![],
+            )));
+            chat
+        });
+        chat.close("general");
+        assert!(chat.active.get_untracked().is_none(), "closed while alive");
+        page.with(|| {
+            chat.active.set(Some(RoomState::new(
+                "general".into(),
+                vec![],
+                false,
+                vec![],
+            )));
+        });
+        page.cleanup();
+        drop(page);
+        chat.close("general");
+        chat.close("random");
     }
 }
