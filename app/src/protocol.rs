@@ -199,6 +199,49 @@ pub enum SystemEvent {
     Left,
 }
 
+/// What kind of room: who may see it and how one gets in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RoomKind {
+    /// Listed in the directory; anyone signed in may read, preview and join.
+    Public,
+    /// Seen only by its members and the people invited to it.
+    Private,
+    /// A direct conversation between a fixed set of people; it has no name.
+    Dm,
+}
+
+impl RoomKind {
+    /// The name stored in `rooms.kind` and sent on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RoomKind::Public => "public",
+            RoomKind::Private => "private",
+            RoomKind::Dm => "dm",
+        }
+    }
+}
+
+/// A member's role in a room; ordered by what it may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Member,
+    Moderator,
+    Owner,
+}
+
+impl Role {
+    /// The name stored in `members.role` and sent on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Member => "member",
+            Role::Moderator => "moderator",
+            Role::Owner => "owner",
+        }
+    }
+}
+
 /// Error codes shared by WebSocket `error` frames and server-function errors.
 /// Clients match on these; the message is for people.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -230,6 +273,16 @@ pub enum ErrorCode {
     InvalidAccount,
     /// An account with that email exists already.
     AccountExists,
+    /// No such room, or one you may not see: both answer alike, byte for byte.
+    NotFound,
+    /// The action needs membership: join the room first.
+    NotMember,
+    /// You are banned from this room.
+    Banned,
+    /// You belong to as many rooms as one account may.
+    TooManyRooms,
+    /// A room topic that is too long or holds characters it may not.
+    InvalidTopic,
     /// Too many requests of this kind; slow down.
     RateLimited,
     /// An HTTP request body over the server functions' size limit.
@@ -251,11 +304,15 @@ impl ErrorCode {
             | ErrorCode::BodyTooLong
             | ErrorCode::BadClientId
             | ErrorCode::InvalidName
-            | ErrorCode::InvalidAccount => 422,
+            | ErrorCode::InvalidAccount
+            | ErrorCode::InvalidTopic => 422,
             ErrorCode::Unauthorized | ErrorCode::BadCredentials => 401,
-            ErrorCode::Forbidden | ErrorCode::NotJoined => 403,
-            ErrorCode::UnknownRoom => 404,
-            ErrorCode::RoomExists | ErrorCode::AccountExists => 409,
+            ErrorCode::Forbidden
+            | ErrorCode::NotJoined
+            | ErrorCode::NotMember
+            | ErrorCode::Banned => 403,
+            ErrorCode::UnknownRoom | ErrorCode::NotFound => 404,
+            ErrorCode::RoomExists | ErrorCode::AccountExists | ErrorCode::TooManyRooms => 409,
             ErrorCode::TooLarge => 413,
             ErrorCode::BadContentType => 415,
             ErrorCode::RateLimited => 429,
