@@ -2,9 +2,15 @@
 //!
 //! # Layout
 //! - [`config`]: flags and environment.
-//! - [`http`]: the router (pages via leptos_axum SSR, server functions, `/ws`, health).
-//! - [`ws`]: one task pair per WebSocket: a reader handling client frames, a writer
-//!   draining the connection's bounded queue.
+//! - [`state`]: [`AppState`], what every handler shares.
+//! - [`http`]: the router and the checks every request passes (Host, Origin,
+//!   client address); pages via leptos_axum SSR and server functions.
+//!   - `http/api_guard.rs`: the guard in front of the server functions.
+//!   - `http/ops.rs`: `/healthz`, `/readyz`, `/metrics`.
+//!   - `http/oidc.rs`: the OpenID sign-in routes and their error page.
+//! - [`ws`]: one task pair per WebSocket: the upgrade and a reader handling
+//!   client frames (`ws/mod.rs`), a writer draining the connection's bounded
+//!   queue (`ws/writer.rs`), and the close codes it may end with ([`ws::close`]).
 //! - [`hub`]: rooms, presence and fan-out; each event serialised once and shared.
 //! - [`commit`]: the batch committer, where messages get their `seq` and become
 //!   durable before anyone is told about them.
@@ -14,6 +20,9 @@
 //! - [`metrics`]: counters served at `/metrics`.
 //! - [`net`]: the listener; every accepted socket gets `TCP_NODELAY`.
 //! - [`backend`]: the server side of the app's server functions.
+//!
+//! This file holds [`run`], which wires them together and shuts them down
+//! in order, and the housekeeping tasks.
 
 pub mod auth;
 pub mod backend;
@@ -23,8 +32,11 @@ pub mod http;
 pub mod hub;
 pub mod metrics;
 pub mod net;
+pub mod state;
 pub mod store;
 pub mod ws;
+
+pub use state::AppState;
 
 use crate::{
     auth::{limit::Limits, oidc::Oidc},
@@ -34,37 +46,9 @@ use crate::{
     store::SharedStore,
 };
 use app::protocol::{ApiError, ErrorCode};
-use axum::extract::FromRef;
-use leptos::config::LeptosOptions;
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::net::TcpListener;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
-
-/// Everything a handler may need; cheap to clone.
-#[derive(Clone)]
-pub struct AppState {
-    pub config: Arc<Config>,
-    pub store: SharedStore,
-    pub hub: Hub,
-    pub committer: Committer,
-    pub leptos: LeptosOptions,
-    /// Cancelled when the server is shutting down: connections close with 1012.
-    pub shutdown: CancellationToken,
-    /// Every WebSocket connection task, so shutdown can wait for them.
-    pub tasks: TaskTracker,
-    /// The configured OpenID providers.
-    pub oidc: Oidc,
-    /// Password sign-in and sign-up rate limits.
-    pub limits: Arc<Limits>,
-    /// The hosts this server answers to and the origins it trusts.
-    pub trust: Arc<auth::Trust>,
-}
-
-impl FromRef<AppState> for LeptosOptions {
-    fn from_ref(state: &AppState) -> Self {
-        state.leptos.clone()
-    }
-}
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
