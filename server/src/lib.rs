@@ -14,7 +14,9 @@
 //! - [`hub`]: rooms, presence and fan-out; each event serialised once and shared.
 //! - [`commit`]: the batch committer, where messages get their `seq` and become
 //!   durable before anyone is told about them.
-//! - [`store`]: the `Store` trait and its SQLite implementation.
+//! - [`store`]: one trait per aggregate (accounts, sessions, rooms, events,
+//!   health), the [`store::Store`] handle over them, and the SQLite
+//!   implementation (`store/sqlite/`, one file per aggregate).
 //! - [`auth`]: sessions, guest sign-in, local accounts (argon2id, rate limits),
 //!   OpenID Connect providers, and Origin checks.
 //! - [`metrics`]: counters served at `/metrics`.
@@ -43,7 +45,7 @@ use crate::{
     commit::Committer,
     config::Config,
     hub::Hub,
-    store::SharedStore,
+    store::Store,
 };
 use app::protocol::{ApiError, ErrorCode};
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
@@ -84,17 +86,17 @@ pub fn housekeeping_schedule(period: Duration) -> tokio::time::Interval {
 
 /// Deletes expired sessions and abandoned sign-ins once an hour (expired ones
 /// are already refused; this only keeps the tables small).
-async fn purge_sessions(store: SharedStore, shutdown: CancellationToken) {
+async fn purge_sessions(store: Store, shutdown: CancellationToken) {
     let mut every = housekeeping_schedule(PURGE_EVERY);
     loop {
         tokio::select! {
             _ = every.tick() => {
-                match store.purge_sessions(now_ms()).await {
+                match store.sessions.purge_sessions(now_ms()).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(sessions = n, "expired sessions purged"),
                     Err(err) => tracing::warn!(cause = %err, "session purge failed"),
                 }
-                if let Err(err) = store.purge_oidc_flows(now_ms()).await {
+                if let Err(err) = store.sessions.purge_oidc_flows(now_ms()).await {
                     tracing::warn!(cause = %err, "sign-in purge failed");
                 }
             }
@@ -127,10 +129,10 @@ pub async fn run(
         );
     }
     let store = store::open(&config.database_url).await?;
-    let hub = Hub::new(&store.rooms().await?);
+    let hub = Hub::new(&store.rooms.rooms().await?);
     let stop_commits = CancellationToken::new();
     let (committer, commit_task) =
-        Committer::spawn(store.clone(), hub.clone(), stop_commits.clone());
+        Committer::spawn(store.events.clone(), hub.clone(), stop_commits.clone());
     let state = AppState {
         leptos: config.leptos_options(),
         config: Arc::new(config),

@@ -5,7 +5,7 @@ use crate::{
     commit::Committer,
     config::Config,
     hub::Hub,
-    store::SharedStore,
+    store::Store,
 };
 use axum::extract::FromRef;
 use leptos::config::LeptosOptions;
@@ -16,7 +16,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<Config>,
-    pub store: SharedStore,
+    pub store: Store,
     pub hub: Hub,
     pub committer: Committer,
     pub leptos: LeptosOptions,

@@ -86,7 +86,7 @@ pub(super) async fn callback(
     // A browser signed in as someone else ends that session first.
     if let Some(old) = auth::session_token(&headers) {
         let hash = auth::token_hash(old);
-        match state.store.delete_session(&hash).await {
+        match state.store.sessions.delete_session(&hash).await {
             Ok(()) => state.hub.end_session(&hash),
             Err(err) => tracing::warn!(cause = %err, "could not end the previous session"),
         }

@@ -17,11 +17,11 @@ pub(super) async fn healthz() -> &'static str {
 /// `/readyz`: ready when the store answers and messages can be committed
 /// (the committer runs, and its last commit succeeded or a write probe does).
 pub(super) async fn readyz(State(state): State<AppState>) -> Response {
-    if let Err(err) = state.store.ping().await {
+    if let Err(err) = state.store.health.ping().await {
         tracing::warn!(cause = %err, "not ready");
         return (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response();
     }
-    match state.committer.ready(&state.store).await {
+    match state.committer.ready(&*state.store.health).await {
         Ok(()) => "ready".into_response(),
         Err(why) => {
             tracing::warn!(why, "not ready");

@@ -73,7 +73,11 @@ async fn connection(socket: WebSocket, state: AppState, user: Me, session: [u8; 
     // A sign-out between the upgrade's check and `connect` would have missed
     // this connection: check again now that it is registered.
     if !matches!(
-        state.store.session_user(&session, crate::now_ms()).await,
+        state
+            .store
+            .sessions
+            .session_user(&session, crate::now_ms())
+            .await,
         Ok(Some(_))
     ) {
         conn.kick(Close::SignedOut);
@@ -366,6 +370,7 @@ impl Session {
         let messages = self
             .state
             .store
+            .events
             .history(room.id, before, limit)
             .await
             .map_err(crate::unavailable)?;

@@ -90,7 +90,12 @@ async fn write(sink: &mut Sink, out: Out, state: &AppState) -> Result<(), Close>
         Out::Replay { room, after, upto } => {
             let mut cursor = after;
             while cursor < upto {
-                let page = match state.store.range(room.id, cursor, upto, REPLAY_PAGE).await {
+                let page = match state
+                    .store
+                    .events
+                    .range(room.id, cursor, upto, REPLAY_PAGE)
+                    .await
+                {
                     Ok(page) if !page.is_empty() => page,
                     Ok(_) => break,
                     Err(err) => {
