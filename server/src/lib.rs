@@ -17,6 +17,7 @@
 
 pub mod auth;
 pub mod backend;
+pub mod chat;
 pub mod commit;
 pub mod config;
 pub mod http;
