@@ -326,6 +326,11 @@ pub fn listed(kind: RoomKind) -> bool {
     }
 }
 
+/// The table's loader, shared with the socket harness without a copy.
+#[cfg(test)]
+#[path = "../../tests/common/authz.rs"]
+mod table;
+
 #[cfg(test)]
 mod tests {
     use super::*;
