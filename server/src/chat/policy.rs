@@ -333,7 +333,9 @@ mod table;
 
 #[cfg(test)]
 mod tests {
+    use super::table::{Expected, Table};
     use super::*;
+    use std::collections::BTreeMap;
 
     const ACTIONS: [Action; 24] = [
         Action::ReadHistory,
@@ -385,6 +387,198 @@ mod tests {
             name: "Ann".into(),
             picture: None,
         }
+    }
+
+    /// What the policy says, or what the table expects, for one cell.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Verdict {
+        /// Allowed, in full.
+        Allowed,
+        /// Allowed to look, not to post: the room page without a composer.
+        Preview,
+        /// Listed in the directory.
+        Listed,
+        /// Left out of the directory.
+        Hidden,
+        Refused(Denied),
+    }
+
+    impl Verdict {
+        /// Whether `self` (what the policy says) grants more than `expected`.
+        fn allows_more_than(self, expected: Verdict) -> bool {
+            use Verdict::*;
+            matches!(
+                (expected, self),
+                (Refused(_), Allowed | Preview | Listed | Hidden)
+                    | (Preview, Allowed)
+                    | (Hidden, Listed)
+            )
+        }
+    }
+
+    /// What a table action asks of the policy.
+    enum Check {
+        Room(Action),
+        /// The room page (HTML) or its server function: `preview` when the
+        /// caller may preview but not post, `ok` when they may post too.
+        Page,
+        Directory,
+        Global(GlobalAction),
+    }
+
+    fn check(action: &str) -> Check {
+        match action {
+            "history" | "around" => Check::Room(Action::ReadHistory),
+            "preview_page" | "room_page" => Check::Page,
+            "open" => Check::Room(Action::Open),
+            "resume" => Check::Room(Action::ReceiveEvents),
+            "post" => Check::Room(Action::Post),
+            "join" => Check::Room(Action::Join),
+            "leave" => Check::Room(Action::Leave),
+            "rename" => Check::Room(Action::Rename),
+            "set_topic" => Check::Room(Action::SetTopic),
+            "mark_read" => Check::Room(Action::MarkRead),
+            "typing" => Check::Room(Action::Typing),
+            "members" => Check::Room(Action::SeeMembers),
+            "directory" => Check::Directory,
+            "create_room" => Check::Global(GlobalAction::CreateRoom),
+            other => panic!("the table has action `{other}` that this check cannot map"),
+        }
+    }
+
+    fn kind(name: &str) -> Option<RoomKind> {
+        match name {
+            "public" => Some(RoomKind::Public),
+            "private" => Some(RoomKind::Private),
+            "dm" => Some(RoomKind::Dm),
+            "missing" => None,
+            other => panic!("unknown kind `{other}`"),
+        }
+    }
+
+    fn standing(name: &str) -> Standing {
+        match name {
+            "signed_out" => Standing::SignedOut,
+            "outsider" => Standing::Outsider,
+            "member" => Standing::Member(Role::Member),
+            "owner" => Standing::Member(Role::Owner),
+            "banned" => Standing::Banned,
+            other => panic!("unknown standing `{other}`"),
+        }
+    }
+
+    /// The table's expectation as a verdict; `None` for a cell the policy
+    /// does not decide (not offered by the transport, or a code only a
+    /// transport or a limit can give).
+    fn expected(e: Expected) -> Option<Verdict> {
+        match e {
+            Expected::Ok => Some(Verdict::Allowed),
+            Expected::Preview => Some(Verdict::Preview),
+            Expected::Listed => Some(Verdict::Listed),
+            Expected::Hidden => Some(Verdict::Hidden),
+            Expected::SignIn => Some(Verdict::Refused(Denied::SignIn)),
+            Expected::NotOffered => None,
+            // Inverts the production mapping rather than restating it.
+            Expected::Error(code) => DENIALS
+                .into_iter()
+                .find(|d| ErrorCode::from(*d) == code)
+                .map(Verdict::Refused),
+        }
+    }
+
+    /// What the policy answers for one cell, as an operation would ask it.
+    fn actual(check: &Check, kind: Option<RoomKind>, standing: Standing) -> Verdict {
+        let me = user();
+        let caller = (standing != Standing::SignedOut).then_some(&me);
+        let access = kind.map(|kind| Access { kind, standing });
+        // An operation looks a room up only for a caller with a session.
+        let room = |action| match access {
+            Some(access) => authorize(Some(&access), action),
+            None => signed_in(caller).and_then(|_| authorize(None, action)),
+        };
+        let verdict = match check {
+            Check::Room(action) => room(*action).map(|()| Verdict::Allowed),
+            Check::Page => room(Action::Preview).map(|()| match room(Action::Post) {
+                Ok(()) => Verdict::Allowed,
+                Err(_) => Verdict::Preview,
+            }),
+            Check::Directory => authorize_global(caller, GlobalAction::ListDirectory).map(|()| {
+                if kind.is_some_and(listed) {
+                    Verdict::Listed
+                } else {
+                    Verdict::Hidden
+                }
+            }),
+            Check::Global(action) => authorize_global(caller, *action).map(|()| Verdict::Allowed),
+        };
+        verdict.unwrap_or_else(Verdict::Refused)
+    }
+
+    fn load() -> Table {
+        let text = include_str!("../../tests/fixtures/authz.csv");
+        table::parse(text, &table::V2).unwrap_or_else(|errors| {
+            panic!("server/tests/fixtures/authz.csv:\n{}", errors.join("\n"))
+        })
+    }
+
+    /// Every cell of the committed table whose answer is the policy's (not a
+    /// transport's) against the policy: the rights must not depend on the
+    /// transport, and must be exactly the table's.
+    #[test]
+    fn policy_matches_the_committed_table() {
+        let table = load();
+        // (action, kind, standing) -> the transports' expectations.
+        let mut triples: BTreeMap<_, Vec<(&str, Expected, Verdict)>> = BTreeMap::new();
+        let mut skipped = 0;
+        for (cell, &e) in &table.cells {
+            match expected(e) {
+                Some(v) => triples
+                    .entry((cell.action, cell.kind, cell.standing))
+                    .or_default()
+                    .push((cell.transport, e, v)),
+                None => skipped += 1,
+            }
+        }
+        let (mut cells, mut wrong_allows, mut wrong_denies, mut split) = (0, 0, 0, Vec::new());
+        let mut report = Vec::new();
+        for ((action, kind_name, standing_name), by_transport) in &triples {
+            let (_, first_expected, want) = by_transport[0];
+            if by_transport.iter().any(|&(_, _, v)| v != want) {
+                split.push(format!(
+                    "{action},{kind_name},{standing_name}: the table's rights differ by transport: {by_transport:?}"
+                ));
+                continue;
+            }
+            cells += by_transport.len();
+            let got = actual(&check(action), kind(kind_name), standing(standing_name));
+            if got == want {
+                continue;
+            }
+            let wrong = if got.allows_more_than(want) {
+                wrong_allows += by_transport.len();
+                "wrong allow"
+            } else {
+                // Refusing what the table allows, or refusing with another code.
+                wrong_denies += by_transport.len();
+                "wrong deny"
+            };
+            let transports: Vec<_> = by_transport.iter().map(|(t, _, _)| *t).collect();
+            report.push(format!(
+                "{wrong}: {action},{kind_name},{standing_name} ({}): the table says {first_expected:?}, the policy {got:?}",
+                transports.join("|")
+            ));
+        }
+        println!("policy: {cells} cells, {wrong_allows} wrong allows, {wrong_denies} wrong denies");
+        println!(
+            "  ({} table rows; {skipped} cells not offered or not the policy's)",
+            table.rows
+        );
+        report.extend(split);
+        assert!(
+            report.is_empty(),
+            "policy vs authz.csv:\n{}",
+            report.join("\n")
+        );
     }
 
     /// Rule 2, over every action: a room the caller may not see answers like
