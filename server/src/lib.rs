@@ -28,6 +28,7 @@
 
 pub mod auth;
 pub mod backend;
+pub mod chat;
 pub mod commit;
 pub mod config;
 pub mod http;
