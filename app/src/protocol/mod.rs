@@ -3,8 +3,22 @@
 //! Every WebSocket frame is a JSON text frame holding one of the tagged enums
 //! below (`{"type": "...", ...}`). `docs/protocol.md` describes each frame for
 //! authors of non-Rust clients; keep the two in step.
+//!
+//! # Layout
+//! - this module: the frames, the types they carry, and the limits.
+//! - [`error`]: [`ErrorCode`] and [`ApiError`], shared with server functions.
+//! - [`validate`]: the checks both sides run on names, bodies and ids.
+//!
+//! Everything is re-exported here, so `app::protocol::ErrorCode` and
+//! `app::protocol::validate_body` name the same items as their modules do.
 
 use serde::{Deserialize, Serialize};
+
+pub mod error;
+pub mod validate;
+
+pub use error::*;
+pub use validate::*;
 
 /// Version of this protocol, announced by the server in its `hello` frame.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -23,6 +37,12 @@ pub const HISTORY_PAGE: u32 = 50;
 pub const MAX_HISTORY_PAGE: u32 = 200;
 /// Name of the session cookie.
 pub const SESSION_COOKIE: &str = "chat_session";
+/// Longest email address (RFC 5321's path limit).
+pub const MAX_EMAIL_CHARS: usize = 254;
+/// Shortest password a local account may have.
+pub const MIN_PASSWORD_CHARS: usize = 8;
+/// Longest password (it is hashed on every sign-in: keep the work bounded).
+pub const MAX_PASSWORD_BYTES: usize = 1024;
 
 /// Frames a client sends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,6 +136,36 @@ pub enum ServerFrame {
     /// Reply to `ping`.
     Pong,
 }
+
+impl ServerFrame {
+    /// The frame as the JSON text sent on the wire.
+    ///
+    /// Serialising these types cannot fail: every field is a string, a
+    /// number, a bool, an enum or a struct of those, with derived `Serialize`
+    /// impls and no maps with non-string keys, which are the only ways
+    /// `serde_json::to_string` can return an error. The fallback keeps that
+    /// a promise checked in debug builds rather than a panic in release
+    /// ones: the peer then gets an `internal` error frame.
+    pub fn encode(&self) -> String {
+        encode_or_internal(self)
+    }
+}
+
+/// `serde_json::to_string`, with an `internal` error frame as the (never
+/// expected) fallback; shared by the encoders of every protocol version.
+pub(crate) fn encode_or_internal<T: Serialize>(frame: &T) -> String {
+    match serde_json::to_string(frame) {
+        Ok(text) => text,
+        Err(err) => {
+            debug_assert!(false, "a protocol frame failed to serialise: {err}");
+            ENCODE_FAILED.to_owned()
+        }
+    }
+}
+
+/// What [`ServerFrame::encode`] sends if serialising ever failed.
+const ENCODE_FAILED: &str =
+    r#"{"type":"error","code":"internal","message":"The server could not encode a frame."}"#;
 
 /// A message as stored and delivered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -242,255 +292,6 @@ impl Role {
     }
 }
 
-/// Error codes shared by WebSocket `error` frames and server-function errors.
-/// Clients match on these; the message is for people.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorCode {
-    /// Not JSON, or not a frame this protocol knows.
-    BadFrame,
-    /// No valid session: sign in again.
-    Unauthorized,
-    /// The request came from a page this server does not trust.
-    Forbidden,
-    /// No room by that name.
-    UnknownRoom,
-    /// The room must be subscribed to (joined) first.
-    NotJoined,
-    /// A message body is empty.
-    EmptyBody,
-    /// A message body is longer than [`MAX_BODY_CHARS`].
-    BodyTooLong,
-    /// A `client_id` is not a UUID.
-    BadClientId,
-    /// A display name or room name is empty or too long.
-    InvalidName,
-    /// A room with that name (ignoring case) exists already.
-    RoomExists,
-    /// Wrong email or password (deliberately not saying which).
-    BadCredentials,
-    /// An email or password that cannot be used for an account.
-    InvalidAccount,
-    /// An account with that email exists already.
-    AccountExists,
-    /// No such room, or one you may not see: both answer alike, byte for byte.
-    NotFound,
-    /// The action needs membership: join the room first.
-    NotMember,
-    /// You are banned from this room.
-    Banned,
-    /// You belong to as many rooms as one account may.
-    TooManyRooms,
-    /// A room topic that is too long or holds characters it may not.
-    InvalidTopic,
-    /// Too many requests of this kind; slow down.
-    RateLimited,
-    /// An HTTP request body over the server functions' size limit.
-    TooLarge,
-    /// An HTTP request body that is not `application/x-www-form-urlencoded`.
-    BadContentType,
-    /// The server cannot reach its store right now; retry later.
-    Unavailable,
-    /// Anything else; the server logged it.
-    Internal,
-}
-
-impl ErrorCode {
-    /// The HTTP status this error maps to, in one exhaustive place.
-    pub fn http_status(self) -> u16 {
-        match self {
-            ErrorCode::BadFrame
-            | ErrorCode::EmptyBody
-            | ErrorCode::BodyTooLong
-            | ErrorCode::BadClientId
-            | ErrorCode::InvalidName
-            | ErrorCode::InvalidAccount
-            | ErrorCode::InvalidTopic => 422,
-            ErrorCode::Unauthorized | ErrorCode::BadCredentials => 401,
-            ErrorCode::Forbidden
-            | ErrorCode::NotJoined
-            | ErrorCode::NotMember
-            | ErrorCode::Banned => 403,
-            ErrorCode::UnknownRoom | ErrorCode::NotFound => 404,
-            ErrorCode::RoomExists | ErrorCode::AccountExists | ErrorCode::TooManyRooms => 409,
-            ErrorCode::TooLarge => 413,
-            ErrorCode::BadContentType => 415,
-            ErrorCode::RateLimited => 429,
-            ErrorCode::Unavailable => 503,
-            ErrorCode::Internal => 500,
-        }
-    }
-}
-
-/// An error with a code for programs and a message for people.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
-#[error("{message}")]
-pub struct ApiError {
-    pub code: ErrorCode,
-    pub message: String,
-    /// With [`ErrorCode::RateLimited`]: milliseconds until a retry may succeed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retry_after: Option<u64>,
-}
-
-impl ApiError {
-    /// An error with `code` and a message for people.
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-            retry_after: None,
-        }
-    }
-
-    /// A `rate_limited` error saying when to retry (rounded up to the next
-    /// millisecond, so a client waiting that long is never early).
-    pub fn rate_limited(message: impl Into<String>, wait: std::time::Duration) -> Self {
-        let millis = wait.as_nanos().div_ceil(1_000_000);
-        Self {
-            retry_after: Some(u64::try_from(millis).unwrap_or(u64::MAX)),
-            ..Self::new(ErrorCode::RateLimited, message)
-        }
-    }
-
-    /// The `error` frame for this error.
-    pub fn frame(self, room: Option<String>, client_id: Option<String>) -> ServerFrame {
-        ServerFrame::Error {
-            code: self.code,
-            message: self.message,
-            client_id,
-            room,
-            retry_after: self.retry_after,
-        }
-    }
-}
-
-/// Checks a display name and returns it trimmed.
-pub fn validate_display_name(name: &str) -> Result<String, ApiError> {
-    validate_name(name, MAX_DISPLAY_NAME_CHARS, "Display name")
-}
-
-/// Checks a room name and returns it trimmed.
-pub fn validate_room_name(name: &str) -> Result<String, ApiError> {
-    let name = validate_name(name, MAX_ROOM_NAME_CHARS, "Room name")?;
-    // Room names appear in URLs (/rooms/<name>): a slash would split the
-    // path, browsers resolve "." and ".." segments away, and leptos_router
-    // percent-decodes a path parameter twice when rendering on the server,
-    // so a '%' could name another room after a reload.
-    if let Some(c) = name.chars().find(|c| matches!(c, '/' | '%')) {
-        return Err(ApiError::new(
-            ErrorCode::InvalidName,
-            format!("Room name cannot contain '{c}'."),
-        ));
-    }
-    if name.chars().all(|c| c == '.') {
-        return Err(ApiError::new(
-            ErrorCode::InvalidName,
-            "Room name cannot be only dots.",
-        ));
-    }
-    Ok(name)
-}
-
-fn validate_name(name: &str, max: usize, what: &str) -> Result<String, ApiError> {
-    let name = name.trim();
-    if name.is_empty() {
-        return Err(ApiError::new(
-            ErrorCode::InvalidName,
-            format!("{what} cannot be empty."),
-        ));
-    }
-    if name.chars().count() > max {
-        return Err(ApiError::new(
-            ErrorCode::InvalidName,
-            format!("{what} must be at most {max} characters."),
-        ));
-    }
-    if name.chars().any(char::is_control) {
-        return Err(ApiError::new(
-            ErrorCode::InvalidName,
-            format!("{what} cannot contain control characters."),
-        ));
-    }
-    Ok(name.to_owned())
-}
-
-/// Checks a message body. Bodies are kept as typed (no trimming), but one
-/// that is only white space counts as empty.
-pub fn validate_body(body: &str) -> Result<(), ApiError> {
-    if body.trim().is_empty() {
-        return Err(ApiError::new(
-            ErrorCode::EmptyBody,
-            "Message cannot be empty.",
-        ));
-    }
-    let chars = body.chars().count();
-    if chars > MAX_BODY_CHARS {
-        return Err(ApiError::new(
-            ErrorCode::BodyTooLong,
-            format!("Message is {chars} characters long; the limit is {MAX_BODY_CHARS}."),
-        ));
-    }
-    Ok(())
-}
-
-/// Longest email address (RFC 5321's path limit).
-pub const MAX_EMAIL_CHARS: usize = 254;
-/// Shortest password a local account may have.
-pub const MIN_PASSWORD_CHARS: usize = 8;
-/// Longest password (it is hashed on every sign-in: keep the work bounded).
-pub const MAX_PASSWORD_BYTES: usize = 1024;
-
-/// Checks an email address and returns it trimmed. Deliberately loose (one
-/// `@` with something on both sides, no spaces): the address is an account
-/// name here, never mailed to.
-pub fn validate_email(email: &str) -> Result<String, ApiError> {
-    let email = email.trim();
-    let bad = |why: &str| Err(ApiError::new(ErrorCode::InvalidAccount, why));
-    if email.is_empty() {
-        return bad("Email cannot be empty.");
-    }
-    if email.chars().count() > MAX_EMAIL_CHARS {
-        return bad("Email is too long.");
-    }
-    match email.split_once('@') {
-        Some((local, domain))
-            if !local.is_empty()
-                && !domain.is_empty()
-                && !domain.contains('@')
-                && !email.chars().any(|c| c.is_whitespace() || c.is_control()) =>
-        {
-            Ok(email.to_owned())
-        }
-        _ => bad("That does not look like an email address."),
-    }
-}
-
-/// Checks a new password's length (in characters, at most
-/// [`MAX_PASSWORD_BYTES`] bytes).
-pub fn validate_new_password(password: &str) -> Result<(), ApiError> {
-    if password.chars().count() < MIN_PASSWORD_CHARS {
-        return Err(ApiError::new(
-            ErrorCode::InvalidAccount,
-            format!("Password must be at least {MIN_PASSWORD_CHARS} characters."),
-        ));
-    }
-    if password.len() > MAX_PASSWORD_BYTES {
-        return Err(ApiError::new(
-            ErrorCode::InvalidAccount,
-            format!("Password must be at most {MAX_PASSWORD_BYTES} bytes."),
-        ));
-    }
-    Ok(())
-}
-
-/// Checks that a `client_id` is a UUID, and returns it in canonical form.
-pub fn validate_client_id(client_id: &str) -> Result<String, ApiError> {
-    uuid::Uuid::parse_str(client_id)
-        .map(|id| id.hyphenated().to_string())
-        .map_err(|_| ApiError::new(ErrorCode::BadClientId, "client_id must be a UUID."))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -543,36 +344,6 @@ mod tests {
     }
 
     #[test]
-    fn names_are_trimmed_and_bounded() {
-        assert_eq!(validate_display_name("  ann ").unwrap(), "ann");
-        assert_eq!(
-            validate_display_name("   ").unwrap_err().code,
-            ErrorCode::InvalidName
-        );
-        assert!(validate_display_name(&"é".repeat(32)).is_ok());
-        assert!(validate_display_name(&"é".repeat(33)).is_err());
-        assert!(validate_room_name(&"r".repeat(64)).is_ok());
-        assert!(validate_room_name(&"r".repeat(65)).is_err());
-        assert!(validate_room_name("a/b").is_err());
-        assert!(validate_room_name("..").is_err());
-        assert!(validate_room_name("50% off").is_err());
-        assert!(validate_room_name("...").is_err());
-        assert!(validate_room_name("a.b").is_ok());
-    }
-
-    #[test]
-    fn bodies_are_bounded_in_characters() {
-        assert_eq!(validate_body(" \n").unwrap_err().code, ErrorCode::EmptyBody);
-        assert!(validate_body(&"ü".repeat(MAX_BODY_CHARS)).is_ok());
-        assert_eq!(
-            validate_body(&"ü".repeat(MAX_BODY_CHARS + 1))
-                .unwrap_err()
-                .code,
-            ErrorCode::BodyTooLong
-        );
-    }
-
-    #[test]
     fn users_without_email_or_picture_serialise_as_before() {
         let ann = UserInfo {
             id: 1,
@@ -618,27 +389,33 @@ mod tests {
     }
 
     #[test]
-    fn emails_and_passwords_are_checked() {
-        assert_eq!(validate_email(" a@b.c ").unwrap(), "a@b.c");
-        for bad in ["", "ab", "@b", "a@", "a b@c", "a@b@c"] {
-            assert_eq!(
-                validate_email(bad).unwrap_err().code,
-                ErrorCode::InvalidAccount,
-                "{bad}"
-            );
+    fn encode_is_the_json_of_the_frame() {
+        let frames = [
+            ServerFrame::Pong,
+            ServerFrame::Hello {
+                protocol: PROTOCOL_VERSION,
+                user: Me {
+                    id: 1,
+                    name: "Ann \"quoted\" \u{1F600}".into(),
+                    ..Me::default()
+                },
+            },
+            ApiError::rate_limited("slow", std::time::Duration::from_millis(5))
+                .frame(Some("r".into()), Some("c".into())),
+        ];
+        for frame in frames {
+            let text = frame.encode();
+            assert_eq!(text, serde_json::to_string(&frame).unwrap());
+            assert_eq!(serde_json::from_str::<ServerFrame>(&text).unwrap(), frame);
         }
-        assert!(validate_new_password("1234567").is_err());
-        assert!(validate_new_password("12345678").is_ok());
-        assert!(validate_new_password(&"x".repeat(MAX_PASSWORD_BYTES + 1)).is_err());
-    }
-
-    #[test]
-    fn client_ids_must_be_uuids() {
-        let id = "6F9619FF-8B86-D011-B42D-00C04FC964FF";
-        assert_eq!(
-            validate_client_id(id).unwrap(),
-            "6f9619ff-8b86-d011-b42d-00c04fc964ff"
-        );
-        assert!(validate_client_id("nope").is_err());
+        // The fallback is itself a frame every client can read.
+        let fallback: ServerFrame = serde_json::from_str(ENCODE_FAILED).unwrap();
+        assert!(matches!(
+            fallback,
+            ServerFrame::Error {
+                code: ErrorCode::Internal,
+                ..
+            }
+        ));
     }
 }
