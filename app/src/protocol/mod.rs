@@ -5,19 +5,27 @@
 //! authors of non-Rust clients; keep the two in step.
 //!
 //! # Layout
-//! - this module: the frames, the types they carry, and the limits.
+//! - this module: protocol v1's frames and the limits both versions share.
+//! - [`types`]: the values frames carry (users, rooms, v2 messages, members).
+//! - [`event`]: v2 room events, one log per room.
+//! - [`v2`]: protocol v2's frames and limits, beside v1's until v1 is retired.
 //! - [`error`]: [`ErrorCode`] and [`ApiError`], shared with server functions.
 //! - [`validate`]: the checks both sides run on names, bodies and ids.
 //!
-//! Everything is re-exported here, so `app::protocol::ErrorCode` and
+//! Everything but v2's frames is re-exported here, so `app::protocol::ErrorCode` and
 //! `app::protocol::validate_body` name the same items as their modules do.
 
 use serde::{Deserialize, Serialize};
 
 pub mod error;
+pub mod event;
+pub mod types;
+pub mod v2;
 pub mod validate;
 
 pub use error::*;
+pub use event::*;
+pub use types::*;
 pub use validate::*;
 
 /// Version of this protocol, announced by the server in its `hello` frame.
@@ -180,59 +188,6 @@ pub struct ChatMessage {
     pub client_id: String,
 }
 
-/// A user as others see them. It has no email on purpose: every frame
-/// about other people is built from this type, so none can carry one.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct UserInfo {
-    pub id: i64,
-    pub name: String,
-    /// An `https:` (or `http:`) picture URL from the identity provider.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub picture: Option<String>,
-}
-
-/// The signed-in user as they see themselves: [`UserInfo`] plus their
-/// email, which is shown to them alone (their `hello` and page data).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Me {
-    pub id: i64,
-    pub name: String,
-    /// The account's email (local accounts, and providers that share it).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub email: Option<String>,
-    /// An `https:` (or `http:`) picture URL from the identity provider.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub picture: Option<String>,
-}
-
-impl Me {
-    /// How others see this user: everything but the email.
-    pub fn public(&self) -> UserInfo {
-        UserInfo {
-            id: self.id,
-            name: self.name.clone(),
-            picture: self.picture.clone(),
-        }
-    }
-}
-
-impl UserInfo {
-    /// Up to two initials of the name, for an avatar without a picture.
-    pub fn initials(&self) -> String {
-        let mut words = self
-            .name
-            .split_whitespace()
-            .filter_map(|w| w.chars().next());
-        let first = words.next();
-        let last = words.next_back();
-        first
-            .into_iter()
-            .chain(last)
-            .flat_map(char::to_uppercase)
-            .collect()
-    }
-}
-
 /// A room as listed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoomInfo {
@@ -247,49 +202,6 @@ pub struct RoomInfo {
 pub enum SystemEvent {
     Joined,
     Left,
-}
-
-/// What kind of room: who may see it and how one gets in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RoomKind {
-    /// Listed in the directory; anyone signed in may read, preview and join.
-    Public,
-    /// Seen only by its members and the people invited to it.
-    Private,
-    /// A direct conversation between a fixed set of people; it has no name.
-    Dm,
-}
-
-impl RoomKind {
-    /// The name stored in `rooms.kind` and sent on the wire.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RoomKind::Public => "public",
-            RoomKind::Private => "private",
-            RoomKind::Dm => "dm",
-        }
-    }
-}
-
-/// A member's role in a room; ordered by what it may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    Member,
-    Moderator,
-    Owner,
-}
-
-impl Role {
-    /// The name stored in `members.role` and sent on the wire.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Member => "member",
-            Role::Moderator => "moderator",
-            Role::Owner => "owner",
-        }
-    }
 }
 
 #[cfg(test)]

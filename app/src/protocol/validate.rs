@@ -2,8 +2,8 @@
 //! the server (which never trusts the browser).
 
 use super::{
-    ApiError, ErrorCode, MAX_BODY_CHARS, MAX_DISPLAY_NAME_CHARS, MAX_EMAIL_CHARS,
-    MAX_PASSWORD_BYTES, MAX_ROOM_NAME_CHARS, MIN_PASSWORD_CHARS,
+    v2::MAX_TOPIC_CHARS, ApiError, ErrorCode, MAX_BODY_CHARS, MAX_DISPLAY_NAME_CHARS,
+    MAX_EMAIL_CHARS, MAX_PASSWORD_BYTES, MAX_ROOM_NAME_CHARS, MIN_PASSWORD_CHARS,
 };
 
 /// Checks a display name and returns it trimmed.
@@ -56,13 +56,49 @@ fn validate_name(name: &str, max: usize, what: &str) -> Result<String, ApiError>
     Ok(name.to_owned())
 }
 
+/// The fold that makes room names unique ignoring case: trimmed, then
+/// lower-cased. Stored as `rooms.name_key`; changing it would orphan every
+/// stored key.
+pub fn room_key(name: &str) -> String {
+    name.trim().to_lowercase()
+}
+
+/// Checks a room topic and returns it trimmed. A topic may be empty (no
+/// topic); it is one line, so control characters (U+0000 included, which
+/// PostgreSQL cannot store) are refused.
+pub fn validate_topic(topic: &str) -> Result<String, ApiError> {
+    let topic = topic.trim();
+    let chars = topic.chars().count();
+    if chars > MAX_TOPIC_CHARS {
+        return Err(ApiError::new(
+            ErrorCode::InvalidTopic,
+            format!("Topic is {chars} characters long; the limit is {MAX_TOPIC_CHARS}."),
+        ));
+    }
+    if topic.chars().any(char::is_control) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidTopic,
+            "Topic cannot contain control characters.",
+        ));
+    }
+    Ok(topic.to_owned())
+}
+
 /// Checks a message body. Bodies are kept as typed (no trimming), but one
-/// that is only white space counts as empty.
+/// that is only white space counts as empty. U+0000 is refused (with
+/// `bad_frame`: no client sends it by accident) because PostgreSQL cannot
+/// store it, and both stores must answer alike.
 pub fn validate_body(body: &str) -> Result<(), ApiError> {
     if body.trim().is_empty() {
         return Err(ApiError::new(
             ErrorCode::EmptyBody,
             "Message cannot be empty.",
+        ));
+    }
+    if body.contains('\0') {
+        return Err(ApiError::new(
+            ErrorCode::BadFrame,
+            "Message cannot contain the character U+0000.",
         ));
     }
     let chars = body.chars().count();
@@ -182,5 +218,50 @@ mod tests {
             "6f9619ff-8b86-d011-b42d-00c04fc964ff"
         );
         assert!(validate_client_id("nope").is_err());
+    }
+
+    #[test]
+    fn nul_is_refused_in_bodies_names_and_topics() {
+        assert_eq!(validate_body("a\0b").unwrap_err().code, ErrorCode::BadFrame);
+        assert!(
+            validate_body("a\u{1}b\tc\n").is_ok(),
+            "other controls are text"
+        );
+        assert_eq!(
+            validate_room_name("a\0b").unwrap_err().code,
+            ErrorCode::InvalidName
+        );
+        assert_eq!(
+            validate_display_name("a\0b").unwrap_err().code,
+            ErrorCode::InvalidName
+        );
+        assert_eq!(
+            validate_topic("a\0b").unwrap_err().code,
+            ErrorCode::InvalidTopic
+        );
+    }
+
+    #[test]
+    fn topics_are_trimmed_bounded_and_may_be_empty() {
+        assert_eq!(validate_topic("  Plans  ").unwrap(), "Plans");
+        assert_eq!(validate_topic("   ").unwrap(), "");
+        assert!(validate_topic(&"é".repeat(MAX_TOPIC_CHARS)).is_ok());
+        assert_eq!(
+            validate_topic(&"é".repeat(MAX_TOPIC_CHARS + 1))
+                .unwrap_err()
+                .code,
+            ErrorCode::InvalidTopic
+        );
+        assert_eq!(
+            validate_topic("two\nlines").unwrap_err().code,
+            ErrorCode::InvalidTopic
+        );
+    }
+
+    #[test]
+    fn room_keys_fold_case_and_outer_space() {
+        assert_eq!(room_key("  Team Chat "), "team chat");
+        assert_eq!(room_key("CAFÉ"), room_key("café"));
+        assert_ne!(room_key("team  chat"), room_key("team chat"));
     }
 }
