@@ -7,6 +7,13 @@
 //! message not yet acknowledged (same `client_id`, so nothing is stored twice).
 //! The outbox is also kept in `localStorage`, so a reload (or a crash of the
 //! tab) while offline loses nothing either.
+//!
+//! # Layout
+//! - this module: [`Chat`], today's (protocol v1) signals and intents.
+//! - `outbox` (browser only): the outbox's copy in `localStorage`.
+//! - `transport` (browser only): the WebSocket loop.
+//! - [`state`] and [`reducer`]: the protocol v2 client as plain data and two
+//!   pure functions, tested natively; not wired into the page yet.
 
 use crate::protocol::{
     validate_body, ApiError, ChatMessage, ClientFrame, ErrorCode, Me, RoomInfo, ServerFrame,
@@ -16,6 +23,8 @@ use leptos::prelude::*;
 
 #[cfg(feature = "hydrate")]
 mod outbox;
+pub mod reducer;
+pub mod state;
 #[cfg(feature = "hydrate")]
 mod transport;
 
