@@ -6,6 +6,7 @@
 //!   and the `Backend` trait the server implements for them.
 //! - [`client`]: the browser's live state and its WebSocket connection.
 //! - [`components`]: the pages and panes.
+//! - [`urls`]: the app's paths (rooms by name for v1, by id and slug for v2).
 //!
 //! Feature `ssr` builds the server side, `hydrate` the WASM side.
 
@@ -15,6 +16,9 @@ pub mod api;
 pub mod client;
 pub mod components;
 pub mod protocol;
+pub mod urls;
+
+pub use urls::{percent_encode, room_href};
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
@@ -64,37 +68,5 @@ pub fn App() -> impl IntoView {
                 />
             </Routes>
         </Router>
-    }
-}
-
-/// The path of a room's page.
-pub fn room_href(name: &str) -> String {
-    format!("/rooms/{}", percent_encode(name))
-}
-
-/// Percent-encodes everything but unreserved characters (RFC 3986), for a
-/// path segment or a query value.
-pub fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn room_paths_escape_everything_but_unreserved() {
-        assert_eq!(room_href("a b"), "/rooms/a%20b");
-        assert_eq!(room_href("100%"), "/rooms/100%25");
-        assert_eq!(room_href("ünï/?#&"), "/rooms/%C3%BCn%C3%AF%2F%3F%23%26");
-        assert_eq!(room_href("a-b_c.d~e"), "/rooms/a-b_c.d~e");
     }
 }

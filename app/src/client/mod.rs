@@ -7,12 +7,26 @@
 //! message not yet acknowledged (same `client_id`, so nothing is stored twice).
 //! The outbox is also kept in `localStorage`, so a reload (or a crash of the
 //! tab) while offline loses nothing either.
+//!
+//! # Layout
+//! - this module: [`Chat`], today's (protocol v1) signals and intents.
+//! - `outbox` (browser only): the outbox's copy in `localStorage`.
+//! - `transport` (browser only): the WebSocket loop.
+//! - [`state`] and [`reducer`]: the protocol v2 client as plain data and two
+//!   pure functions, tested natively; not wired into the page yet.
 
 use crate::protocol::{
     validate_body, ApiError, ChatMessage, ClientFrame, ErrorCode, Me, RoomInfo, ServerFrame,
     SystemEvent, UserInfo, HISTORY_PAGE,
 };
 use leptos::prelude::*;
+
+#[cfg(feature = "hydrate")]
+mod outbox;
+pub mod reducer;
+pub mod state;
+#[cfg(feature = "hydrate")]
+mod transport;
 
 /// Connection state shown to the user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -206,7 +220,7 @@ pub struct Chat {
     /// When this tab last said it was typing (ms), to send it at most every few seconds.
     typing_sent: StoredValue<f64>,
     #[cfg(feature = "hydrate")]
-    conn: StoredValue<Option<live::Conn>, LocalStorage>,
+    conn: StoredValue<Option<transport::Conn>, LocalStorage>,
 }
 
 impl Default for Chat {
@@ -372,7 +386,7 @@ impl Chat {
     fn save_outbox(&self, change: impl FnOnce(&mut Vec<OutboxEntry>)) {
         #[cfg(feature = "hydrate")]
         if let Some(me) = self.me.get_untracked() {
-            saved::update(me.id, change);
+            outbox::update(me.id, change);
         }
     }
 
@@ -583,7 +597,7 @@ impl Chat {
         #[cfg(feature = "hydrate")]
         {
             if let Some(me) = self.me.get_untracked() {
-                let saved = saved::load(me.id);
+                let saved = outbox::load(me.id);
                 self.outbox.update(|outbox| {
                     for entry in saved {
                         if !outbox.contains(&entry) {
@@ -595,7 +609,7 @@ impl Chat {
             if let Some(room) = self.active.get_untracked() {
                 self.show_pending(room);
             }
-            live::start(*self);
+            transport::start(*self);
         }
     }
 
@@ -603,7 +617,7 @@ impl Chat {
     /// (they must not outlive the session in this browser).
     pub fn stop(&self) {
         #[cfg(feature = "hydrate")]
-        live::stop(*self);
+        transport::stop(*self);
         self.save_outbox(Vec::clear);
         self.outbox.update(Vec::clear);
         self.status.set(Status::Idle);
@@ -612,252 +626,7 @@ impl Chat {
     #[cfg_attr(not(feature = "hydrate"), allow(unused_variables))]
     fn send_frame(&self, frame: &ClientFrame) {
         #[cfg(feature = "hydrate")]
-        live::send(*self, frame);
-    }
-}
-
-/// The outbox's copy in `localStorage`, one key per user.
-#[cfg(feature = "hydrate")]
-mod saved {
-    use super::OutboxEntry;
-
-    fn storage() -> Option<web_sys::Storage> {
-        web_sys::window()?.local_storage().ok()?
-    }
-
-    fn key(user: i64) -> String {
-        format!("chat.outbox.{user}")
-    }
-
-    pub fn load(user: i64) -> Vec<OutboxEntry> {
-        storage()
-            .and_then(|s| s.get_item(&key(user)).ok()?)
-            .and_then(|text| serde_json::from_str(&text).ok())
-            .unwrap_or_default()
-    }
-
-    /// Reads, changes and writes back (other tabs may have changed it).
-    pub fn update(user: i64, change: impl FnOnce(&mut Vec<OutboxEntry>)) {
-        let Some(storage) = storage() else { return };
-        let mut entries = load(user);
-        change(&mut entries);
-        let _ = if entries.is_empty() {
-            storage.remove_item(&key(user))
-        } else {
-            match serde_json::to_string(&entries) {
-                Ok(text) => storage.set_item(&key(user), &text),
-                Err(_) => Ok(()),
-            }
-        };
-    }
-}
-
-#[cfg(feature = "hydrate")]
-mod live {
-    use super::*;
-    use futures::{channel::mpsc, SinkExt, StreamExt};
-    use gloo_net::websocket::{futures::WebSocket, Message, WebSocketError};
-
-    /// Close code the server uses when the connection's session has ended.
-    const SIGNED_OUT: u16 = 1008;
-    /// How often the client pings, and how much silence means the socket is dead.
-    const HEARTBEAT_MS: u32 = 15_000;
-    const SILENCE_MS: f64 = 40_000.0;
-    use std::{cell::Cell, rc::Rc};
-
-    /// A running connection loop: the writer side of the current socket and
-    /// a flag that stops the loop.
-    pub struct Conn {
-        tx: Option<mpsc::UnboundedSender<String>>,
-        stopped: Rc<Cell<bool>>,
-    }
-
-    pub fn send(chat: Chat, frame: &ClientFrame) {
-        // Only send while online: anything that matters is replayed by
-        // `resume` on the next hello, so a frame sent into a half-open
-        // socket is never the only copy.
-        if chat.status.get_untracked() != Status::Online {
-            return;
-        }
-        let Ok(text) = serde_json::to_string(frame) else {
-            return;
-        };
-        chat.conn.with_value(|conn| {
-            if let Some(tx) = conn.as_ref().and_then(|c| c.tx.as_ref()) {
-                let _ = tx.unbounded_send(text); // closed: the loop is reconnecting
-            }
-        });
-    }
-
-    pub fn stop(chat: Chat) {
-        chat.conn.update_value(|conn| {
-            if let Some(conn) = conn.take() {
-                conn.stopped.set(true);
-                drop(conn.tx); // ends the writer, which closes the socket
-            }
-        });
-    }
-
-    pub fn start(chat: Chat) {
-        if chat.conn.with_value(Option::is_some) {
-            return;
-        }
-        let stopped = Rc::new(Cell::new(false));
-        chat.conn.set_value(Some(Conn {
-            tx: None,
-            stopped: stopped.clone(),
-        }));
-        leptos::task::spawn_local(run(chat, stopped));
-    }
-
-    fn url() -> Option<String> {
-        let location = web_sys::window()?.location();
-        let scheme = if location.protocol().ok()? == "https:" {
-            "wss"
-        } else {
-            "ws"
-        };
-        Some(format!("{scheme}://{}/ws", location.host().ok()?))
-    }
-
-    /// Whether the browser believes it has a network.
-    fn online() -> bool {
-        web_sys::window().is_none_or(|w| w.navigator().on_line())
-    }
-
-    /// Resolves when the window next fires `event` (`online`, `offline`).
-    async fn window_event(event: &'static str) {
-        let Some(window) = web_sys::window() else {
-            return futures::future::pending().await;
-        };
-        let (tx, rx) = futures::channel::oneshot::channel::<()>();
-        // Dropping the listener (when this future is dropped) unregisters it.
-        let _listener = gloo_events::EventListener::once(&window, event, move |_| {
-            let _ = tx.send(());
-        });
-        let _ = rx.await;
-    }
-
-    async fn run(chat: Chat, stopped: Rc<Cell<bool>>) {
-        let mut attempt: u32 = 0;
-        while !stopped.get() {
-            if !online() {
-                // No point dialling without a network: wait for it (checking
-                // now and then in case the event is missed), then go at once.
-                chat.status.set(Status::Offline);
-                let back = window_event("online");
-                let recheck = gloo_timers::future::TimeoutFuture::new(10_000);
-                futures::pin_mut!(back);
-                futures::future::select(back, recheck).await;
-                attempt = 0;
-                continue;
-            }
-            chat.status.set(if attempt == 0 {
-                Status::Connecting
-            } else {
-                Status::Reconnecting
-            });
-            if let Some(socket) = url().and_then(|url| WebSocket::open(&url).ok()) {
-                let (mut sink, mut stream) = socket.split();
-                let (tx, mut rx) = mpsc::unbounded::<String>();
-                chat.conn.update_value(|c| {
-                    if let Some(c) = c {
-                        c.tx = Some(tx);
-                    }
-                });
-                let writer = async move {
-                    while let Some(text) = rx.next().await {
-                        if sink.send(Message::Text(text)).await.is_err() {
-                            break;
-                        }
-                    }
-                    let _ = sink.close().await;
-                };
-                let last_heard = Cell::new(js_sys::Date::now());
-                let reader = async {
-                    while let Some(message) = stream.next().await {
-                        last_heard.set(js_sys::Date::now());
-                        let text = match message {
-                            Ok(Message::Text(text)) => text,
-                            Ok(Message::Bytes(_)) => continue,
-                            Err(WebSocketError::ConnectionClose(close))
-                                if close.code == SIGNED_OUT =>
-                            {
-                                // This session was signed out (maybe in another
-                                // tab): show the sign-in page instead of retrying.
-                                stopped.set(true);
-                                if let Some(window) = web_sys::window() {
-                                    let _ = window.location().set_href("/");
-                                }
-                                break;
-                            }
-                            Err(_) => break,
-                        };
-                        match serde_json::from_str::<ServerFrame>(&text) {
-                            Ok(frame) => {
-                                if matches!(frame, ServerFrame::Hello { .. }) {
-                                    attempt = 0;
-                                }
-                                chat.apply(frame);
-                            }
-                            Err(err) => leptos::logging::warn!("unreadable frame: {err}"),
-                        }
-                    }
-                };
-                // Browsers hide the server's pings, so a socket left half-open
-                // (sleep, lost network) would look alive forever: ping, and
-                // reconnect when nothing at all has come back for a while.
-                let heartbeat = async {
-                    loop {
-                        gloo_timers::future::TimeoutFuture::new(HEARTBEAT_MS).await;
-                        if js_sys::Date::now() - last_heard.get() > SILENCE_MS {
-                            break;
-                        }
-                        chat.send_frame(&ClientFrame::Ping);
-                    }
-                };
-                // Losing the network ends the socket at once rather than
-                // leaving sends to vanish into it until the heartbeat notices.
-                let offline = window_event("offline");
-                futures::pin_mut!(writer, reader, heartbeat, offline);
-                futures::future::select(
-                    futures::future::select(writer, offline),
-                    futures::future::select(reader, heartbeat),
-                )
-                .await;
-                chat.conn.update_value(|c| {
-                    if let Some(c) = c {
-                        c.tx = None;
-                    }
-                });
-            }
-            if stopped.get() {
-                break;
-            }
-            if !online() {
-                continue;
-            }
-            chat.status.set(Status::Reconnecting);
-            // An upgrade refused for an ended session looks like any failed
-            // connect from here: after a few, ask whether we are signed in.
-            if attempt >= 3 && attempt.is_multiple_of(3) {
-                if let Ok(page) = crate::api::load_page(None).await {
-                    if page.me.is_none() {
-                        if let Some(window) = web_sys::window() {
-                            let _ = window.location().set_href("/");
-                        }
-                        break;
-                    }
-                }
-            }
-            // Capped exponential backoff with full jitter, so a restarted
-            // server is not hit by every client at the same instant.
-            let cap = 250.0 * f64::from(2u32.pow(attempt.min(5)));
-            let delay = (cap.min(8000.0) * (0.5 + js_sys::Math::random() / 2.0)) as u32;
-            attempt = attempt.saturating_add(1);
-            gloo_timers::future::TimeoutFuture::new(delay).await;
-        }
-        chat.status.set(Status::Idle);
+        transport::send(*self, frame);
     }
 }
 
