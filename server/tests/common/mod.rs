@@ -549,36 +549,51 @@ impl Client {
 
     /// The next text frame, as JSON.
     pub async fn recv(&mut self) -> Value {
+        self.recv_by(tokio::time::Instant::now() + WAIT)
+            .await
+            .expect("timed out waiting for a frame")
+    }
+
+    /// The next text frame, as JSON, if one arrives before `deadline`: one
+    /// deadline for the whole wait, so pings and other non-text frames cannot
+    /// extend it.
+    async fn recv_by(&mut self, deadline: tokio::time::Instant) -> Option<Value> {
         loop {
-            let message = tokio::time::timeout(WAIT, self.socket.next())
+            let message = tokio::time::timeout_at(deadline, self.socket.next())
                 .await
-                .expect("timed out waiting for a frame")
+                .ok()?
                 .expect("socket ended")
                 .expect("socket error");
             match message {
-                Message::Text(text) => return serde_json::from_str(&text).expect("JSON frame"),
+                Message::Text(text) => {
+                    return Some(serde_json::from_str(&text).expect("JSON frame"))
+                }
                 Message::Close(frame) => panic!("socket closed: {frame:?}"),
                 _ => continue,
             }
         }
     }
 
-    /// Skips frames until one of type `kind` arrives.
+    /// Skips frames until one of type `kind` arrives, within [`WAIT`] in all
+    /// (a stream of other frames cannot keep it waiting forever).
     pub async fn expect(&mut self, kind: &str) -> Value {
-        loop {
-            let frame = self.recv().await;
-            if frame["type"] == kind {
-                return frame;
-            }
-        }
+        self.expect_where(kind, |_| true).await
     }
 
-    /// Skips frames until one of type `kind` satisfying `pred` arrives.
+    /// Skips frames until one of type `kind` satisfying `pred` arrives, within
+    /// [`WAIT`] in all.
     pub async fn expect_where(&mut self, kind: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let mut skipped = Vec::new();
         loop {
-            let frame = self.expect(kind).await;
-            if pred(&frame) {
+            let Some(frame) = self.recv_by(deadline).await else {
+                panic!("no matching {kind:?} frame within {WAIT:?}; skipped: {skipped:?}");
+            };
+            if frame["type"] == kind && pred(&frame) {
                 return frame;
+            }
+            if skipped.len() < 20 {
+                skipped.push(frame);
             }
         }
     }
