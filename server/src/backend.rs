@@ -93,6 +93,7 @@ impl Backend for AppBackend {
                 let messages = self
                     .0
                     .store
+                    .events
                     .history(room.id, None, HISTORY_PAGE)
                     .await
                     .map_err(unavailable)?;
@@ -130,6 +131,7 @@ impl Backend for AppBackend {
         let user = self
             .0
             .store
+            .accounts
             .create_guest(&name, crate::now_ms())
             .await
             .map_err(unavailable)?;
@@ -159,6 +161,7 @@ impl Backend for AppBackend {
         let user = match self
             .0
             .store
+            .accounts
             .create_local_account(&name, &email, &email_key(&email), &hash, crate::now_ms())
             .await
         {
@@ -202,6 +205,7 @@ impl Backend for AppBackend {
         } else {
             self.0
                 .store
+                .accounts
                 .local_account(&account_key)
                 .await
                 .map_err(unavailable)?
@@ -227,6 +231,7 @@ impl Backend for AppBackend {
         let hash = auth::token_hash(session);
         self.0
             .store
+            .sessions
             .delete_session(&hash)
             .await
             .map_err(unavailable)?;
@@ -240,6 +245,7 @@ impl Backend for AppBackend {
         let row = match self
             .0
             .store
+            .rooms
             .create_room(&name, &room_key(&name), user.id, crate::now_ms())
             .await
         {

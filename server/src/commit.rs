@@ -11,7 +11,7 @@
 use crate::{
     hub::{encode, Conn, Hub, Out, Room},
     metrics::{self, METRICS},
-    store::{Committed, NewMessage, SharedStore, StoreError},
+    store::{Committed, Events, Health, NewMessage, StoreError},
 };
 use app::protocol::{ApiError, ChatMessage, ErrorCode, ServerFrame, UserInfo};
 use std::sync::{
@@ -78,17 +78,21 @@ impl WriteHealth {
 impl Committer {
     /// Starts the committer. When `stop` is cancelled it takes no new sends,
     /// commits every queued one, and the returned task ends.
-    pub fn spawn(store: SharedStore, hub: Hub, stop: CancellationToken) -> (Self, JoinHandle<()>) {
+    pub fn spawn(
+        events: Arc<dyn Events>,
+        hub: Hub,
+        stop: CancellationToken,
+    ) -> (Self, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE);
         let health = Arc::new(WriteHealth::default());
-        let task = tokio::spawn(run(rx, store, hub, health.clone(), stop));
+        let task = tokio::spawn(run(rx, events, hub, health.clone(), stop));
         (Self { tx, health }, task)
     }
 
     /// Whether messages can be committed now: the committer is running and
     /// its last commit succeeded, or, when it failed, a write probe (at most
     /// one a second) succeeds. `Err` says what is wrong.
-    pub async fn ready(&self, store: &SharedStore) -> Result<(), &'static str> {
+    pub async fn ready(&self, store: &dyn Health) -> Result<(), &'static str> {
         if self.tx.is_closed() {
             return Err("the committer has stopped");
         }
@@ -137,7 +141,7 @@ impl Committer {
 
 async fn run(
     mut rx: mpsc::Receiver<SendRequest>,
-    store: SharedStore,
+    events: Arc<dyn Events>,
     hub: Hub,
     health: Arc<WriteHealth>,
     stop: CancellationToken,
@@ -160,13 +164,13 @@ async fn run(
                 Err(_) => break,
             }
         }
-        commit(&store, &hub, &health, &mut batch).await;
+        commit(&*events, &hub, &health, &mut batch).await;
     }
     tracing::info!("committer stopped: every queued message is committed");
 }
 
 async fn commit(
-    store: &SharedStore,
+    events: &dyn Events,
     hub: &Hub,
     health: &WriteHealth,
     batch: &mut Vec<SendRequest>,
@@ -174,7 +178,7 @@ async fn commit(
     // One commit, one time: every message of the batch is stamped alike.
     let ts = crate::now_ms();
     let started = std::time::Instant::now();
-    let outcomes = commit_rows(store, health, batch, ts).await;
+    let outcomes = commit_rows(events, health, batch, ts).await;
     let micros = started.elapsed().as_micros() as u64;
     metrics::add(&METRICS.commit_batches, 1);
     metrics::add(&METRICS.commit_micros, micros);
@@ -193,7 +197,7 @@ async fn commit(
 /// transaction: the batch is then committed again row by row, so one bad row
 /// never fails other people's messages. A database failure fails them all.
 async fn commit_rows(
-    store: &SharedStore,
+    events: &dyn Events,
     health: &WriteHealth,
     batch: &[SendRequest],
     ts: i64,
@@ -208,13 +212,13 @@ async fn commit_rows(
             ts,
         })
         .collect();
-    let outcomes = match store.commit(&rows).await {
+    let outcomes = match events.commit_posts(&rows).await {
         Ok(committed) => committed.into_iter().map(Ok).collect(),
         Err(err) if err.is_constraint() && rows.len() > 1 => {
             tracing::warn!(cause = %err, size = rows.len(), "batch refused; committing its rows one by one");
             let mut outcomes = Vec::with_capacity(rows.len());
             for row in &rows {
-                let outcome = match store.commit(std::slice::from_ref(row)).await {
+                let outcome = match events.commit_posts(std::slice::from_ref(row)).await {
                     Ok(mut one) if one.len() == 1 => Ok(one.remove(0)),
                     Ok(_) => Err(not_stored(None)),
                     Err(err) => Err(not_stored(Some(err))),

@@ -17,6 +17,7 @@ pub mod v2;
 use crate::{
     metrics::{self, METRICS},
     store::RoomRow,
+    ws::Close,
 };
 use app::protocol::{Me, RoomInfo, ServerFrame, SystemEvent, UserInfo, PROTOCOL_VERSION};
 use axum::extract::ws::Utf8Bytes;
@@ -32,12 +33,6 @@ use tokio::sync::{mpsc, Notify};
 
 /// Frames a connection may have queued before it counts as too slow.
 pub const CONN_QUEUE: usize = 1024;
-
-/// Close code for a connection whose session ended.
-pub const CLOSE_SIGNED_OUT: u16 = 1008;
-
-/// Close code for a connection that could not keep up.
-pub const CLOSE_SLOW_CONSUMER: u16 = 1013;
 
 /// Serialises a frame once, for sharing among recipients.
 pub fn encode(frame: &ServerFrame) -> Utf8Bytes {
@@ -71,7 +66,7 @@ pub struct Conn {
     session: [u8; 32],
     tx: mpsc::Sender<Out>,
     kicked: Notify,
-    /// Close code of the first kick (0: none yet).
+    /// Wire code of the first kick's [`Close`] (0: none yet).
     kick_code: AtomicU16,
 }
 
@@ -83,7 +78,7 @@ impl Conn {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
                 metrics::add(&METRICS.slow_consumer_drops, 1);
-                self.kick(CLOSE_SLOW_CONSUMER);
+                self.kick(Close::SlowConsumer);
                 false
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
@@ -96,11 +91,11 @@ impl Conn {
         let _ = self.tx.send(Out::Frame(encode(frame))).await;
     }
 
-    /// Asks the writer to close the socket with `code`. The first kick wins.
-    pub fn kick(&self, code: u16) {
+    /// Asks the writer to close the socket with `close`. The first kick wins.
+    pub fn kick(&self, close: Close) {
         if self
             .kick_code
-            .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire)
+            .compare_exchange(0, close.code(), Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
         {
             self.kicked.notify_one();
@@ -112,10 +107,11 @@ impl Conn {
         self.kick_code.load(Ordering::Acquire) != 0
     }
 
-    /// Resolves once the connection has been kicked; returns the close code.
-    pub async fn kicked(&self) -> u16 {
+    /// Resolves once the connection has been kicked; returns its close.
+    pub async fn kicked(&self) -> Close {
         self.kicked.notified().await;
-        self.kick_code.load(Ordering::Acquire)
+        // Only `kick` stores a code, and it stores a `Close`'s.
+        Close::from_code(self.kick_code.load(Ordering::Acquire)).unwrap_or(Close::Normal)
     }
 }
 
@@ -296,7 +292,7 @@ impl Hub {
             .iter()
             .filter(|c| ended.contains(&c.session))
         {
-            conn.kick(CLOSE_SIGNED_OUT);
+            conn.kick(Close::SignedOut);
             closed += 1;
         }
         closed

@@ -2,69 +2,56 @@
 //!
 //! # Layout
 //! - [`config`]: flags and environment.
-//! - [`http`]: the router (pages via leptos_axum SSR, server functions, `/ws`, health).
-//! - [`ws`]: one task pair per WebSocket: a reader handling client frames, a writer
-//!   draining the connection's bounded queue.
+//! - [`state`]: [`AppState`], what every handler shares.
+//! - [`http`]: the router and the checks every request passes (Host, Origin,
+//!   client address); pages via leptos_axum SSR and server functions.
+//!   - `http/api_guard.rs`: the guard in front of the server functions.
+//!   - `http/ops.rs`: `/healthz`, `/readyz`, `/metrics`.
+//!   - `http/oidc.rs`: the OpenID sign-in routes and their error page.
+//! - [`ws`]: one task pair per WebSocket: the upgrade and a reader handling
+//!   client frames (`ws/mod.rs`), a writer draining the connection's bounded
+//!   queue (`ws/writer.rs`), and the close codes it may end with ([`ws::close`]).
 //! - [`hub`]: rooms, presence and fan-out; each event serialised once and shared.
 //! - [`commit`]: the batch committer, where messages get their `seq` and become
 //!   durable before anyone is told about them.
-//! - [`store`]: the `Store` trait and its SQLite implementation.
+//! - [`store`]: one trait per aggregate (accounts, sessions, rooms, events,
+//!   health), the [`store::Store`] handle over them, and the SQLite
+//!   implementation (`store/sqlite/`, one file per aggregate).
 //! - [`auth`]: sessions, guest sign-in, local accounts (argon2id, rate limits),
 //!   OpenID Connect providers, and Origin checks.
 //! - [`metrics`]: counters served at `/metrics`.
 //! - [`net`]: the listener; every accepted socket gets `TCP_NODELAY`.
 //! - [`backend`]: the server side of the app's server functions.
+//!
+//! This file holds [`run`], which wires them together and shuts them down
+//! in order, and the housekeeping tasks.
 
 pub mod auth;
 pub mod backend;
+pub mod chat;
 pub mod commit;
 pub mod config;
 pub mod http;
 pub mod hub;
 pub mod metrics;
 pub mod net;
+pub mod state;
 pub mod store;
 pub mod ws;
+
+pub use state::AppState;
 
 use crate::{
     auth::{limit::Limits, oidc::Oidc},
     commit::Committer,
     config::Config,
     hub::Hub,
-    store::SharedStore,
+    store::Store,
 };
 use app::protocol::{ApiError, ErrorCode};
-use axum::extract::FromRef;
-use leptos::config::LeptosOptions;
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::net::TcpListener;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
-
-/// Everything a handler may need; cheap to clone.
-#[derive(Clone)]
-pub struct AppState {
-    pub config: Arc<Config>,
-    pub store: SharedStore,
-    pub hub: Hub,
-    pub committer: Committer,
-    pub leptos: LeptosOptions,
-    /// Cancelled when the server is shutting down: connections close with 1012.
-    pub shutdown: CancellationToken,
-    /// Every WebSocket connection task, so shutdown can wait for them.
-    pub tasks: TaskTracker,
-    /// The configured OpenID providers.
-    pub oidc: Oidc,
-    /// Password sign-in and sign-up rate limits.
-    pub limits: Arc<Limits>,
-    /// The hosts this server answers to and the origins it trusts.
-    pub trust: Arc<auth::Trust>,
-}
-
-impl FromRef<AppState> for LeptosOptions {
-    fn from_ref(state: &AppState) -> Self {
-        state.leptos.clone()
-    }
-}
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
@@ -100,17 +87,17 @@ pub fn housekeeping_schedule(period: Duration) -> tokio::time::Interval {
 
 /// Deletes expired sessions and abandoned sign-ins once an hour (expired ones
 /// are already refused; this only keeps the tables small).
-async fn purge_sessions(store: SharedStore, shutdown: CancellationToken) {
+async fn purge_sessions(store: Store, shutdown: CancellationToken) {
     let mut every = housekeeping_schedule(PURGE_EVERY);
     loop {
         tokio::select! {
             _ = every.tick() => {
-                match store.purge_sessions(now_ms()).await {
+                match store.sessions.purge_sessions(now_ms()).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(sessions = n, "expired sessions purged"),
                     Err(err) => tracing::warn!(cause = %err, "session purge failed"),
                 }
-                if let Err(err) = store.purge_oidc_flows(now_ms()).await {
+                if let Err(err) = store.sessions.purge_oidc_flows(now_ms()).await {
                     tracing::warn!(cause = %err, "sign-in purge failed");
                 }
             }
@@ -143,10 +130,10 @@ pub async fn run(
         );
     }
     let store = store::open(&config.database_url).await?;
-    let hub = Hub::new(&store.rooms().await?);
+    let hub = Hub::new(&store.rooms.rooms().await?);
     let stop_commits = CancellationToken::new();
     let (committer, commit_task) =
-        Committer::spawn(store.clone(), hub.clone(), stop_commits.clone());
+        Committer::spawn(store.events.clone(), hub.clone(), stop_commits.clone());
     let state = AppState {
         leptos: config.leptos_options(),
         config: Arc::new(config),

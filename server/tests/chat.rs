@@ -6,6 +6,7 @@ mod common;
 use common::TestApp;
 use futures::SinkExt;
 use serde_json::{json, Value};
+use server::store::Sessions;
 use sqlx::Connection;
 use std::time::Duration;
 

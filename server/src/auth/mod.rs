@@ -15,7 +15,7 @@ pub mod trust;
 
 pub use trust::Trust;
 
-use crate::store::{SharedStore, StoreError};
+use crate::store::{Store, StoreError};
 use app::protocol::{ApiError, Me, SESSION_COOKIE};
 use axum::http::{header, HeaderMap};
 use rand::RngCore;
@@ -51,8 +51,9 @@ pub fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
 }
 
 /// The user of a session token, if the session exists and has not expired.
-pub async fn user_for_token(store: &SharedStore, token: &str) -> Result<Option<Me>, StoreError> {
+pub async fn user_for_token(store: &Store, token: &str) -> Result<Option<Me>, StoreError> {
     store
+        .sessions
         .session_user(&token_hash(token), crate::now_ms())
         .await
 }
@@ -64,6 +65,7 @@ pub async fn start_session(state: &crate::AppState, user_id: i64) -> Result<Stri
     let expires = now + state.config.session_hours * 3_600_000;
     state
         .store
+        .sessions
         .create_session(user_id, &token_hash(&token), now, expires)
         .await
         .map_err(crate::unavailable)?;

@@ -13,7 +13,7 @@
 use super::{new_token, token_hash};
 use crate::{
     config::OidcProvider,
-    store::{OidcFlow, Profile, SharedStore},
+    store::{OidcFlow, Profile, Store},
 };
 use app::protocol::{Me, MAX_DISPLAY_NAME_CHARS};
 use axum::http::StatusCode;
@@ -240,7 +240,7 @@ impl Oidc {
     /// provider's authorization URL and the browser's flow cookie value.
     pub async fn start(
         &self,
-        store: &SharedStore,
+        store: &Store,
         id: &str,
         browser: Option<&str>,
     ) -> Result<(String, String), FlowError> {
@@ -264,6 +264,7 @@ impl Oidc {
         };
         let expires_at = crate::now_ms() + FLOW_TTL.as_millis() as i64;
         store
+            .sessions
             .create_oidc_flow(&OidcFlow {
                 state_hash: token_hash(state.secret()),
                 browser_hash: token_hash(&browser),
@@ -286,7 +287,7 @@ impl Oidc {
     /// Completes a sign-in at provider `id`'s callback; returns the signed-in user.
     pub async fn finish(
         &self,
-        store: &SharedStore,
+        store: &Store,
         id: &str,
         browser: Option<&str>,
         callback: Callback,
@@ -309,6 +310,7 @@ impl Oidc {
         };
         // Taken, not read: whatever happens next, this state is spent.
         let flow = store
+            .sessions
             .take_oidc_flow(&token_hash(state))
             .await
             .map_err(unavailable)?
@@ -452,6 +454,7 @@ impl Oidc {
         let profile = profile(&sources);
         let subject = claims.subject().as_str();
         let user = store
+            .accounts
             .sign_in_identity(claims.issuer().as_str(), subject, &profile, crate::now_ms())
             .await
             .map_err(unavailable)?;

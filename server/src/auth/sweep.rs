@@ -4,13 +4,13 @@
 //! sockets at once ([`Hub::end_session`]); the hourly purge only deletes
 //! sessions that already expired, which this sweep has closed by then.
 
-use crate::{hub::Hub, store::SharedStore};
+use crate::{hub::Hub, store::Store};
 use std::{collections::HashSet, time::Duration};
 use tokio_util::sync::CancellationToken;
 
 /// Sweeps every `every` (the ping interval: a dead session's socket lives
 /// at most that long), first one interval after start, until `shutdown`.
-pub async fn run(store: SharedStore, hub: Hub, every: Duration, shutdown: CancellationToken) {
+pub async fn run(store: Store, hub: Hub, every: Duration, shutdown: CancellationToken) {
     let mut ticks = crate::housekeeping_schedule(every);
     loop {
         tokio::select! {
@@ -28,12 +28,12 @@ pub async fn run(store: SharedStore, hub: Hub, every: Duration, shutdown: Cancel
 /// Checks the sessions of every open connection (each distinct session
 /// once, looked up in batches) and closes, with 1008, the connections of
 /// those that are gone; returns how many. A failed lookup closes none.
-pub async fn sweep(store: &SharedStore, hub: &Hub) -> Result<usize, crate::store::StoreError> {
+pub async fn sweep(store: &Store, hub: &Hub) -> Result<usize, crate::store::StoreError> {
     let open = hub.sessions();
     if open.is_empty() {
         return Ok(0);
     }
-    let live = store.live_sessions(&open, crate::now_ms()).await?;
+    let live = store.sessions.live_sessions(&open, crate::now_ms()).await?;
     // Only sessions that were checked: a connection opened since is left
     // to the next sweep.
     let ended: HashSet<[u8; 32]> = open.into_iter().filter(|s| !live.contains(s)).collect();
@@ -46,7 +46,10 @@ pub async fn sweep(store: &SharedStore, hub: &Hub) -> Result<usize, crate::store
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{auth::token_hash, store};
+    use crate::{
+        auth::token_hash,
+        store::{self, Accounts, Sessions},
+    };
 
     #[tokio::test]
     async fn closes_the_sockets_of_ended_sessions_and_no_one_when_the_store_fails() {

@@ -1,12 +1,21 @@
-//! Durable storage behind one trait, so SQLite (the zero-setup default) and
-//! other databases are interchangeable. Everything here is called off the
-//! per-delivery hot path: fan-out never touches the store.
+//! Durable storage, as one trait per aggregate, so SQLite (the zero-setup
+//! default) and PostgreSQL can be siblings implementing the same traits.
+//! Everything here is called off the per-delivery hot path: fan-out never
+//! touches the store.
+//!
+//! - [`Accounts`]: users and how they sign in (guest, local, OpenID identity).
+//! - [`Sessions`]: sessions and OpenID sign-ins in progress.
+//! - [`Rooms`]: rooms, and the last `seq` of each.
+//! - [`Events`]: the commit path and what it wrote (history, replay).
+//! - [`Health`]: whether the database answers and can be written.
+//!
+//! [`Store`] holds one of each; [`open`] makes it from a `DATABASE_URL`.
 
 pub mod sqlite;
 
 use app::protocol::{ChatMessage, Me, RoomInfo, UserInfo};
 use async_trait::async_trait;
-use std::{collections::HashSet, sync::Arc};
+use std::{collections::HashSet, fmt, sync::Arc};
 
 /// Storage failures the caller can act on.
 #[derive(Debug, thiserror::Error)]
@@ -141,29 +150,11 @@ pub struct OidcFlow {
     pub expires_at: i64,
 }
 
-/// The store behind the chat.
+/// Users and the ways they sign in.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Accounts: Send + Sync {
     /// Creates a guest user.
     async fn create_guest(&self, name: &str, now: i64) -> Result<Me>;
-    /// Stores a session for `user_id` under the hash of its token.
-    async fn create_session(
-        &self,
-        user_id: i64,
-        token_hash: &[u8],
-        now: i64,
-        expires_at: i64,
-    ) -> Result<()>;
-    /// The user of an unexpired session.
-    async fn session_user(&self, token_hash: &[u8], now: i64) -> Result<Option<Me>>;
-    /// Which of `token_hashes` name a session that exists and has not
-    /// expired at `now` (any number of them: the store batches the lookup).
-    async fn live_sessions(&self, token_hashes: &[[u8; 32]], now: i64)
-        -> Result<HashSet<[u8; 32]>>;
-    /// Ends a session.
-    async fn delete_session(&self, token_hash: &[u8]) -> Result<()>;
-    /// Deletes sessions that expired before `now`; returns how many.
-    async fn purge_sessions(&self, now: i64) -> Result<u64>;
     /// Creates a user with a local account; [`StoreError::Conflict`] when
     /// `email_key` is taken.
     async fn create_local_account(
@@ -185,6 +176,29 @@ pub trait Store: Send + Sync + 'static {
         profile: &Profile,
         now: i64,
     ) -> Result<Me>;
+}
+
+/// Sessions, and OpenID sign-ins on their way to becoming one.
+#[async_trait]
+pub trait Sessions: Send + Sync {
+    /// Stores a session for `user_id` under the hash of its token.
+    async fn create_session(
+        &self,
+        user_id: i64,
+        token_hash: &[u8],
+        now: i64,
+        expires_at: i64,
+    ) -> Result<()>;
+    /// The user of an unexpired session.
+    async fn session_user(&self, token_hash: &[u8], now: i64) -> Result<Option<Me>>;
+    /// Which of `token_hashes` name a session that exists and has not
+    /// expired at `now` (any number of them: the store batches the lookup).
+    async fn live_sessions(&self, token_hashes: &[[u8; 32]], now: i64)
+        -> Result<HashSet<[u8; 32]>>;
+    /// Ends a session.
+    async fn delete_session(&self, token_hash: &[u8]) -> Result<()>;
+    /// Deletes sessions that expired before `now`; returns how many.
+    async fn purge_sessions(&self, now: i64) -> Result<u64>;
     /// Stores a sign-in in progress.
     async fn create_oidc_flow(&self, flow: &OidcFlow) -> Result<()>;
     /// Removes and returns the sign-in started with this `state` (expired or
@@ -192,13 +206,24 @@ pub trait Store: Send + Sync + 'static {
     async fn take_oidc_flow(&self, state_hash: &[u8]) -> Result<Option<OidcFlow>>;
     /// Deletes sign-ins in progress that expired before `now`; returns how many.
     async fn purge_oidc_flows(&self, now: i64) -> Result<u64>;
+}
+
+/// Rooms.
+#[async_trait]
+pub trait Rooms: Send + Sync {
     /// Creates a room; [`StoreError::Conflict`] when `name_key` is taken.
     async fn create_room(&self, name: &str, name_key: &str, by: i64, now: i64) -> Result<RoomRow>;
     /// Every room with its last `seq`, oldest first.
     async fn rooms(&self) -> Result<Vec<RoomRow>>;
-    /// Commits a batch in one transaction, assigning each new message the
-    /// next `seq` of its room. Results are in the batch's order.
-    async fn commit(&self, batch: &[NewMessage<'_>]) -> Result<Vec<Committed>>;
+}
+
+/// The commit path, and reading back what it wrote.
+#[async_trait]
+pub trait Events: Send + Sync {
+    /// Commits a batch of posts in one transaction, assigning each new
+    /// message the next `seq` of its room. Results are in the batch's order.
+    /// A repeated `(room, client_id)` is answered with the original message.
+    async fn commit_posts(&self, batch: &[NewMessage<'_>]) -> Result<Vec<Committed>>;
     /// Up to `limit` messages with `seq < before` (all when `None`), newest
     /// `limit` of them, returned in ascending `seq`.
     async fn history(
@@ -215,6 +240,11 @@ pub trait Store: Send + Sync + 'static {
         upto: i64,
         limit: u32,
     ) -> Result<Vec<StoredMessage>>;
+}
+
+/// Whether the database works, for readiness.
+#[async_trait]
+pub trait Health: Send + Sync {
     /// Whether the store answers.
     async fn ping(&self) -> Result<()>;
     /// Whether the store can durably write: commits one tiny row. Used by
@@ -223,10 +253,176 @@ pub trait Store: Send + Sync + 'static {
     async fn probe_write(&self, now: i64) -> Result<()>;
 }
 
-/// A shared store.
-pub type SharedStore = Arc<dyn Store>;
+/// The store: one implementation of each aggregate, cheap to clone.
+///
+/// Code names the aggregate it uses (`store.sessions.session_user(…)`), so
+/// what a module touches is visible. The handle also implements every trait
+/// by forwarding to its field, so it can be passed where one aggregate is
+/// wanted and tests and tools can call any method on it directly.
+#[derive(Clone)]
+pub struct Store {
+    pub accounts: Arc<dyn Accounts>,
+    pub sessions: Arc<dyn Sessions>,
+    pub rooms: Arc<dyn Rooms>,
+    pub events: Arc<dyn Events>,
+    pub health: Arc<dyn Health>,
+}
+
+impl Store {
+    /// A store whose every aggregate is served by `backend`.
+    pub fn new<B>(backend: B) -> Self
+    where
+        B: Accounts + Sessions + Rooms + Events + Health + 'static,
+    {
+        let backend = Arc::new(backend);
+        Self {
+            accounts: backend.clone(),
+            sessions: backend.clone(),
+            rooms: backend.clone(),
+            events: backend.clone(),
+            health: backend,
+        }
+    }
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store").finish_non_exhaustive()
+    }
+}
 
 /// Opens the store a `DATABASE_URL` names, creating and migrating it.
-pub async fn open(url: &str) -> Result<SharedStore> {
-    Ok(Arc::new(sqlite::SqliteStore::open(url).await?))
+pub async fn open(url: &str) -> Result<Store> {
+    Ok(Store::new(sqlite::SqliteStore::open(url).await?))
+}
+
+#[async_trait]
+impl Accounts for Store {
+    async fn create_guest(&self, name: &str, now: i64) -> Result<Me> {
+        self.accounts.create_guest(name, now).await
+    }
+
+    async fn create_local_account(
+        &self,
+        name: &str,
+        email: &str,
+        email_key: &str,
+        password_hash: &str,
+        now: i64,
+    ) -> Result<Me> {
+        self.accounts
+            .create_local_account(name, email, email_key, password_hash, now)
+            .await
+    }
+
+    async fn local_account(&self, email_key: &str) -> Result<Option<LocalAccount>> {
+        self.accounts.local_account(email_key).await
+    }
+
+    async fn sign_in_identity(
+        &self,
+        issuer: &str,
+        subject: &str,
+        profile: &Profile,
+        now: i64,
+    ) -> Result<Me> {
+        self.accounts
+            .sign_in_identity(issuer, subject, profile, now)
+            .await
+    }
+}
+
+#[async_trait]
+impl Sessions for Store {
+    async fn create_session(
+        &self,
+        user_id: i64,
+        token_hash: &[u8],
+        now: i64,
+        expires_at: i64,
+    ) -> Result<()> {
+        self.sessions
+            .create_session(user_id, token_hash, now, expires_at)
+            .await
+    }
+
+    async fn session_user(&self, token_hash: &[u8], now: i64) -> Result<Option<Me>> {
+        self.sessions.session_user(token_hash, now).await
+    }
+
+    async fn live_sessions(
+        &self,
+        token_hashes: &[[u8; 32]],
+        now: i64,
+    ) -> Result<HashSet<[u8; 32]>> {
+        self.sessions.live_sessions(token_hashes, now).await
+    }
+
+    async fn delete_session(&self, token_hash: &[u8]) -> Result<()> {
+        self.sessions.delete_session(token_hash).await
+    }
+
+    async fn purge_sessions(&self, now: i64) -> Result<u64> {
+        self.sessions.purge_sessions(now).await
+    }
+
+    async fn create_oidc_flow(&self, flow: &OidcFlow) -> Result<()> {
+        self.sessions.create_oidc_flow(flow).await
+    }
+
+    async fn take_oidc_flow(&self, state_hash: &[u8]) -> Result<Option<OidcFlow>> {
+        self.sessions.take_oidc_flow(state_hash).await
+    }
+
+    async fn purge_oidc_flows(&self, now: i64) -> Result<u64> {
+        self.sessions.purge_oidc_flows(now).await
+    }
+}
+
+#[async_trait]
+impl Rooms for Store {
+    async fn create_room(&self, name: &str, name_key: &str, by: i64, now: i64) -> Result<RoomRow> {
+        self.rooms.create_room(name, name_key, by, now).await
+    }
+
+    async fn rooms(&self) -> Result<Vec<RoomRow>> {
+        self.rooms.rooms().await
+    }
+}
+
+#[async_trait]
+impl Events for Store {
+    async fn commit_posts(&self, batch: &[NewMessage<'_>]) -> Result<Vec<Committed>> {
+        self.events.commit_posts(batch).await
+    }
+
+    async fn history(
+        &self,
+        room_id: i64,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<StoredMessage>> {
+        self.events.history(room_id, before, limit).await
+    }
+
+    async fn range(
+        &self,
+        room_id: i64,
+        after: i64,
+        upto: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredMessage>> {
+        self.events.range(room_id, after, upto, limit).await
+    }
+}
+
+#[async_trait]
+impl Health for Store {
+    async fn ping(&self) -> Result<()> {
+        self.health.ping().await
+    }
+
+    async fn probe_write(&self, now: i64) -> Result<()> {
+        self.health.probe_write(now).await
+    }
 }

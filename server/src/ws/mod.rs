@@ -1,10 +1,16 @@
 //! WebSocket connections: the upgrade (auth + Origin), then one reader that
-//! handles client frames and one writer that drains the connection's queue.
+//! handles client frames and one writer ([`writer`]) that drains the
+//! connection's queue. Every close code sent is a [`Close`].
+
+pub mod close;
+mod writer;
+
+pub use close::Close;
 
 use crate::{
     auth,
     commit::{Reply, SendRequest},
-    hub::{Conn, Out, Room},
+    hub::{Conn, Room},
     AppState,
 };
 use app::protocol::{
@@ -13,38 +19,19 @@ use app::protocol::{
 };
 use axum::{
     extract::{
-        ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade},
+        ws::{Message, WebSocket, WebSocketUpgrade},
         State,
     },
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
 };
-use futures::{
-    stream::{SplitSink, SplitStream},
-    SinkExt, StreamExt,
-};
+use futures::{stream::SplitStream, StreamExt};
 use std::{
     collections::HashMap,
     sync::Arc,
     time::{Duration, Instant},
 };
-use tokio::sync::mpsc;
-
-/// Frames the writer sends before one flush (one syscall for a burst).
-const MAX_COALESCE: usize = 256;
-/// Longest a burst of writes may take before the peer counts as gone.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
-/// Longest the close handshake may take.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
-/// Messages per store read while replaying.
-const REPLAY_PAGE: u32 = 500;
-
-/// Close codes.
-const CLOSE_NORMAL: u16 = 1000;
-const CLOSE_GONE: u16 = 1001;
-const CLOSE_TOO_BIG: u16 = 1009;
-const CLOSE_INTERNAL: u16 = 1011;
-const CLOSE_RESTART: u16 = 1012;
+use writer::{write_loop, CLOSE_TIMEOUT};
 
 /// `GET /ws`: refuses (401/403, never 101) without a valid session cookie
 /// and an allowed `Origin`; otherwise upgrades.
@@ -86,10 +73,14 @@ async fn connection(socket: WebSocket, state: AppState, user: Me, session: [u8; 
     // A sign-out between the upgrade's check and `connect` would have missed
     // this connection: check again now that it is registered.
     if !matches!(
-        state.store.session_user(&session, crate::now_ms()).await,
+        state
+            .store
+            .sessions
+            .session_user(&session, crate::now_ms())
+            .await,
         Ok(Some(_))
     ) {
-        conn.kick(crate::hub::CLOSE_SIGNED_OUT);
+        conn.kick(Close::SignedOut);
     }
 
     conn.reply(&ServerFrame::Rooms {
@@ -116,7 +107,7 @@ async fn connection(socket: WebSocket, state: AppState, user: Me, session: [u8; 
     state.hub.disconnect(&conn);
     if ended == Ended::Reader {
         // The client went away (or sent something fatal).
-        conn.kick(CLOSE_NORMAL);
+        conn.kick(Close::Normal);
     }
     // Let the writer send its close frame, but do not wait long on a peer
     // that is gone. (A finished JoinHandle must not be polled again.)
@@ -191,7 +182,7 @@ impl Session {
                 Ok(None) => return,
                 Err(_) => {
                     tracing::info!(conn = self.conn.id, "peer silent; closing");
-                    self.conn.kick(CLOSE_GONE);
+                    self.conn.kick(Close::Gone);
                     return;
                 }
             };
@@ -213,7 +204,7 @@ impl Session {
                 Ok(Message::Ping(_) | Message::Pong(_)) => {}
                 Err(err) => {
                     if is_too_big(err) {
-                        self.conn.kick(CLOSE_TOO_BIG);
+                        self.conn.kick(Close::TooBig);
                     }
                     return;
                 }
@@ -379,6 +370,7 @@ impl Session {
         let messages = self
             .state
             .store
+            .events
             .history(room.id, before, limit)
             .await
             .map_err(crate::unavailable)?;
@@ -416,118 +408,4 @@ fn is_too_big(err: axum::Error) -> bool {
             .map(|e| *e),
         Ok(tungstenite::Error::Capacity(_))
     )
-}
-
-type Sink = SplitSink<WebSocket, Message>;
-
-async fn write_loop(
-    mut sink: Sink,
-    mut queue: mpsc::Receiver<Out>,
-    conn: Arc<Conn>,
-    state: AppState,
-) {
-    let every = Duration::from_secs(state.config.ws_ping_secs.max(1));
-    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-    let close = loop {
-        let first = tokio::select! {
-            biased;
-            code = conn.kicked() => break code,
-            () = state.shutdown.cancelled() => break CLOSE_RESTART,
-            _ = ping.tick() => {
-                if sink.send(Message::Ping(bytes::Bytes::new())).await.is_err() {
-                    return;
-                }
-                continue;
-            }
-            out = queue.recv() => match out {
-                Some(out) => out,
-                None => break CLOSE_NORMAL,
-            },
-        };
-        // Coalesce: everything already queued goes out with one flush.
-        let burst = async {
-            let mut next = Some(first);
-            let mut written = 0;
-            while let Some(out) = next.take() {
-                write(&mut sink, out, &state).await?;
-                written += 1;
-                if written < MAX_COALESCE {
-                    next = queue.try_recv().ok();
-                }
-            }
-            sink.flush().await.map_err(|_| CLOSE_NORMAL)
-        };
-        // A peer that stops reading blocks the write once the socket buffers
-        // are full: a kick, shutdown or the write timeout must still end it.
-        // `finish` then tries the close frame, briefly.
-        let outcome = tokio::select! {
-            result = burst => result,
-            code = conn.kicked() => Err(code),
-            () = state.shutdown.cancelled() => Err(CLOSE_RESTART),
-            () = tokio::time::sleep(WRITE_TIMEOUT) => {
-                tracing::info!(conn = conn.id, "write timed out; dropping connection");
-                return;
-            }
-        };
-        if let Err(code) = outcome {
-            return finish(sink, code).await;
-        }
-    };
-    finish(sink, close).await;
-}
-
-/// Writes one queued item without flushing. `Err` carries the close code to end with.
-async fn write(sink: &mut Sink, out: Out, state: &AppState) -> Result<(), u16> {
-    match out {
-        Out::Frame(frame) => sink
-            .feed(Message::Text(frame))
-            .await
-            .map_err(|_| CLOSE_NORMAL),
-        Out::Replay { room, after, upto } => {
-            let mut cursor = after;
-            while cursor < upto {
-                let page = match state.store.range(room.id, cursor, upto, REPLAY_PAGE).await {
-                    Ok(page) if !page.is_empty() => page,
-                    Ok(_) => break,
-                    Err(err) => {
-                        // A replay with a hole would break the no-gap promise:
-                        // close instead, and the client resumes on reconnect.
-                        tracing::error!(cause = %err, room = room.id, "replay failed");
-                        return Err(CLOSE_INTERNAL);
-                    }
-                };
-                for message in page {
-                    cursor = message.seq;
-                    let frame =
-                        crate::hub::encode(&ServerFrame::Message(message.into_message(&room.name)));
-                    sink.feed(Message::Text(frame))
-                        .await
-                        .map_err(|_| CLOSE_NORMAL)?;
-                }
-            }
-            Ok(())
-        }
-    }
-}
-
-async fn finish(mut sink: Sink, code: u16) {
-    let reason = match code {
-        CLOSE_TOO_BIG => "frame too large (limit 65536 bytes)",
-        CLOSE_GONE => "no answer to pings",
-        crate::hub::CLOSE_SIGNED_OUT => "signed out",
-        crate::hub::CLOSE_SLOW_CONSUMER => "too slow to keep up; reconnect and resume",
-        CLOSE_RESTART => "server restarting; reconnect and resume",
-        CLOSE_INTERNAL => "server error; reconnect and resume",
-        _ => "",
-    };
-    let close = async {
-        let frame = CloseFrame {
-            code,
-            reason: Utf8Bytes::from_static(reason),
-        };
-        let _ = sink.send(Message::Close(Some(frame))).await;
-        let _ = sink.close().await;
-    };
-    // A peer that does not read cannot take the close frame either.
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, close).await;
 }

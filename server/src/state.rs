@@ -1,0 +1,39 @@
+//! The state every handler shares: one cheap-to-clone [`AppState`].
+
+use crate::{
+    auth::{self, limit::Limits, oidc::Oidc},
+    commit::Committer,
+    config::Config,
+    hub::Hub,
+    store::Store,
+};
+use axum::extract::FromRef;
+use leptos::config::LeptosOptions;
+use std::sync::Arc;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+/// Everything a handler may need; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub hub: Hub,
+    pub committer: Committer,
+    pub leptos: LeptosOptions,
+    /// Cancelled when the server is shutting down: connections close with 1012.
+    pub shutdown: CancellationToken,
+    /// Every WebSocket connection task, so shutdown can wait for them.
+    pub tasks: TaskTracker,
+    /// The configured OpenID providers.
+    pub oidc: Oidc,
+    /// Password sign-in and sign-up rate limits.
+    pub limits: Arc<Limits>,
+    /// The hosts this server answers to and the origins it trusts.
+    pub trust: Arc<auth::Trust>,
+}
+
+impl FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> Self {
+        state.leptos.clone()
+    }
+}

@@ -1,0 +1,176 @@
+//! SQLite: the embedded default. One file, WAL mode, one writer at a time.
+//!
+//! Durability: `journal_mode=WAL` with `synchronous=FULL`, so a transaction
+//! is on disk (fsynced WAL) before `commit` returns, and an acknowledged
+//! message survives a crash of the process or of the machine. The cost is one
+//! fsync per commit, which the batch committer spreads over every message
+//! that arrived while the previous batch was being written.
+//!
+//! One [`SqliteStore`] implements every aggregate, one file each
+//! ([`accounts`], [`sessions`], [`rooms`], [`events`]; [`Health`] here), over
+//! two pools they share: readers, and the one writing connection lent by
+//! [`Writer`].
+
+mod accounts;
+mod events;
+mod rooms;
+mod sessions;
+
+use super::{Health, Result, StoreError};
+use app::protocol::Me;
+use async_trait::async_trait;
+use sqlx::{
+    pool::PoolConnection,
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+    Row, Sqlite, SqliteConnection, SqlitePool,
+};
+use std::{
+    ops::{Deref, DerefMut},
+    str::FromStr,
+    time::Duration,
+};
+
+/// The SQLite store.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    /// Reads, several at once (WAL readers do not block the writer).
+    pool: SqlitePool,
+    /// Writes: one connection, since SQLite has one writer anyway; writes
+    /// queue here rather than spin on the file lock. See [`Writer`].
+    writer: SqlitePool,
+}
+
+/// The writing connection, lent for one write. Unless the write succeeds
+/// ([`Writer::ok`] after its last step), the connection is closed instead of
+/// reused: after a fault SQLite can leave a connection unable to write long
+/// after the disk recovered. A WAL file it had to reopen read-only answers
+/// every later write with "attempt to write a readonly database"; a COMMIT
+/// that failed was rolled back by SQLite itself, so the ROLLBACK sqlx queues
+/// fails and sqlx still counts a transaction open ("begin_with at non-zero
+/// transaction depth"). A new connection costs little.
+struct Writer {
+    conn: PoolConnection<Sqlite>,
+    ok: bool,
+}
+
+impl Writer {
+    /// Marks the write as done: the connection is kept for the next one.
+    fn ok(&mut self) {
+        self.ok = true;
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        if !self.ok {
+            self.conn.close_on_drop();
+        }
+    }
+}
+
+impl Deref for Writer {
+    type Target = SqliteConnection;
+
+    fn deref(&self) -> &SqliteConnection {
+        &self.conn
+    }
+}
+
+impl DerefMut for Writer {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        &mut self.conn
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `url` and migrates it.
+    pub async fn open(url: &str) -> Result<Self> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        if let Some(dir) = options.get_filename().parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir).map_err(|e| StoreError::Database(e.into()))?;
+            }
+        }
+        // Every write goes through `Writer`, which closes the connection after
+        // any failed write, so no hook has to check connections on release.
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await?;
+        Ok(Self { pool, writer })
+    }
+
+    /// The writing connection (waiting while another write holds it).
+    async fn writer(&self) -> Result<Writer> {
+        Ok(Writer {
+            conn: self.writer.acquire().await?,
+            ok: false,
+        })
+    }
+}
+
+/// A signed-in user from a row with `id`, `name`, `email` and `picture`.
+fn user(row: &sqlx::sqlite::SqliteRow) -> Result<Me> {
+    Ok(Me {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        email: row.try_get("email")?,
+        picture: row.try_get("picture")?,
+    })
+}
+
+/// The one row a single-row `INSERT … RETURNING` gave back.
+///
+/// Outside an explicit transaction such a statement must be read with
+/// `fetch_all`: SQLite makes the change at the first step but commits it when
+/// the statement completes, and `fetch_one` stops at the first row, so a
+/// failed commit (a write error, a full disk) would go unreported while the
+/// caller goes on as if the row were stored.
+fn returned<T>(rows: Vec<T>) -> Result<T> {
+    rows.into_iter()
+        .next()
+        .ok_or(StoreError::Database(sqlx::Error::RowNotFound))
+}
+
+fn conflict_or(err: sqlx::Error) -> StoreError {
+    if is_unique_violation(&err) {
+        StoreError::Conflict
+    } else {
+        err.into()
+    }
+}
+
+fn is_unique_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+#[async_trait]
+impl Health for SqliteStore {
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn probe_write(&self, now: i64) -> Result<()> {
+        let mut w = self.writer().await?;
+        sqlx::query(
+            "INSERT INTO write_probe (id, at) VALUES (1, ?)
+             ON CONFLICT (id) DO UPDATE SET at = excluded.at",
+        )
+        .bind(now)
+        .execute(&mut *w)
+        .await?;
+        w.ok();
+        Ok(())
+    }
+}

@@ -1,0 +1,134 @@
+//! The connection's writer: drains its bounded queue to the socket,
+//! coalescing whatever is already queued into one flush, replays from the
+//! store when asked, pings, and ends with a close frame ([`finish`]).
+
+use super::Close;
+use crate::{
+    hub::{Conn, Out},
+    AppState,
+};
+use app::protocol::ServerFrame;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures::{stream::SplitSink, SinkExt};
+use std::{sync::Arc, time::Duration};
+use tokio::sync::mpsc;
+
+/// Frames the writer sends before one flush (one syscall for a burst).
+const MAX_COALESCE: usize = 256;
+/// Longest a burst of writes may take before the peer counts as gone.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest the close handshake may take.
+pub(super) const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Messages per store read while replaying.
+const REPLAY_PAGE: u32 = 500;
+
+type Sink = SplitSink<WebSocket, Message>;
+
+pub(super) async fn write_loop(
+    mut sink: Sink,
+    mut queue: mpsc::Receiver<Out>,
+    conn: Arc<Conn>,
+    state: AppState,
+) {
+    let every = Duration::from_secs(state.config.ws_ping_secs.max(1));
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    let close = loop {
+        let first = tokio::select! {
+            biased;
+            close = conn.kicked() => break close,
+            () = state.shutdown.cancelled() => break Close::Restart,
+            _ = ping.tick() => {
+                if sink.send(Message::Ping(bytes::Bytes::new())).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            out = queue.recv() => match out {
+                Some(out) => out,
+                None => break Close::Normal,
+            },
+        };
+        // Coalesce: everything already queued goes out with one flush.
+        let burst = async {
+            let mut next = Some(first);
+            let mut written = 0;
+            while let Some(out) = next.take() {
+                write(&mut sink, out, &state).await?;
+                written += 1;
+                if written < MAX_COALESCE {
+                    next = queue.try_recv().ok();
+                }
+            }
+            sink.flush().await.map_err(|_| Close::Normal)
+        };
+        // A peer that stops reading blocks the write once the socket buffers
+        // are full: a kick, shutdown or the write timeout must still end it.
+        // `finish` then tries the close frame, briefly.
+        let outcome = tokio::select! {
+            result = burst => result,
+            close = conn.kicked() => Err(close),
+            () = state.shutdown.cancelled() => Err(Close::Restart),
+            () = tokio::time::sleep(WRITE_TIMEOUT) => {
+                tracing::info!(conn = conn.id, "write timed out; dropping connection");
+                return;
+            }
+        };
+        if let Err(close) = outcome {
+            return finish(sink, close).await;
+        }
+    };
+    finish(sink, close).await;
+}
+
+/// Writes one queued item without flushing. `Err` carries the close to end with.
+async fn write(sink: &mut Sink, out: Out, state: &AppState) -> Result<(), Close> {
+    match out {
+        Out::Frame(frame) => sink
+            .feed(Message::Text(frame))
+            .await
+            .map_err(|_| Close::Normal),
+        Out::Replay { room, after, upto } => {
+            let mut cursor = after;
+            while cursor < upto {
+                let page = match state
+                    .store
+                    .events
+                    .range(room.id, cursor, upto, REPLAY_PAGE)
+                    .await
+                {
+                    Ok(page) if !page.is_empty() => page,
+                    Ok(_) => break,
+                    Err(err) => {
+                        // A replay with a hole would break the no-gap promise:
+                        // close instead, and the client resumes on reconnect.
+                        tracing::error!(cause = %err, room = room.id, "replay failed");
+                        return Err(Close::Internal);
+                    }
+                };
+                for message in page {
+                    cursor = message.seq;
+                    let frame =
+                        crate::hub::encode(&ServerFrame::Message(message.into_message(&room.name)));
+                    sink.feed(Message::Text(frame))
+                        .await
+                        .map_err(|_| Close::Normal)?;
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Sends the close frame for `close` and closes the socket, briefly.
+async fn finish(mut sink: Sink, close: Close) {
+    let send = async {
+        let frame = CloseFrame {
+            code: close.code(),
+            reason: Utf8Bytes::from_static(close.reason()),
+        };
+        let _ = sink.send(Message::Close(Some(frame))).await;
+        let _ = sink.close().await;
+    };
+    // A peer that does not read cannot take the close frame either.
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, send).await;
+}
