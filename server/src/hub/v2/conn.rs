@@ -3,8 +3,8 @@
 
 use super::lock;
 use crate::{
-    hub::CLOSE_SLOW_CONSUMER,
     metrics::{self, METRICS},
+    ws::close::Close,
 };
 use app::protocol::{v2::MAX_OPEN, UserInfo};
 use axum::extract::ws::Utf8Bytes;
@@ -129,7 +129,7 @@ impl Conn {
 
     fn too_slow(&self) {
         metrics::add(&METRICS.slow_consumer_drops, 1);
-        self.kick(CLOSE_SLOW_CONSUMER);
+        self.kick(Close::SlowConsumer);
     }
 
     /// Queues a reply to this connection's own request, waiting for room
@@ -169,11 +169,11 @@ impl Conn {
         self.greeted.load(Ordering::Acquire)
     }
 
-    /// Asks the writer to close the socket with `code`. The first kick wins.
-    pub fn kick(&self, code: u16) {
+    /// Asks the writer to close the socket with `close`. The first kick wins.
+    pub fn kick(&self, close: Close) {
         if self
             .kick_code
-            .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire)
+            .compare_exchange(0, close.code(), Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
         {
             self.kicked.notify_one();
@@ -181,11 +181,9 @@ impl Conn {
     }
 
     /// The close code the connection was kicked with, if it was.
-    pub fn kick_code(&self) -> Option<u16> {
-        match self.kick_code.load(Ordering::Acquire) {
-            0 => None,
-            code => Some(code),
-        }
+    pub fn kick_code(&self) -> Option<Close> {
+        // Only `kick` stores a code, and it stores a `Close`'s.
+        Close::from_code(self.kick_code.load(Ordering::Acquire))
     }
 
     /// Whether the connection has been asked to close.
@@ -194,9 +192,9 @@ impl Conn {
     }
 
     /// Resolves once the connection has been kicked; returns the close code.
-    pub async fn kicked(&self) -> u16 {
+    pub async fn kicked(&self) -> Close {
         self.kicked.notified().await;
-        self.kick_code.load(Ordering::Acquire)
+        self.kick_code().unwrap_or(Close::Normal)
     }
 
     /// Whether `room_id` is open on this connection.
@@ -334,8 +332,8 @@ mod tests {
         }
         assert!(!conn.is_kicked());
         assert!(!conn.push(frame("one too many")));
-        assert_eq!(conn.kick_code(), Some(CLOSE_SLOW_CONSUMER));
-        assert_eq!(conn.kicked().now_or_never(), Some(CLOSE_SLOW_CONSUMER));
+        assert_eq!(conn.kick_code(), Some(Close::SlowConsumer));
+        assert_eq!(conn.kicked().now_or_never(), Some(Close::SlowConsumer));
     }
 
     #[test]
@@ -344,9 +342,9 @@ mod tests {
         conn.greet(Utf8Bytes::from_static("hello"));
         assert!(conn.push(frame("a")));
         assert!(!conn.push(frame("b")), "queue of 2 holds hello and a");
-        assert_eq!(conn.kick_code(), Some(CLOSE_SLOW_CONSUMER));
-        conn.kick(crate::hub::CLOSE_SIGNED_OUT);
-        assert_eq!(conn.kick_code(), Some(CLOSE_SLOW_CONSUMER));
+        assert_eq!(conn.kick_code(), Some(Close::SlowConsumer));
+        conn.kick(Close::SignedOut);
+        assert_eq!(conn.kick_code(), Some(Close::SlowConsumer));
         assert_eq!(texts(&mut rx), ["hello", "a"]);
     }
 

@@ -487,7 +487,7 @@ impl Hub {
         for user in self.inner.users.iter() {
             for entry in &user.lock().conns {
                 if ended.contains(entry.conn.session()) {
-                    entry.conn.kick(crate::hub::CLOSE_SIGNED_OUT);
+                    entry.conn.kick(crate::ws::close::Close::SignedOut);
                     closed += 1;
                 }
             }
@@ -596,7 +596,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hub::{CLOSE_SIGNED_OUT, CLOSE_SLOW_CONSUMER};
+    use crate::ws::close::Close;
     use app::protocol::{
         v2::{MAX_OPEN, PRESENCE_SNAPSHOT, PROTOCOL_VERSION},
         Me,
@@ -760,8 +760,8 @@ mod tests {
         }
         assert!(!slow.is_kicked());
         assert_eq!(hub.publish(1, 5, &event("e")), 1, "slow is full");
-        assert_eq!(slow.kick_code(), Some(CLOSE_SLOW_CONSUMER));
-        assert_eq!(slow.kicked().now_or_never(), Some(CLOSE_SLOW_CONSUMER));
+        assert_eq!(slow.kick_code(), Some(Close::SlowConsumer));
+        assert_eq!(slow.kicked().now_or_never(), Some(Close::SlowConsumer));
         assert_eq!(seen(&mut ann_rx), [Seen::Event(1, 5)], "ann is not held up");
         let queued: Vec<Seen> = (1..=4).map(|seq| Seen::Event(1, seq)).collect();
         assert_eq!(seen(&mut slow_rx), queued);
@@ -1111,7 +1111,7 @@ mod tests {
         sessions.sort_unstable();
         assert_eq!(sessions, [[1; 32], [2; 32]]);
         assert_eq!(hub.end_sessions(&HashSet::from([[1; 32]])), 1);
-        assert_eq!(a.kick_code(), Some(CLOSE_SIGNED_OUT));
+        assert_eq!(a.kick_code(), Some(Close::SignedOut));
         assert!(!b.is_kicked());
     }
 
