@@ -12,6 +12,8 @@
 //! whose queue is full is dropped from live fan-out and closed with a reason
 //! (1013), and resumes from the store when it reconnects.
 
+pub mod v2;
+
 use crate::{
     metrics::{self, METRICS},
     store::RoomRow,
