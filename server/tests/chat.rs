@@ -6,7 +6,6 @@ mod common;
 use common::TestApp;
 use futures::SinkExt;
 use serde_json::{json, Value};
-use server::store::Sessions;
 use sqlx::Connection;
 use std::time::Duration;
 
@@ -607,7 +606,14 @@ async fn an_expired_session_is_refused_and_purged() {
     let store = server::store::open(&format!("sqlite://{}", app.db_path.display()))
         .await
         .unwrap();
-    assert_eq!(store.purge_sessions(server::now_ms()).await.unwrap(), 1);
+    assert_eq!(
+        store
+            .sessions
+            .purge_sessions(server::now_ms())
+            .await
+            .unwrap(),
+        1
+    );
 }
 
 #[tokio::test]
