@@ -4,7 +4,7 @@ use crate::{
     auth,
     commit::{Reply, SendRequest},
     hub::room_key,
-    store::StoreError,
+    store::{HistoryPage, StoreError},
     unavailable, AppState,
 };
 use app::{
@@ -90,7 +90,7 @@ impl Backend for AppBackend {
         };
         let (room, missing_room) = match room.map(|name| (name, self.0.hub.room(name))) {
             Some((_, Some(room))) => {
-                let messages = self
+                let HistoryPage { messages, has_more } = self
                     .0
                     .store
                     .events
@@ -99,7 +99,7 @@ impl Backend for AppBackend {
                     .map_err(unavailable)?;
                 let page = RoomPage {
                     info: room.info(),
-                    has_more: messages.first().is_some_and(|m| m.seq > 1),
+                    has_more,
                     messages: messages
                         .into_iter()
                         .map(|m| m.into_message(&room.name))

@@ -269,20 +269,14 @@ fn not_stored(cause: Option<StoreError>) -> ApiError {
 /// Acknowledges a committed message and delivers it (a resend only gets its ack).
 fn settle(hub: &Hub, request: SendRequest, done: Committed) {
     let resend = done.duplicate.is_some();
-    let body = match done.duplicate {
-        None => request.body,
-        // A resend: acknowledge what was stored the first time.
-        Some(original) if original.author_id == request.author.id => original.body,
-        Some(_) => {
-            let error = ApiError::new(
-                ErrorCode::BadClientId,
-                "This client_id is already used in this room; make a new UUID.",
-            );
-            return refuse(request.reply, error, &request.room, request.client_id);
-        }
+    let (room, body) = match done.duplicate {
+        None => (request.room.name.to_string(), request.body),
+        // A resend (the same author's client_id): acknowledge what was
+        // stored the first time, in the room it was stored in.
+        Some(original) => (original.room, original.body),
     };
     let message = ChatMessage {
-        room: request.room.name.to_string(),
+        room,
         seq: done.seq,
         id: done.id,
         author: request.author,

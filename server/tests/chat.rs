@@ -6,7 +6,6 @@ mod common;
 use common::TestApp;
 use futures::SinkExt;
 use serde_json::{json, Value};
-use server::store::Sessions;
 use sqlx::Connection;
 use std::time::Duration;
 
@@ -429,32 +428,64 @@ async fn the_no_javascript_form_posts_through_the_same_pipeline() {
     assert_eq!((status, body["code"].as_str()), (401, Some("unauthorized")));
 }
 
+/// A client_id is unique per author, across rooms (v2's processed commands,
+/// keyed by user and client_id). v1 keyed it by room: it refused another
+/// author's client_id in the same room with `bad_client_id`, and stored a
+/// second message when the same author reused one in another room.
 #[tokio::test]
-async fn another_users_client_id_is_refused_not_acknowledged() {
+async fn a_client_id_is_its_authors_and_a_repeat_in_any_room_answers_the_original() {
     let app = TestApp::spawn().await;
     let (ann, mut a) = app.member("ann").await;
     let (_, mut b) = app.member("bob").await;
     let id = a.say("general", "ann's").await;
     a.expect("ack").await;
+    // Another author's client_id is no concern of Bob's: a new message.
     b.send(json!({"type": "send", "room": "general", "client_id": id, "body": "bob's"}))
         .await;
-    let error = b.expect("error").await;
+    let ack = b.expect("ack").await;
     assert_eq!(
-        (error["code"].as_str(), error["client_id"].as_str()),
-        (Some("bad_client_id"), Some(id.as_str()))
+        (ack["room"].as_str(), ack["seq"].as_i64()),
+        (Some("general"), Some(2))
+    );
+    // Ann repeating hers in another room is a resend of her first message:
+    // acknowledged as it was stored, in general, and published nowhere.
+    assert_eq!(app.create_room(&ann, "other").await.0, 200);
+    a.subscribe("other", None).await;
+    a.send(json!({"type": "send", "room": "other", "client_id": id, "body": "again"}))
+        .await;
+    // The committer publishes before it acks: anything published is here.
+    let ack = loop {
+        let frame = a.recv().await;
+        assert!(
+            !(frame["type"] == "message" && frame["room"] == "other"),
+            "a resend was delivered: {frame}"
+        );
+        if frame["type"] == "ack" && frame["client_id"] == id.as_str() {
+            break frame;
+        }
+    };
+    assert_eq!(
+        (ack["room"].as_str(), ack["seq"].as_i64()),
+        (Some("general"), Some(1))
     );
     // Over HTTP, a resend answers with what was stored the first time.
     let (status, body, _) = app
         .call(
             Some(&ann),
             "post_message",
-            &[("room", "general"), ("client_id", &id), ("body", "changed")],
+            &[("room", "other"), ("client_id", &id), ("body", "changed")],
         )
         .await;
     assert_eq!(
-        (status, body["body"].as_str(), body["seq"].as_i64()),
-        (200, Some("ann's"), Some(1))
+        (
+            status,
+            body["room"].as_str(),
+            body["body"].as_str(),
+            body["seq"].as_i64()
+        ),
+        (200, Some("general"), Some("ann's"), Some(1))
     );
+    assert_eq!(app.stored(Some(&id)).await, 2, "ann's and bob's");
 }
 
 #[tokio::test]
@@ -607,7 +638,14 @@ async fn an_expired_session_is_refused_and_purged() {
     let store = server::store::open(&format!("sqlite://{}", app.db_path.display()))
         .await
         .unwrap();
-    assert_eq!(store.purge_sessions(server::now_ms()).await.unwrap(), 1);
+    assert_eq!(
+        store
+            .sessions
+            .purge_sessions(server::now_ms())
+            .await
+            .unwrap(),
+        1
+    );
 }
 
 #[tokio::test]

@@ -4,10 +4,12 @@
 //! function against a fresh database.
 //!
 //! It assumes only what the migrations promise every backend: an empty
-//! database apart from the room `general`. Ids are compared, never guessed.
+//! database apart from the room `general`, which every new user joins. Ids
+//! are compared, never guessed.
 
 use server::store::{
-    Committed, NewMessage, OidcFlow, Original, Profile, Store, StoreError, StoredMessage,
+    Committed, MemberState, Membership, NewMessage, OidcFlow, Original, Profile, Role, RoomRow,
+    Store, StoreError, StoredMessage,
 };
 use std::collections::HashSet;
 
@@ -20,6 +22,114 @@ async fn sqlite_keeps_the_store_contract() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("chat.db").display());
     contract(server::store::open(&url).await.unwrap()).await;
+}
+
+/// What the SQLite store writes beside the messages, read back with SQL: the
+/// seq comes from the room's counter (which later event kinds advance too),
+/// each post has a `posted` event without its text and a processed command.
+#[tokio::test]
+async fn sqlite_posts_take_the_room_counter_and_write_events_and_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("chat.db").display());
+    let store = server::store::open(&url).await.unwrap();
+    let db = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let ann = store.accounts.create_guest("ann", NOW).await.unwrap();
+    let room = store
+        .rooms
+        .create_room("r", "r", ann.id, NOW)
+        .await
+        .unwrap();
+    let post = |body: &'static str, client_id: &'static str| NewMessage {
+        room_id: room.id,
+        author_id: ann.id,
+        body,
+        client_id,
+        ts: NOW,
+    };
+    store
+        .events
+        .commit_posts(&[post("a", "k1"), post("b", "k2")])
+        .await
+        .unwrap();
+    // Three events of other kinds (a rename, say) take seqs 3..=5.
+    sqlx::query("UPDATE rooms SET last_seq = last_seq + 3 WHERE id = ?")
+        .bind(room.id)
+        .execute(&db)
+        .await
+        .unwrap();
+    let done = store.events.commit_posts(&[post("c", "k3")]).await.unwrap();
+    assert_eq!(done[0].seq, 6, "the counter, not MAX(seq) + 1");
+
+    // The oldest message has seq 1 but a page can end above it with
+    // nothing older, and a gap in seqs is no sign of more.
+    let page = store.events.history(room.id, Some(6), 2).await.unwrap();
+    assert_eq!(
+        page.messages.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        [1, 2]
+    );
+    assert!(!page.has_more);
+    let page = store.events.history(room.id, None, 1).await.unwrap();
+    assert_eq!((page.messages[0].seq, page.has_more), (6, true));
+
+    /// seq, kind, actor, message, payload.
+    type Event = (i64, String, Option<i64>, Option<i64>, Option<String>);
+    let events: Vec<Event> = sqlx::query_as(
+        "SELECT seq, kind, actor_id, message_id, payload FROM room_events
+         WHERE room_id = ? ORDER BY seq",
+    )
+    .bind(room.id)
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    let messages: Vec<(i64, i64)> =
+        sqlx::query_as("SELECT seq, id FROM messages WHERE room_id = ? ORDER BY seq")
+            .bind(room.id)
+            .fetch_all(&db)
+            .await
+            .unwrap();
+    assert_eq!(
+        events,
+        messages
+            .iter()
+            .map(|&(seq, id)| (seq, "posted".to_owned(), Some(ann.id), Some(id), None))
+            .collect::<Vec<_>>()
+    );
+    let commands: Vec<(String, String, i64, String)> = sqlx::query_as(
+        "SELECT client_id, kind, room_id, result FROM commands WHERE user_id = ? ORDER BY client_id",
+    )
+    .bind(ann.id)
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    let result = |seq: i64, id: i64| serde_json::json!({"room_id": room.id, "seq": seq, "message_id": id, "ts": NOW});
+    let parsed: Vec<(String, String, i64, serde_json::Value)> = commands
+        .into_iter()
+        .map(|(c, k, r, json)| (c, k, r, serde_json::from_str(&json).unwrap()))
+        .collect();
+    let post_command = |client_id: &str, (seq, id): (i64, i64)| {
+        (
+            client_id.to_owned(),
+            "post".to_owned(),
+            room.id,
+            result(seq, id),
+        )
+    };
+    assert_eq!(
+        parsed,
+        [
+            post_command("k1", messages[0]),
+            post_command("k2", messages[1]),
+            post_command("k3", messages[2]),
+        ]
+    );
+    assert_eq!(
+        sqlx::query_scalar::<_, i64>("SELECT last_seq FROM rooms WHERE id = ?")
+            .bind(room.id)
+            .fetch_one(&db)
+            .await
+            .unwrap(),
+        6
+    );
 }
 
 /// Every aggregate's promises, on one fresh store.
@@ -38,8 +148,30 @@ async fn health(store: &Store) {
     store.health.probe_write(NOW + 1).await.unwrap();
 }
 
+/// The room `general` as stored now.
+async fn general(store: &Store) -> RoomRow {
+    let rooms = store.rooms.rooms().await.unwrap();
+    rooms.into_iter().find(|r| r.name == "general").unwrap()
+}
+
+/// A plain member of `general`, joined at `at`, who has read it all.
+async fn assert_in_general(store: &Store, user_id: i64, at: i64) {
+    let general = general(store).await;
+    assert_eq!(
+        store.rooms.membership(general.id, user_id).await.unwrap(),
+        Some(Membership {
+            state: MemberState::Joined,
+            role: Role::Member,
+            joined_at: at,
+            last_read_seq: general.last_seq,
+        }),
+        "user {user_id} in general"
+    );
+}
+
 async fn accounts(store: &Store) {
     let a = &store.accounts;
+    let members_before = general(store).await.member_count;
 
     // Guests: a new user each time, even under the same name; no email.
     let ann = a.create_guest("ann", NOW).await.unwrap();
@@ -122,6 +254,31 @@ async fn accounts(store: &Store) {
         .into_iter()
         .collect();
     assert_eq!(ids.len(), 5, "every new identity is a new user");
+
+    // Every new user, of every kind, is a member of general from the start;
+    // signing in again or a refused sign-up adds no one.
+    for user in [&ann, &ann2, &bob, &cat, &other, &elsewhere] {
+        assert_in_general(store, user.id, NOW).await;
+    }
+    assert_eq!(general(store).await.member_count, members_before + 6);
+
+    // With nothing unread: the read marker starts at general's last seq.
+    let general_id = general(store).await.id;
+    store
+        .events
+        .commit_posts(&[NewMessage {
+            room_id: general_id,
+            author_id: ann.id,
+            body: "before dan",
+            client_id: "accounts-1",
+            ts: NOW,
+        }])
+        .await
+        .unwrap();
+    let dan = a.create_guest("dan", NOW + 1).await.unwrap();
+    assert!(general(store).await.last_seq > 0);
+    assert_in_general(store, dan.id, NOW + 1).await;
+    assert_eq!(general(store).await.member_count, members_before + 7);
 }
 
 async fn sessions(store: &Store) {
@@ -229,12 +386,31 @@ async fn rooms(store: &Store) {
     let later = NOW + 10 * HOUR;
     let tea = r.create_room("Tea", "tea", ann.id, later).await.unwrap();
     assert_eq!(
-        (tea.name.as_str(), tea.created_at, tea.last_seq),
-        ("Tea", later, 0)
+        (
+            tea.name.as_str(),
+            tea.created_at,
+            tea.last_seq,
+            tea.member_count
+        ),
+        ("Tea", later, 0, 1)
     );
-    // The name key carries uniqueness, whatever the displayed name.
-    let dup = r.create_room("TEA", "tea", ann.id, later + 1).await;
+    // Its creator owns it and is its one member; no one else is in it.
+    assert_eq!(
+        r.membership(tea.id, ann.id).await.unwrap(),
+        Some(Membership {
+            state: MemberState::Joined,
+            role: Role::Owner,
+            joined_at: later,
+            last_read_seq: 0,
+        })
+    );
+    let bob = store.accounts.create_guest("bob", NOW).await.unwrap();
+    assert_eq!(r.membership(tea.id, bob.id).await.unwrap(), None);
+    // The name key carries uniqueness, whatever the displayed name; a
+    // refused room leaves nothing behind.
+    let dup = r.create_room("TEA", "tea", bob.id, later + 1).await;
     assert!(matches!(dup, Err(StoreError::Conflict)), "{dup:?}");
+    assert_eq!(r.membership(tea.id, bob.id).await.unwrap(), None);
     let cake = r
         .create_room("Cake", "cake", ann.id, later + 1)
         .await
@@ -244,6 +420,11 @@ async fn rooms(store: &Store) {
     // Listed oldest first (created_at, then id), each once, as stored.
     let after = r.rooms().await.unwrap();
     assert_eq!(after.len(), before.len() + 2);
+    assert!(r
+        .membership(i64::from(i32::MAX), ann.id)
+        .await
+        .unwrap()
+        .is_none());
     let at = |id: i64| after.iter().position(|room| room.id == id).unwrap();
     assert_eq!(after[at(tea.id)], tea);
     assert_eq!(after[at(cake.id)], cake);
@@ -291,57 +472,75 @@ async fn events(store: &Store) {
     assert!(done.iter().all(|c| c.ts == NOW && c.duplicate.is_none()));
     assert_eq!(done.iter().map(|c| c.id).collect::<HashSet<_>>().len(), 3);
 
-    // A later batch continues each room's seq; a repeated (room, client_id)
-    // answers with the original and its author, whoever resends it and
-    // whatever it says (the committer refuses another author's), and takes
-    // no seq.
+    // A later batch continues each room's seq. A repeated (author,
+    // client_id) answers with the original, wherever it was stored, takes no
+    // seq and stores nothing, whatever the repeat says. Another author's
+    // client_id is theirs alone: no duplicate.
     let more = e
         .commit_posts(&[
             post(one.id, ann.id, "resent", "c1"),
             post(one.id, ann.id, "one-3", "c4"),
-            post(one.id, ann.id, "not mine", "c3"),
-            // v1: a client_id is unique per room, not per user.
-            post(two.id, ann.id, "two-2", "c1"),
+            post(one.id, ann.id, "one-4", "c3"),
+            // v1 stored this: a client_id was unique per room, not per user.
+            post(two.id, ann.id, "two-2?", "c1"),
         ])
         .await
         .unwrap();
-    assert_eq!(
-        more[0],
-        Committed {
-            id: done[0].id,
-            seq: 1,
-            ts: NOW,
-            duplicate: Some(Original {
-                author_id: ann.id,
-                body: "one-1".to_owned()
-            }),
-        }
-    );
+    let original_c1 = Committed {
+        id: done[0].id,
+        seq: 1,
+        ts: NOW,
+        duplicate: Some(Original {
+            room_id: one.id,
+            room: "one".to_owned(),
+            body: "one-1".to_owned(),
+        }),
+    };
+    assert_eq!(more[0], original_c1);
     assert_eq!((more[1].seq, more[1].duplicate.as_ref()), (3, None));
-    assert_eq!(
-        more[2].duplicate,
-        Some(Original {
-            author_id: bob.id,
-            body: "one-2".to_owned()
-        })
-    );
-    assert_eq!((more[3].seq, more[3].duplicate.as_ref()), (2, None));
+    assert_eq!((more[2].seq, more[2].duplicate.as_ref()), (4, None));
+    assert_ne!(more[2].id, done[2].id);
+    assert_eq!(more[3], original_c1);
 
-    // Repeats inside one batch: the second answers with the first.
+    // Repeats inside one batch: a later one answers with the first, in the
+    // first one's room.
     let twice = e
         .commit_posts(&[
-            post(one.id, bob.id, "one-4", "c5"),
-            post(one.id, bob.id, "one-4", "c5"),
+            post(one.id, bob.id, "one-5", "c5"),
+            post(one.id, bob.id, "one-5", "c5"),
+            post(two.id, bob.id, "two-2", "c8"),
+            post(one.id, bob.id, "elsewhere", "c8"),
         ])
         .await
         .unwrap();
-    assert_eq!((twice[0].seq, twice[1].seq), (4, 4));
+    assert_eq!((twice[0].seq, twice[1].seq), (5, 5));
     assert_eq!(twice[0].id, twice[1].id);
-    assert!(twice[0].duplicate.is_none() && twice[1].duplicate.is_some());
+    assert!(twice[0].duplicate.is_none());
+    assert_eq!(
+        twice[1].duplicate,
+        Some(Original {
+            room_id: one.id,
+            room: "one".to_owned(),
+            body: "one-5".to_owned()
+        })
+    );
+    assert_eq!(
+        (twice[2].seq, twice[3].seq, twice[3].id),
+        (2, 2, twice[2].id)
+    );
+    assert_eq!(
+        twice[3].duplicate,
+        Some(Original {
+            room_id: two.id,
+            room: "two".to_owned(),
+            body: "two-2".to_owned()
+        })
+    );
 
     // A row that breaks a constraint (no such room) fails the batch as a
     // constraint error, so the committer can retry the others alone; the
-    // good row of that batch is not stored.
+    // good row of that batch is not stored, its seq not spent and its
+    // client_id not used up.
     let bad = e
         .commit_posts(&[
             post(one.id, ann.id, "lost with the batch", "c6"),
@@ -350,45 +549,100 @@ async fn events(store: &Store) {
         .await
         .unwrap_err();
     assert!(bad.is_constraint(), "{bad}");
+    let again = e
+        .commit_posts(&[post(one.id, ann.id, "one-6", "c6")])
+        .await
+        .unwrap();
+    assert_eq!((again[0].seq, again[0].duplicate.as_ref()), (6, None));
 
-    // History: the newest `limit` below `before`, ascending, with authors.
+    // History: the newest `limit` below `before`, ascending, with authors,
+    // and whether older ones exist.
     let bodies = |page: &[StoredMessage]| page.iter().map(|m| m.body.clone()).collect::<Vec<_>>();
     let latest = e.history(one.id, None, 2).await.unwrap();
-    assert_eq!(bodies(&latest), ["one-3", "one-4"]);
+    assert_eq!(bodies(&latest.messages), ["one-5", "one-6"]);
+    assert!(latest.has_more);
+    let first = &latest.messages[0];
     assert_eq!(
-        (
-            latest[0].seq,
-            latest[0].author.id,
-            latest[0].author.name.as_str()
-        ),
-        (3, ann.id, "ann")
+        (first.seq, first.author.id, first.author.name.as_str()),
+        (5, bob.id, "bob")
     );
-    assert_eq!(latest[1].client_id, "c5");
-    assert_eq!(latest[1].ts, NOW);
-    let older = e.history(one.id, Some(latest[0].seq), 2).await.unwrap();
-    assert_eq!(bodies(&older), ["one-1", "one-2"]);
-    assert!(e
-        .history(one.id, Some(older[0].seq), 2)
-        .await
-        .unwrap()
-        .is_empty());
+    assert_eq!((first.client_id.as_str(), first.ts), ("c5", NOW));
+    let older = e.history(one.id, Some(first.seq), 4).await.unwrap();
     assert_eq!(
-        bodies(&e.history(one.id, None, 50).await.unwrap()),
+        bodies(&older.messages),
         ["one-1", "one-2", "one-3", "one-4"]
     );
+    assert!(!older.has_more, "the page reaches the first message");
+    let none = e.history(one.id, Some(1), 2).await.unwrap();
+    assert!(none.messages.is_empty() && !none.has_more);
+    let all = e.history(one.id, None, 50).await.unwrap();
     assert_eq!(
-        bodies(&e.history(two.id, None, 50).await.unwrap()),
+        bodies(&all.messages),
+        ["one-1", "one-2", "one-3", "one-4", "one-5", "one-6"]
+    );
+    assert!(!all.has_more);
+    assert_eq!(
+        bodies(&e.history(two.id, None, 50).await.unwrap().messages),
         ["two-1", "two-2"]
     );
 
     // Replay: after < seq <= upto, ascending, at most `limit`.
     let range = e.range(one.id, 1, 4, 2).await.unwrap();
     assert_eq!(bodies(&range), ["one-2", "one-3"]);
-    assert_eq!(bodies(&e.range(one.id, 3, 4, 10).await.unwrap()), ["one-4"]);
-    assert!(e.range(one.id, 4, 10, 10).await.unwrap().is_empty());
+    assert_eq!(bodies(&e.range(one.id, 5, 6, 10).await.unwrap()), ["one-6"]);
+    assert!(e.range(one.id, 6, 10, 10).await.unwrap().is_empty());
 
-    // Each room's last seq, as the rooms list gives it.
+    // Each room's seq counter, as the rooms list gives it.
     let rooms = store.rooms.rooms().await.unwrap();
     let last = |id: i64| rooms.iter().find(|r| r.id == id).unwrap().last_seq;
-    assert_eq!((last(one.id), last(two.id)), (4, 2));
+    assert_eq!((last(one.id), last(two.id)), (6, 2));
+
+    // A batch larger than one statement may bind: seqs still dense per
+    // room, every row its own message, results in the batch's order.
+    let big = store
+        .rooms
+        .create_room("big", "big", ann.id, NOW)
+        .await
+        .unwrap();
+    let ids: Vec<String> = (0..6000).map(|i| format!("big-{i}")).collect();
+    let rows: Vec<NewMessage> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| NewMessage {
+            room_id: if i % 3 == 0 { two.id } else { big.id },
+            author_id: if i % 2 == 0 { ann.id } else { bob.id },
+            body: id,
+            client_id: id,
+            ts: NOW,
+        })
+        .collect();
+    let done = e.commit_posts(&rows).await.unwrap();
+    let (mut in_two, mut in_big) = (2, 0);
+    for (row, committed) in rows.iter().zip(&done) {
+        let next = if row.room_id == two.id {
+            &mut in_two
+        } else {
+            &mut in_big
+        };
+        *next += 1;
+        assert_eq!((committed.seq, committed.duplicate.as_ref()), (*next, None));
+    }
+    assert_eq!(
+        done.iter().map(|c| c.id).collect::<HashSet<_>>().len(),
+        6000
+    );
+    let page = e.history(big.id, None, 1).await.unwrap();
+    assert_eq!(
+        (page.messages[0].seq, page.messages[0].body.as_str()),
+        (in_big, "big-5999")
+    );
+    // Repeating all of it stores nothing and answers each with its original.
+    let again = e.commit_posts(&rows).await.unwrap();
+    assert!(again
+        .iter()
+        .zip(&done)
+        .all(|(a, d)| (a.id, a.seq) == (d.id, d.seq) && a.duplicate.is_some()));
+    let rooms = store.rooms.rooms().await.unwrap();
+    let last = |id: i64| rooms.iter().find(|r| r.id == id).unwrap().last_seq;
+    assert_eq!((last(two.id), last(big.id)), (in_two, in_big));
 }

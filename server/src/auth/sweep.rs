@@ -46,10 +46,7 @@ pub async fn sweep(store: &Store, hub: &Hub) -> Result<usize, crate::store::Stor
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{
-        auth::token_hash,
-        store::{self, Accounts, Sessions},
-    };
+    use crate::{auth::token_hash, store};
 
     #[tokio::test]
     async fn closes_the_sockets_of_ended_sessions_and_no_one_when_the_store_fails() {
@@ -59,9 +56,10 @@ mod tests {
         let hub = Hub::default();
         let mut conns = Vec::new();
         for name in ["ann", "bob"] {
-            let me = store.create_guest(name, 0).await.unwrap();
+            let me = store.accounts.create_guest(name, 0).await.unwrap();
             let hash = token_hash(name);
             store
+                .sessions
                 .create_session(me.id, &hash, 0, crate::now_ms() + 60_000)
                 .await
                 .unwrap();
@@ -83,7 +81,7 @@ mod tests {
             .await
             .unwrap();
 
-        store.delete_session(&conns[0].0).await.unwrap();
+        store.sessions.delete_session(&conns[0].0).await.unwrap();
         assert_eq!(sweep(&store, &hub).await.unwrap(), 1);
         assert!(conns[0].1 .0.is_kicked());
         assert!(!conns[1].1 .0.is_kicked());

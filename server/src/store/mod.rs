@@ -5,8 +5,9 @@
 //!
 //! - [`Accounts`]: users and how they sign in (guest, local, OpenID identity).
 //! - [`Sessions`]: sessions and OpenID sign-ins in progress.
-//! - [`Rooms`]: rooms, and the last `seq` of each.
-//! - [`Events`]: the commit path and what it wrote (history, replay).
+//! - [`Rooms`]: rooms, their `seq` counters and members.
+//! - [`Events`]: the commit path (messages, their `posted` events and the
+//!   processed commands) and what it wrote (history, replay).
 //! - [`Health`]: whether the database answers and can be written.
 //!
 //! [`Store`] holds one of each; [`open`] makes it from a `DATABASE_URL`.
@@ -23,6 +24,10 @@ pub enum StoreError {
     /// A uniqueness rule was broken (e.g. a room name that exists).
     #[error("already exists")]
     Conflict,
+    /// A write names a row that does not exist (e.g. a post to a room that
+    /// is gone): like a broken foreign key, it is about the rows written.
+    #[error("{0} does not exist")]
+    Missing(&'static str),
     /// The database failed or cannot be reached.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
@@ -37,7 +42,7 @@ impl StoreError {
     /// about the database: the same write without those rows can succeed.
     pub fn is_constraint(&self) -> bool {
         match self {
-            StoreError::Conflict => true,
+            StoreError::Conflict | StoreError::Missing(_) => true,
             StoreError::Database(sqlx::Error::Database(db)) => {
                 !matches!(db.kind(), sqlx::error::ErrorKind::Other)
             }
@@ -54,8 +59,10 @@ pub struct RoomRow {
     pub id: i64,
     pub name: String,
     pub created_at: i64,
-    /// Highest committed `seq` (0 when empty).
+    /// The room's `seq` counter: the `seq` of its latest event (0 when none).
     pub last_seq: i64,
+    /// Members whose state is joined.
+    pub member_count: i64,
 }
 
 impl RoomRow {
@@ -64,6 +71,73 @@ impl RoomRow {
             name: self.name.clone(),
             created_at: self.created_at,
         }
+    }
+}
+
+/// What a member may do in a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Owner,
+    Moderator,
+    Member,
+}
+
+/// Where a user stands in a room they have a membership row in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberState {
+    Joined,
+    Invited,
+    Banned,
+}
+
+/// A user's membership of a room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Membership {
+    pub state: MemberState,
+    pub role: Role,
+    /// When the current state began.
+    pub joined_at: i64,
+    /// The highest `seq` the member has read.
+    pub last_read_seq: i64,
+}
+
+impl Role {
+    /// The name stored in `members.role`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Moderator => "moderator",
+            Role::Member => "member",
+        }
+    }
+
+    /// The role stored as `name`.
+    pub fn parse(name: &str) -> Option<Self> {
+        [Role::Owner, Role::Moderator, Role::Member]
+            .into_iter()
+            .find(|r| r.as_str() == name)
+    }
+}
+
+impl MemberState {
+    /// The name stored in `members.state`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemberState::Joined => "joined",
+            MemberState::Invited => "invited",
+            MemberState::Banned => "banned",
+        }
+    }
+
+    /// The state stored as `name`.
+    pub fn parse(name: &str) -> Option<Self> {
+        [
+            MemberState::Joined,
+            MemberState::Invited,
+            MemberState::Banned,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == name)
     }
 }
 
@@ -77,22 +151,36 @@ pub struct NewMessage<'a> {
     pub ts: i64,
 }
 
-/// The outcome of committing one [`NewMessage`].
+/// The outcome of committing one [`NewMessage`]: the stored message's id,
+/// `seq` and time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Committed {
     pub id: i64,
     pub seq: i64,
     pub ts: i64,
-    /// The `client_id` was already stored: this is the original message,
-    /// which must be acknowledged again but not delivered again.
+    /// The author had already sent this `client_id`: `id`, `seq` and `ts`
+    /// are the original message's, which must be acknowledged again but not
+    /// delivered again.
     pub duplicate: Option<Original>,
 }
 
-/// What was stored first under a repeated `client_id`.
+/// The message first stored under a repeated (author, `client_id`). It may
+/// be in another room than the repeat names (v1 allowed that reuse): the
+/// answer is the original, wherever it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Original {
-    pub author_id: i64,
+    pub room_id: i64,
+    /// Its room's name, for the acknowledgement.
+    pub room: String,
     pub body: String,
+}
+
+/// A page of history: messages in ascending `seq`, and whether older ones
+/// exist.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HistoryPage {
+    pub messages: Vec<StoredMessage>,
+    pub has_more: bool,
 }
 
 /// A stored message with its author, as everyone sees them (no email).
@@ -150,7 +238,9 @@ pub struct OidcFlow {
     pub expires_at: i64,
 }
 
-/// Users and the ways they sign in.
+/// Users and the ways they sign in. Every user created here becomes a member
+/// of the `auto_join` rooms (general) in the same transaction, silently,
+/// with nothing unread.
 #[async_trait]
 pub trait Accounts: Send + Sync {
     /// Creates a guest user.
@@ -208,30 +298,32 @@ pub trait Sessions: Send + Sync {
     async fn purge_oidc_flows(&self, now: i64) -> Result<u64>;
 }
 
-/// Rooms.
+/// Rooms and their members.
 #[async_trait]
 pub trait Rooms: Send + Sync {
-    /// Creates a room; [`StoreError::Conflict`] when `name_key` is taken.
+    /// Creates a public room owned by `by`, its one member;
+    /// [`StoreError::Conflict`] when a public room has `name_key`.
     async fn create_room(&self, name: &str, name_key: &str, by: i64, now: i64) -> Result<RoomRow>;
-    /// Every room with its last `seq`, oldest first.
+    /// Every public room with its `seq` counter, oldest first.
     async fn rooms(&self) -> Result<Vec<RoomRow>>;
+    /// `user_id`'s membership of `room_id`, if they have one.
+    async fn membership(&self, room_id: i64, user_id: i64) -> Result<Option<Membership>>;
 }
 
 /// The commit path, and reading back what it wrote.
 #[async_trait]
 pub trait Events: Send + Sync {
-    /// Commits a batch of posts in one transaction, assigning each new
-    /// message the next `seq` of its room. Results are in the batch's order.
-    /// A repeated `(room, client_id)` is answered with the original message.
+    /// Commits a batch of posts in one transaction: each new message gets
+    /// the next `seq` of its room's counter, a `posted` event and a
+    /// processed command keyed by (author, `client_id`). Results are in the
+    /// batch's order. A repeated (author, `client_id`), in any room, in an
+    /// earlier batch or earlier in this one, is answered with the original
+    /// message and takes no `seq`. A post to a room that does not exist
+    /// fails the batch with a constraint error ([`StoreError::is_constraint`]).
     async fn commit_posts(&self, batch: &[NewMessage<'_>]) -> Result<Vec<Committed>>;
-    /// Up to `limit` messages with `seq < before` (all when `None`), newest
-    /// `limit` of them, returned in ascending `seq`.
-    async fn history(
-        &self,
-        room_id: i64,
-        before: Option<i64>,
-        limit: u32,
-    ) -> Result<Vec<StoredMessage>>;
+    /// The newest `limit` messages with `seq < before` (any when `None`), in
+    /// ascending `seq`, and whether there are older ones.
+    async fn history(&self, room_id: i64, before: Option<i64>, limit: u32) -> Result<HistoryPage>;
     /// Messages with `after < seq <= upto`, ascending, at most `limit`.
     async fn range(
         &self,
@@ -256,9 +348,7 @@ pub trait Health: Send + Sync {
 /// The store: one implementation of each aggregate, cheap to clone.
 ///
 /// Code names the aggregate it uses (`store.sessions.session_user(…)`), so
-/// what a module touches is visible. The handle also implements every trait
-/// by forwarding to its field, so it can be passed where one aggregate is
-/// wanted and tests and tools can call any method on it directly.
+/// what a module touches is visible.
 #[derive(Clone)]
 pub struct Store {
     pub accounts: Arc<dyn Accounts>,
@@ -294,135 +384,4 @@ impl fmt::Debug for Store {
 /// Opens the store a `DATABASE_URL` names, creating and migrating it.
 pub async fn open(url: &str) -> Result<Store> {
     Ok(Store::new(sqlite::SqliteStore::open(url).await?))
-}
-
-#[async_trait]
-impl Accounts for Store {
-    async fn create_guest(&self, name: &str, now: i64) -> Result<Me> {
-        self.accounts.create_guest(name, now).await
-    }
-
-    async fn create_local_account(
-        &self,
-        name: &str,
-        email: &str,
-        email_key: &str,
-        password_hash: &str,
-        now: i64,
-    ) -> Result<Me> {
-        self.accounts
-            .create_local_account(name, email, email_key, password_hash, now)
-            .await
-    }
-
-    async fn local_account(&self, email_key: &str) -> Result<Option<LocalAccount>> {
-        self.accounts.local_account(email_key).await
-    }
-
-    async fn sign_in_identity(
-        &self,
-        issuer: &str,
-        subject: &str,
-        profile: &Profile,
-        now: i64,
-    ) -> Result<Me> {
-        self.accounts
-            .sign_in_identity(issuer, subject, profile, now)
-            .await
-    }
-}
-
-#[async_trait]
-impl Sessions for Store {
-    async fn create_session(
-        &self,
-        user_id: i64,
-        token_hash: &[u8],
-        now: i64,
-        expires_at: i64,
-    ) -> Result<()> {
-        self.sessions
-            .create_session(user_id, token_hash, now, expires_at)
-            .await
-    }
-
-    async fn session_user(&self, token_hash: &[u8], now: i64) -> Result<Option<Me>> {
-        self.sessions.session_user(token_hash, now).await
-    }
-
-    async fn live_sessions(
-        &self,
-        token_hashes: &[[u8; 32]],
-        now: i64,
-    ) -> Result<HashSet<[u8; 32]>> {
-        self.sessions.live_sessions(token_hashes, now).await
-    }
-
-    async fn delete_session(&self, token_hash: &[u8]) -> Result<()> {
-        self.sessions.delete_session(token_hash).await
-    }
-
-    async fn purge_sessions(&self, now: i64) -> Result<u64> {
-        self.sessions.purge_sessions(now).await
-    }
-
-    async fn create_oidc_flow(&self, flow: &OidcFlow) -> Result<()> {
-        self.sessions.create_oidc_flow(flow).await
-    }
-
-    async fn take_oidc_flow(&self, state_hash: &[u8]) -> Result<Option<OidcFlow>> {
-        self.sessions.take_oidc_flow(state_hash).await
-    }
-
-    async fn purge_oidc_flows(&self, now: i64) -> Result<u64> {
-        self.sessions.purge_oidc_flows(now).await
-    }
-}
-
-#[async_trait]
-impl Rooms for Store {
-    async fn create_room(&self, name: &str, name_key: &str, by: i64, now: i64) -> Result<RoomRow> {
-        self.rooms.create_room(name, name_key, by, now).await
-    }
-
-    async fn rooms(&self) -> Result<Vec<RoomRow>> {
-        self.rooms.rooms().await
-    }
-}
-
-#[async_trait]
-impl Events for Store {
-    async fn commit_posts(&self, batch: &[NewMessage<'_>]) -> Result<Vec<Committed>> {
-        self.events.commit_posts(batch).await
-    }
-
-    async fn history(
-        &self,
-        room_id: i64,
-        before: Option<i64>,
-        limit: u32,
-    ) -> Result<Vec<StoredMessage>> {
-        self.events.history(room_id, before, limit).await
-    }
-
-    async fn range(
-        &self,
-        room_id: i64,
-        after: i64,
-        upto: i64,
-        limit: u32,
-    ) -> Result<Vec<StoredMessage>> {
-        self.events.range(room_id, after, upto, limit).await
-    }
-}
-
-#[async_trait]
-impl Health for Store {
-    async fn ping(&self) -> Result<()> {
-        self.health.ping().await
-    }
-
-    async fn probe_write(&self, now: i64) -> Result<()> {
-        self.health.probe_write(now).await
-    }
 }

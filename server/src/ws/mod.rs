@@ -11,6 +11,7 @@ use crate::{
     auth,
     commit::{Reply, SendRequest},
     hub::{Conn, Room},
+    store::HistoryPage,
     AppState,
 };
 use app::protocol::{
@@ -367,15 +368,13 @@ impl Session {
             // In 1..=MAX_HISTORY_PAGE after the clamp, so the conversion holds.
             u32::try_from(l.clamp(1, i64::from(MAX_HISTORY_PAGE))).unwrap_or(MAX_HISTORY_PAGE)
         });
-        let messages = self
+        let HistoryPage { messages, has_more } = self
             .state
             .store
             .events
             .history(room.id, before, limit)
             .await
             .map_err(crate::unavailable)?;
-        // Seqs are dense from 1, so older messages exist iff the oldest here is above 1.
-        let has_more = messages.first().is_some_and(|m| m.seq > 1);
         Ok(ServerFrame::History {
             room: room.name.to_string(),
             messages: messages

@@ -524,8 +524,26 @@ pub fn session_cookie(headers: &reqwest::header::HeaderMap) -> Option<String> {
         .find(|pair| pair.starts_with("chat_session=") && pair.len() > "chat_session=".len())
 }
 
-/// How many messages `db` holds, in all or under one `client_id`.
+/// How many messages `db` holds, in all or under one `client_id` (of any
+/// author). Also checks what the store writes with every message: its
+/// `posted` event at its seq, its processed command under (author,
+/// client_id), and a room counter at or above it.
 pub async fn stored(db: &sqlx::SqlitePool, client_id: Option<&str>) -> i64 {
+    let unaccounted: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM messages m JOIN rooms r ON r.id = m.room_id
+         WHERE r.last_seq < m.seq
+            OR NOT EXISTS (SELECT 1 FROM room_events e WHERE e.room_id = m.room_id
+                           AND e.seq = m.seq AND e.kind = 'posted' AND e.message_id = m.id)
+            OR NOT EXISTS (SELECT 1 FROM commands c
+                           WHERE c.user_id = m.author_id AND c.client_id = m.client_id)",
+    )
+    .fetch_one(db)
+    .await
+    .expect("check messages");
+    assert_eq!(
+        unaccounted, 0,
+        "messages without their posted event, command or seq"
+    );
     sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE ?1 IS NULL OR client_id = ?1")
         .bind(client_id)
         .fetch_one(db)

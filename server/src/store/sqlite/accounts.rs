@@ -1,24 +1,44 @@
 //! [`Accounts`] on SQLite: users, local accounts and linked identities.
 
-use super::{conflict_or, returned, user, SqliteStore};
+use super::{conflict_or, user, SqliteStore};
 use crate::store::{Accounts, LocalAccount, Profile, Result};
 use app::protocol::Me;
 use async_trait::async_trait;
-use sqlx::{Connection, Row};
+use sqlx::{Connection, Row, SqliteConnection};
+
+/// Makes a new user a member of every `auto_join` room (general), in the
+/// transaction that creates the user. The read marker starts at the room's
+/// counter, so a new user has nothing unread; no event marks the join (new
+/// users join silently).
+async fn join_auto_rooms(conn: &mut SqliteConnection, user_id: i64, now: i64) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO members (room_id, user_id, joined_at, last_read_seq)
+         SELECT id, ?, ?, last_seq FROM rooms WHERE auto_join = 1",
+    )
+    .bind(user_id)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("UPDATE rooms SET member_count = member_count + 1 WHERE auto_join = 1")
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
 
 #[async_trait]
 impl Accounts for SqliteStore {
     async fn create_guest(&self, name: &str, now: i64) -> Result<Me> {
         let mut w = self.writer().await?;
-        let id: i64 = returned(
-            sqlx::query_scalar(
-                "INSERT INTO users (name, kind, created_at) VALUES (?, 'guest', ?) RETURNING id",
-            )
-            .bind(name)
-            .bind(now)
-            .fetch_all(&mut *w)
-            .await?,
-        )?;
+        let mut tx = w.begin_with("BEGIN IMMEDIATE").await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO users (name, kind, created_at) VALUES (?, 'guest', ?) RETURNING id",
+        )
+        .bind(name)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        join_auto_rooms(&mut tx, id, now).await?;
+        tx.commit().await?;
         w.ok();
         Ok(Me {
             id,
@@ -56,6 +76,7 @@ impl Accounts for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(conflict_or)?;
+        join_auto_rooms(&mut tx, id, now).await?;
         tx.commit().await?;
         w.ok();
         Ok(Me {
@@ -139,6 +160,7 @@ impl Accounts for SqliteStore {
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
+                join_auto_rooms(&mut tx, id, now).await?;
                 id
             }
         };

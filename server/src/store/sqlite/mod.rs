@@ -30,6 +30,11 @@ use std::{
     time::Duration,
 };
 
+/// Most values one statement may bind: SQLite's `SQLITE_MAX_VARIABLE_NUMBER`
+/// (32766 since 3.32; the bundled library keeps the default). Multi-row
+/// statements are split to stay under it.
+const MAX_VARIABLES: usize = 32_766;
+
 /// The SQLite store.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -127,19 +132,6 @@ fn user(row: &sqlx::sqlite::SqliteRow) -> Result<Me> {
         email: row.try_get("email")?,
         picture: row.try_get("picture")?,
     })
-}
-
-/// The one row a single-row `INSERT … RETURNING` gave back.
-///
-/// Outside an explicit transaction such a statement must be read with
-/// `fetch_all`: SQLite makes the change at the first step but commits it when
-/// the statement completes, and `fetch_one` stops at the first row, so a
-/// failed commit (a write error, a full disk) would go unreported while the
-/// caller goes on as if the row were stored.
-fn returned<T>(rows: Vec<T>) -> Result<T> {
-    rows.into_iter()
-        .next()
-        .ok_or(StoreError::Database(sqlx::Error::RowNotFound))
 }
 
 fn conflict_or(err: sqlx::Error) -> StoreError {
