@@ -282,7 +282,7 @@ async fn upgrades_need_a_session_and_an_allowed_origin() {
     );
 
     // Cross-site form posts are refused.
-    let res = reqwest::Client::new()
+    let res = common::http()
         .post(app.url("/api/create_room"))
         .header("Origin", "http://evil.example")
         .form(&[("name", "pwned")])
@@ -1045,9 +1045,7 @@ fn upgrade_status(attempt: Result<common::Client, tokio_tungstenite::tungstenite
 
 /// `GET path` sent to the server with the given `Host`; returns (status, body).
 async fn get_as(app: &TestApp, host: &str, cookie: Option<&str>, path: &str) -> (u16, String) {
-    let mut req = reqwest::Client::new()
-        .get(app.url(path))
-        .header("Host", host);
+    let mut req = common::http().get(app.url(path)).header("Host", host);
     if let Some(cookie) = cookie {
         req = req.header("Cookie", cookie);
     }
@@ -1064,7 +1062,7 @@ async fn call_as(
     endpoint: &str,
     form: &[(&str, &str)],
 ) -> reqwest::Response {
-    let mut req = reqwest::Client::new()
+    let mut req = common::http()
         .post(app.url(&format!("/api/{endpoint}")))
         .header("Host", host)
         .header("Origin", origin)

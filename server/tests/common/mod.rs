@@ -26,6 +26,15 @@ pub const WAIT: Duration = Duration::from_secs(10);
 /// How long a server may take to start answering.
 pub const READY: Duration = Duration::from_secs(30);
 
+/// An HTTP client whose requests fail after [`READY`] instead of waiting
+/// forever: a hung request must fail the test that made it, with its name.
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(READY)
+        .build()
+        .expect("HTTP client")
+}
+
 static TRACING: Once = Once::new();
 
 /// Logs only when `TEST_LOG` is set.
@@ -133,7 +142,7 @@ impl Remote {
         endpoint: &str,
         form: &[(&str, &str)],
     ) -> (u16, Value, reqwest::header::HeaderMap) {
-        let mut req = reqwest::Client::new()
+        let mut req = http()
             .post(self.url(&format!("/api/{endpoint}")))
             .header("Origin", self.origin())
             .form(form);
@@ -181,7 +190,7 @@ impl Remote {
 
     /// Fetches a page as HTML.
     pub async fn page(&self, cookie: &str, path: &str) -> String {
-        reqwest::Client::new()
+        http()
             .get(self.url(path))
             .header("Cookie", cookie)
             .send()
@@ -322,7 +331,11 @@ impl TestApp {
             let _ = stop.send(());
         }
         if let Some(task) = self.task.take() {
-            task.await.expect("server task").expect("server run");
+            tokio::time::timeout(READY, task)
+                .await
+                .expect("the server did not shut down")
+                .expect("server task")
+                .expect("server run");
         }
         let mut app = Self::spawn_on(path).await;
         app._dir = dir;
