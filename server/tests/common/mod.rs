@@ -314,19 +314,12 @@ impl TestApp {
     /// Stops the server gracefully and waits until it has; returns the
     /// database path and the directory keeping it (deleted when dropped).
     pub async fn shutdown(mut self) -> (PathBuf, Option<tempfile::TempDir>) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.await.expect("server task").expect("server run");
-        }
+        self.stop_server().await;
         (std::mem::take(&mut self.db_path), self._dir.take())
     }
 
-    /// Stops the server, keeping its temp directory alive for a restart.
-    pub async fn restart(mut self) -> TestApp {
-        let dir = self._dir.take();
-        let path = std::mem::take(&mut self.db_path);
+    /// Asks the server to stop and waits (at most [`READY`]) until it has.
+    async fn stop_server(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -337,6 +330,13 @@ impl TestApp {
                 .expect("server task")
                 .expect("server run");
         }
+    }
+
+    /// Stops the server, keeping its temp directory alive for a restart.
+    pub async fn restart(mut self) -> TestApp {
+        let dir = self._dir.take();
+        let path = std::mem::take(&mut self.db_path);
+        self.stop_server().await;
         let mut app = Self::spawn_on(path).await;
         app._dir = dir;
         app
