@@ -8,6 +8,8 @@
 //! gathers, so a busy server writes large batches and an idle one writes at
 //! once, with no timer adding latency.
 
+pub mod plan;
+
 use crate::{
     hub::{encode, Conn, Hub, Out, Room},
     metrics::{self, METRICS},
