@@ -9,6 +9,7 @@
 //! once, with no timer adding latency.
 
 pub mod plan;
+pub mod write;
 
 use crate::{
     hub::{encode, Conn, Hub, Out, Room},

@@ -32,6 +32,11 @@ pub enum StoreError {
     /// The database failed or cannot be reached.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// A hook of the committing transaction failed: the batch was rolled
+    /// back. Never a constraint error, whatever the hook's cause: the
+    /// commands are not at fault, so they are answered `unavailable`.
+    #[error("commit hook failed: {0}")]
+    Hook(String),
     /// Migrations could not be applied.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),

@@ -795,7 +795,9 @@ impl EventTx for SqliteEventTx {
         let hooks = self.hooks.clone();
         for hook in hooks.iter() {
             // On error the Writer is dropped unmarked: closed, rolled back.
-            hook.before_commit(&mut self.w, &self.appended).await?;
+            hook.before_commit(&mut self.w, &self.appended)
+                .await
+                .map_err(|err| StoreError::Hook(err.to_string()))?;
         }
         sqlx::query("COMMIT").execute(&mut *self.w).await?;
         self.w.ok();
