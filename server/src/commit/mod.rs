@@ -1,22 +1,31 @@
-//! The batch committer: the one place messages become durable and ordered.
+//! The batch committer: the one place state changes become durable and
+//! ordered.
 //!
-//! Sends from every connection queue here. One task takes everything queued
-//! (up to [`MAX_BATCH`]), commits it in one transaction, in which the store
-//! assigns each message its room's next `seq`, and only then publishes the
-//! messages and acknowledges the senders: ack means durable, and delivery
-//! order is commit order. While one batch is being written the next one
-//! gathers, so a busy server writes large batches and an idle one writes at
-//! once, with no timer adding latency.
+//! Commands from every connection and server function queue here. One task
+//! takes everything queued (up to [`MAX_BATCH`]) and commits it in one
+//! transaction ([`write`]), in which every command is authorised again
+//! ([`plan`], over `chat::policy`) and every event gets its room's next
+//! `seq`; only then does it publish and answer ([`publish`]): ack means
+//! durable, and delivery order is commit order. While one batch is being
+//! written the next one gathers, so a busy server writes large batches and an
+//! idle one writes at once, with no timer adding latency.
+//!
+//! # Layout
+//! - [`plan`]: what a batch does, decided without I/O.
+//! - [`write`]: the batch's transaction over `store::EventTx`.
+//! - [`publish`]: after COMMIT, in batch order: frames and answers.
 
 pub mod plan;
+pub mod publish;
 pub mod write;
 
 use crate::{
-    hub::{encode, Conn, Hub, Out, Room},
+    hub::{Conn, Hub},
     metrics::{self, METRICS},
-    store::{Committed, Events, Health, NewMessage, StoreError},
+    store::{Events, Health, MemberState, Store},
 };
-use app::protocol::{ApiError, ChatMessage, ErrorCode, ServerFrame, UserInfo};
+use app::protocol::{ApiError, ErrorCode, UserInfo};
+use plan::Command;
 use std::sync::{
     atomic::{AtomicBool, Ordering},
     Arc, Mutex,
@@ -26,35 +35,37 @@ use tokio::{
     task::JoinHandle,
 };
 use tokio_util::sync::CancellationToken;
+use write::{Entry, Receipt};
 
 /// Most messages in one transaction.
 pub const MAX_BATCH: usize = 1024;
 /// Sends that may wait for the committer before senders are made to wait.
 const QUEUE: usize = 16 * 1024;
 
-/// Where the outcome of a send goes.
+/// Where the outcome of a command goes.
 #[derive(Debug)]
 pub enum Reply {
     /// Queue an `ack` (or `error`) frame on the sender's connection.
-    Conn(Arc<Conn>),
-    /// Hand the stored message to an HTTP handler.
-    Http(oneshot::Sender<Result<ChatMessage, ApiError>>),
+    Socket(Arc<Conn>),
+    /// Hand the receipt to the caller (a server function, a form, a join).
+    Caller(oneshot::Sender<Result<Receipt, ApiError>>),
 }
 
-/// A message waiting to be committed.
+/// A command waiting to be committed.
 #[derive(Debug)]
-pub struct SendRequest {
-    pub room: Arc<Room>,
-    pub author: UserInfo,
-    pub body: String,
-    pub client_id: String,
+pub struct Submitted {
+    pub actor: UserInfo,
+    /// None only for MarkRead.
+    pub client_id: Option<String>,
+    pub command: Command,
     pub reply: Reply,
+    pub queued_at: std::time::Instant,
 }
 
 /// Handle for submitting sends.
 #[derive(Debug, Clone)]
 pub struct Committer {
-    tx: mpsc::Sender<SendRequest>,
+    tx: mpsc::Sender<Submitted>,
     health: Arc<WriteHealth>,
 }
 
@@ -79,6 +90,30 @@ impl WriteHealth {
 }
 
 impl Committer {
+    /// Submits a command and waits for its receipt (after COMMIT).
+    pub async fn call(
+        &self,
+        actor: UserInfo,
+        client_id: Option<String>,
+        command: Command,
+    ) -> Result<Receipt, ApiError> {
+        let (tx, rx) = oneshot::channel();
+        self.submit(Submitted {
+            actor,
+            client_id,
+            command,
+            reply: Reply::Caller(tx),
+            queued_at: std::time::Instant::now(),
+        })
+        .await?;
+        rx.await.unwrap_or_else(|_| {
+            Err(ApiError::new(
+                ErrorCode::Unavailable,
+                "The server is shutting down; try again.",
+            ))
+        })
+    }
+
     /// Starts the committer. When `stop` is cancelled it takes no new sends,
     /// commits every queued one, and the returned task ends.
     pub fn spawn(
@@ -131,8 +166,8 @@ impl Committer {
         }
     }
 
-    /// Queues a send, waiting while the queue is full (backpressure).
-    pub async fn submit(&self, request: SendRequest) -> Result<(), ApiError> {
+    /// Queues a command, waiting while the queue is full (backpressure).
+    pub async fn submit(&self, request: Submitted) -> Result<(), ApiError> {
         self.tx.send(request).await.map_err(|_| {
             ApiError::new(
                 ErrorCode::Unavailable,
@@ -142,8 +177,41 @@ impl Committer {
     }
 }
 
+/// The v1 wire's implicit join (until S13): v1 has no `join` frame, and a
+/// v1 user may post in any room they subscribe to, so subscribing (and a
+/// no-JS post) makes a non-member a member first, through the committer, with
+/// its `member_joined` event. The committer checks membership again.
+pub async fn join_v1(
+    store: &Store,
+    committer: &Committer,
+    user: &UserInfo,
+    room_id: i64,
+) -> Result<(), ApiError> {
+    let member = store
+        .rooms
+        .membership(room_id, user.id)
+        .await
+        .map_err(crate::unavailable)?;
+    if member.is_some_and(|m| m.state == MemberState::Joined) {
+        return Ok(());
+    }
+    // v1 frames carry no client_id for this: a fresh one, server-side.
+    let client_id = uuid::Uuid::new_v4().hyphenated().to_string();
+    committer
+        .call(
+            user.clone(),
+            Some(client_id),
+            Command::Join {
+                room_id,
+                silent: false,
+            },
+        )
+        .await
+        .map(|_| ())
+}
+
 async fn run(
-    mut rx: mpsc::Receiver<SendRequest>,
+    mut rx: mpsc::Receiver<Submitted>,
     events: Arc<dyn Events>,
     hub: Hub,
     health: Arc<WriteHealth>,
@@ -154,7 +222,7 @@ async fn run(
         let first = tokio::select! {
             request = rx.recv() => request,
             () = stop.cancelled(), if !rx.is_closed() => {
-                // Refuse new sends; what is queued is still committed below.
+                // Refuse new commands; what is queued is still committed below.
                 rx.close();
                 continue;
             }
@@ -169,161 +237,49 @@ async fn run(
         }
         commit(&*events, &hub, &health, &mut batch).await;
     }
-    tracing::info!("committer stopped: every queued message is committed");
+    tracing::info!("committer stopped: every queued command is committed");
 }
 
-async fn commit(
-    events: &dyn Events,
-    hub: &Hub,
-    health: &WriteHealth,
-    batch: &mut Vec<SendRequest>,
-) {
-    // One commit, one time: every message of the batch is stamped alike.
+async fn commit(events: &dyn Events, hub: &Hub, health: &WriteHealth, batch: &mut Vec<Submitted>) {
+    // One commit, one time: every event of the batch is stamped alike.
     let ts = crate::now_ms();
     let started = std::time::Instant::now();
-    let outcomes = commit_rows(events, health, batch, ts).await;
+    let (entries, replies): (Vec<Entry>, Vec<Reply>) = batch
+        .drain(..)
+        .map(|s| {
+            (
+                Entry {
+                    actor: s.actor,
+                    client_id: s.client_id,
+                    command: s.command,
+                },
+                s.reply,
+            )
+        })
+        .unzip();
+    let answers = write::commit_batch(events, &entries, ts).await;
     let micros = started.elapsed().as_micros() as u64;
     metrics::add(&METRICS.commit_batches, 1);
     metrics::add(&METRICS.commit_micros, micros);
-    tracing::debug!(size = batch.len(), elapsed_us = micros, "batch committed");
-    for (request, outcome) in batch.drain(..).zip(outcomes) {
-        match outcome {
-            Ok(done) => settle(hub, request, done),
-            Err(error) => refuse(request.reply, error, &request.room, request.client_id),
-        }
-    }
-}
-
-/// Commits the batch's rows; one outcome per request, in order.
-///
-/// A row that breaks a constraint (its room is gone, say) fails the whole
-/// transaction: the batch is then committed again row by row, so one bad row
-/// never fails other people's messages. A database failure fails them all.
-async fn commit_rows(
-    events: &dyn Events,
-    health: &WriteHealth,
-    batch: &[SendRequest],
-    ts: i64,
-) -> Vec<Result<Committed, ApiError>> {
-    let rows: Vec<NewMessage> = batch
+    let unavailable = answers
         .iter()
-        .map(|r| NewMessage {
-            room_id: r.room.id,
-            author_id: r.author.id,
-            body: &r.body,
-            client_id: &r.client_id,
-            ts,
+        .filter(|a| matches!(a, Err(e) if e.code == ErrorCode::Unavailable))
+        .count();
+    let posted = entries
+        .iter()
+        .zip(&answers)
+        .filter(|(e, a)| {
+            matches!(e.command, Command::Post { .. }) && matches!(a, Ok(r) if !r.duplicate)
         })
-        .collect();
-    let outcomes = match events.commit_posts(&rows).await {
-        Ok(committed) => committed.into_iter().map(Ok).collect(),
-        Err(err) if err.is_constraint() && rows.len() > 1 => {
-            tracing::warn!(cause = %err, size = rows.len(), "batch refused; committing its rows one by one");
-            let mut outcomes = Vec::with_capacity(rows.len());
-            for row in &rows {
-                let outcome = match events.commit_posts(std::slice::from_ref(row)).await {
-                    Ok(mut one) if one.len() == 1 => Ok(one.remove(0)),
-                    Ok(_) => Err(not_stored(None)),
-                    Err(err) => Err(not_stored(Some(err))),
-                };
-                outcomes.push(outcome);
-            }
-            outcomes
-        }
-        Err(err) => {
-            let error = not_stored(Some(err));
-            rows.iter().map(|_| Err(error.clone())).collect()
-        }
-    };
-    let failed = outcomes.iter().filter(|o| o.is_err()).count();
-    metrics::add(
-        &METRICS.messages_committed,
-        (outcomes.len() - failed) as u64,
-    );
-    if failed > 0 {
+        .count();
+    metrics::add(&METRICS.messages_committed, posted as u64);
+    let failed = |a: &Result<Receipt, ApiError>| matches!(a, Err(e) if matches!(e.code, ErrorCode::Unavailable | ErrorCode::Internal));
+    if answers.iter().any(failed) {
         metrics::add(&METRICS.commit_failures, 1);
     }
-    health.record(failed < outcomes.len() || outcomes.is_empty());
-    outcomes
-}
-
-/// The error a sender gets for a message that was not stored (logged here).
-fn not_stored(cause: Option<StoreError>) -> ApiError {
-    match cause {
-        Some(err) if err.is_constraint() => {
-            tracing::error!(cause = %err, "message refused by the store");
-            ApiError::new(
-                ErrorCode::Internal,
-                "The message could not be stored; it was not sent.",
-            )
-        }
-        cause => {
-            if let Some(err) = cause {
-                tracing::error!(cause = %err, "commit failed; senders told to retry");
-            }
-            ApiError::new(
-                ErrorCode::Unavailable,
-                "The message could not be stored (database unavailable); it was not sent. Try again.",
-            )
-        }
-    }
-}
-
-/// Acknowledges a committed message and delivers it (a resend only gets its ack).
-fn settle(hub: &Hub, request: SendRequest, done: Committed) {
-    let resend = done.duplicate.is_some();
-    let (room, body) = match done.duplicate {
-        None => (request.room.name.to_string(), request.body),
-        // A resend (the same author's client_id): acknowledge what was
-        // stored the first time, in the room it was stored in.
-        Some(original) => (original.room, original.body),
-    };
-    let message = ChatMessage {
-        room,
-        seq: done.seq,
-        id: done.id,
-        author: request.author,
-        body,
-        ts: done.ts,
-        client_id: request.client_id,
-    };
-    // Serialised once, into the frame every subscriber shares; a resend was
-    // delivered the first time and is only acked.
-    let publish = |message: ChatMessage| {
-        if !resend {
-            let frame = encode(&ServerFrame::Message(message));
-            hub.publish(&request.room, done.seq, &frame);
-        }
-    };
-    match request.reply {
-        Reply::Conn(conn) => {
-            let ack = encode(&ServerFrame::Ack {
-                room: message.room.clone(),
-                client_id: message.client_id.clone(),
-                seq: done.seq,
-                id: done.id,
-                ts: done.ts,
-            });
-            publish(message);
-            conn.push(Out::Frame(ack));
-        }
-        Reply::Http(tx) => {
-            // The no-JavaScript form: rare enough for a copy.
-            publish(message.clone());
-            let _ = tx.send(Ok(message)); // the caller may have gone
-        }
-    }
-}
-
-/// Tells a sender its message was not stored.
-fn refuse(reply: Reply, error: ApiError, room: &Room, client_id: String) {
-    match reply {
-        Reply::Conn(conn) => {
-            let frame = error.frame(Some(room.name.to_string()), Some(client_id));
-            conn.push(Out::Frame(encode(&frame)));
-        }
-        Reply::Http(tx) => {
-            let _ = tx.send(Err(error)); // the caller may have gone
-        }
-    }
+    // Refusals are answers, not failures: only unavailability marks the
+    // write path unhealthy.
+    health.record(unavailable < answers.len() || answers.is_empty());
+    tracing::debug!(size = entries.len(), elapsed_us = micros, "batch committed");
+    publish::publish(hub, entries, replies, answers);
 }
