@@ -2,9 +2,9 @@
 
 use crate::{
     auth,
-    commit::{Reply, SendRequest},
+    commit::plan::Command,
     hub::room_key,
-    store::{HistoryPage, StoreError},
+    store::{HistoryPage, RoomRow, StoreError},
     unavailable, AppState,
 };
 use app::{
@@ -17,7 +17,6 @@ use app::{
 };
 use async_trait::async_trait;
 use std::{net::IpAddr, time::Duration};
-use tokio::sync::oneshot;
 
 /// Implements the server functions over the app state.
 pub struct AppBackend(pub AppState);
@@ -242,21 +241,35 @@ impl Backend for AppBackend {
     async fn create_room(&self, session: Option<&str>, name: &str) -> Result<RoomInfo, ApiError> {
         let user = self.require_user(session).await?;
         let name = validate_room_name(name)?;
-        let row = match self
+        // The v1 server function has no client_id: a fresh one, made here,
+        // so each call is its own command (S7 makes the client send one).
+        let client_id = uuid::Uuid::new_v4().hyphenated().to_string();
+        let receipt = self
             .0
-            .store
-            .rooms
-            .create_room(&name, &room_key(&name), user.id, crate::now_ms())
+            .committer
+            .call(
+                user.public(),
+                Some(client_id),
+                Command::CreateRoom {
+                    name: name.clone(),
+                    name_key: room_key(&name),
+                    topic: String::new(),
+                },
+            )
             .await
-        {
-            Ok(row) => row,
-            Err(StoreError::Conflict) => {
-                return Err(ApiError::new(
+            .map_err(|err| match err.code {
+                ErrorCode::RoomExists => ApiError::new(
                     ErrorCode::RoomExists,
                     format!("A room named “{name}” exists already."),
-                ))
-            }
-            Err(err) => return Err(unavailable(err)),
+                ),
+                _ => err,
+            })?;
+        let row = RoomRow {
+            id: receipt.room_id,
+            name,
+            created_at: receipt.ts,
+            last_seq: receipt.seq.unwrap_or_default(),
+            member_count: 1,
         };
         Ok(self.0.hub.add_room(&row).info())
     }
@@ -277,23 +290,57 @@ impl Backend for AppBackend {
         })?;
         validate_body(body)?;
         let client_id = validate_client_id(client_id)?;
-        let (tx, rx) = oneshot::channel();
-        self.0
+        let author = user.public();
+        crate::commit::join_v1(&self.0.store, &self.0.committer, &author, room.id).await?;
+        let receipt = self
+            .0
             .committer
-            .submit(SendRequest {
-                room,
-                author: user.public(),
-                body: body.to_owned(),
-                client_id,
-                reply: Reply::Http(tx),
-            })
+            .call(
+                author.clone(),
+                Some(client_id.clone()),
+                Command::Post {
+                    room_id: room.id,
+                    body: body.to_owned(),
+                    mentions: Vec::new(),
+                    reply_to: None,
+                },
+            )
             .await?;
-        rx.await.unwrap_or_else(|_| {
-            Err(ApiError::new(
-                ErrorCode::Unavailable,
-                "The server is shutting down; try again.",
-            ))
-        })
+        let (Some(seq), Some(id)) = (receipt.seq, receipt.message_id) else {
+            return Err(ApiError::new(
+                ErrorCode::Internal,
+                "The post has no message.",
+            ));
+        };
+        if !receipt.duplicate {
+            return Ok(ChatMessage {
+                room: room.name.to_string(),
+                seq,
+                id,
+                author,
+                body: body.to_owned(),
+                ts: receipt.ts,
+                client_id,
+            });
+        }
+        // A resend: answered with what was stored the first time, wherever.
+        let stored = self
+            .0
+            .store
+            .events
+            .range(receipt.room_id, seq - 1, seq, 1)
+            .await
+            .map_err(unavailable)?;
+        let (Some(original), Some(stored_in)) = (
+            stored.into_iter().next(),
+            self.0.hub.room_by_id(receipt.room_id),
+        ) else {
+            return Err(ApiError::new(
+                ErrorCode::Internal,
+                "The original message is gone.",
+            ));
+        };
+        Ok(original.into_message(&stored_in.name))
     }
 
     fn session_cookie(&self, token: Option<&str>) -> String {

@@ -193,6 +193,8 @@ pub struct Hub {
 struct Inner {
     /// Rooms by case-folded name.
     rooms: DashMap<String, Arc<Room>>,
+    /// The same rooms by id, for the committer, which knows ids only.
+    by_id: DashMap<i64, Arc<Room>>,
     conns: DashMap<u64, Arc<Conn>>,
     next_conn: AtomicU64,
 }
@@ -207,9 +209,9 @@ impl Hub {
     pub fn new(rooms: &[RoomRow]) -> Self {
         let hub = Self::default();
         for row in rooms {
-            hub.inner
-                .rooms
-                .insert(room_key(&row.name), Arc::new(Room::new(row)));
+            let room = Arc::new(Room::new(row));
+            hub.inner.by_id.insert(row.id, room.clone());
+            hub.inner.rooms.insert(room_key(&row.name), room);
         }
         hub
     }
@@ -218,6 +220,7 @@ impl Hub {
     pub fn add_room(&self, row: &RoomRow) -> Arc<Room> {
         let room = Arc::new(Room::new(row));
         self.inner.rooms.insert(room_key(&row.name), room.clone());
+        self.inner.by_id.insert(row.id, room.clone());
         let frame = encode(&ServerFrame::Rooms {
             rooms: vec![room.info()],
         });
@@ -230,6 +233,11 @@ impl Hub {
     /// The room called `name` (ignoring case).
     pub fn room(&self, name: &str) -> Option<Arc<Room>> {
         self.inner.rooms.get(&room_key(name)).map(|r| r.clone())
+    }
+
+    /// The room with this id.
+    pub fn room_by_id(&self, id: i64) -> Option<Arc<Room>> {
+        self.inner.by_id.get(&id).map(|r| r.clone())
     }
 
     /// Every room, oldest first.

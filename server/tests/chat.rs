@@ -52,9 +52,11 @@ async fn every_member_sees_one_order_and_acks_come_after_commit() {
             }
         }
         let seqs: Vec<i64> = view.iter().map(|(s, _)| *s).collect();
+        // The sign-ups' silent joins of general took the seqs before.
+        let base = seqs[0] - 1;
         assert_eq!(
             seqs,
-            (1..=2 * EACH as i64).collect::<Vec<_>>(),
+            (base + 1..=base + 2 * EACH as i64).collect::<Vec<_>>(),
             "seq strictly increasing, no gap"
         );
         // Each sender's own messages keep their sending order.
@@ -111,10 +113,11 @@ async fn rooms_are_isolated() {
     a.expect("ack").await;
     c.expect_none("message", QUIET).await;
 
-    // The other room has its own sequence.
+    // The other room has its own sequence: after ann's join as its creator
+    // (1) and cat's join on subscribing (2), cat's message is 3.
     c.say("elsewhere", "first here").await;
     let m = c.expect("message").await;
-    assert_eq!((m["room"].as_str(), seq(&m)), (Some("elsewhere"), 1));
+    assert_eq!((m["room"].as_str(), seq(&m)), (Some("elsewhere"), 3));
     a.expect_none("message", QUIET).await;
 }
 
@@ -312,6 +315,8 @@ async fn guest_names_are_validated() {
 async fn history_survives_a_restart_and_is_in_the_server_rendered_page() {
     let app = TestApp::spawn().await;
     let ann = app.sign_in("ann").await;
+    // Ann's sign-up (a silent join) took general's seqs before line 1.
+    let base = app.last_seq("general").await;
     let mut a = app.ws(&ann).await;
     a.subscribe("general", None).await;
     for i in 1..=60 {
@@ -337,7 +342,7 @@ async fn history_survives_a_restart_and_is_in_the_server_rendered_page() {
     assert!(!html.contains("line &lt;10&gt;"));
 
     let mut a = app.ws(&ann).await;
-    a.send(json!({"type": "history", "room": "general", "before": 11, "limit": 10}))
+    a.send(json!({"type": "history", "room": "general", "before": base + 11, "limit": 10}))
         .await;
     let page = a.expect("history").await;
     let seqs: Vec<i64> = page["messages"]
@@ -346,19 +351,21 @@ async fn history_survives_a_restart_and_is_in_the_server_rendered_page() {
         .iter()
         .map(seq)
         .collect();
-    assert_eq!(seqs, (1..=10).collect::<Vec<_>>());
+    assert_eq!(seqs, (base + 1..=base + 10).collect::<Vec<_>>());
     assert_eq!(page["has_more"], false);
 
     // New messages continue the sequence.
     a.subscribe("general", None).await;
     a.say("general", "after restart").await;
-    assert_eq!(seq(&a.expect("ack").await), 61);
+    assert_eq!(seq(&a.expect("ack").await), base + 61);
 }
 
 #[tokio::test]
 async fn subscribe_since_replays_what_was_missed_then_goes_live() {
     let app = TestApp::spawn().await;
     let (ann, bob) = (app.sign_in("ann").await, app.sign_in("bob").await);
+    // The sign-ups' silent joins took general's seqs before m1.
+    let base = app.last_seq("general").await;
     let mut a = app.ws(&ann).await;
     a.subscribe("general", None).await;
     for i in 1..=5 {
@@ -366,14 +373,14 @@ async fn subscribe_since_replays_what_was_missed_then_goes_live() {
         a.expect("ack").await;
     }
     let mut b = app.ws(&bob).await;
-    b.send(json!({"type": "subscribe", "room": "general", "since": 2}))
+    b.send(json!({"type": "subscribe", "room": "general", "since": base + 2}))
         .await;
     a.say("general", "m6").await;
     let mut seqs = Vec::new();
     while seqs.len() < 4 {
         seqs.push(seq(&b.expect("message").await));
     }
-    assert_eq!(seqs, [3, 4, 5, 6]);
+    assert_eq!(seqs, [3, 4, 5, 6].map(|n| base + n));
     b.expect_none("message", QUIET).await;
 }
 
@@ -396,7 +403,8 @@ async fn the_no_javascript_form_posts_through_the_same_pipeline() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["seq"], 1);
+    // After the two sign-ups' silent joins of general.
+    assert_eq!(body["seq"], app.last_seq("general").await);
     let live = b.expect("message").await;
     assert_eq!(
         (live["body"].as_str(), live["author"]["name"].as_str()),
@@ -437,6 +445,8 @@ async fn a_client_id_is_its_authors_and_a_repeat_in_any_room_answers_the_origina
     let app = TestApp::spawn().await;
     let (ann, mut a) = app.member("ann").await;
     let (_, mut b) = app.member("bob").await;
+    // The sign-ups' silent joins took general's seqs before.
+    let base = app.last_seq("general").await;
     let id = a.say("general", "ann's").await;
     a.expect("ack").await;
     // Another author's client_id is no concern of Bob's: a new message.
@@ -445,7 +455,7 @@ async fn a_client_id_is_its_authors_and_a_repeat_in_any_room_answers_the_origina
     let ack = b.expect("ack").await;
     assert_eq!(
         (ack["room"].as_str(), ack["seq"].as_i64()),
-        (Some("general"), Some(2))
+        (Some("general"), Some(base + 2))
     );
     // Ann repeating hers in another room is a resend of her first message:
     // acknowledged as it was stored, in general, and published nowhere.
@@ -466,7 +476,7 @@ async fn a_client_id_is_its_authors_and_a_repeat_in_any_room_answers_the_origina
     };
     assert_eq!(
         (ack["room"].as_str(), ack["seq"].as_i64()),
-        (Some("general"), Some(1))
+        (Some("general"), Some(base + 1))
     );
     // Over HTTP, a resend answers with what was stored the first time.
     let (status, body, _) = app
@@ -483,7 +493,7 @@ async fn a_client_id_is_its_authors_and_a_repeat_in_any_room_answers_the_origina
             body["body"].as_str(),
             body["seq"].as_i64()
         ),
-        (200, Some("general"), Some("ann's"), Some(1))
+        (200, Some("general"), Some("ann's"), Some(base + 1))
     );
     assert_eq!(app.stored(Some(&id)).await, 2, "ann's and bob's");
 }
@@ -495,6 +505,8 @@ async fn subscribing_again_announces_nothing() {
     let (_, mut b) = app.member("bob").await;
     a.expect_where("system", |f| f["user"]["name"] == "bob")
         .await;
+    // The sign-ups' silent joins took general's seqs before.
+    let base = app.last_seq("general").await;
     let first = b.say("general", "one").await;
     b.expect_where("ack", |f| f["client_id"] == first).await;
 
@@ -503,7 +515,10 @@ async fn subscribing_again_announces_nothing() {
     b.send(json!({"type": "subscribe", "room": "general", "since": 0}))
         .await;
     let replayed = b.expect("message").await;
-    assert_eq!((seq(&replayed), &replayed["client_id"]), (1, &json!(first)));
+    assert_eq!(
+        (seq(&replayed), &replayed["client_id"]),
+        (base + 1, &json!(first))
+    );
     let presence = b.expect("presence").await;
     assert_eq!(presence["users"].as_array().unwrap().len(), 2);
     // Frames to Ann keep their order, so a `left` or `joined` caused by the
@@ -520,7 +535,7 @@ async fn subscribing_again_announces_nothing() {
     let live = b
         .expect_where("message", |f| f["client_id"] == second)
         .await;
-    assert_eq!(seq(&live), 2);
+    assert_eq!(seq(&live), base + 2);
 }
 
 #[tokio::test]
@@ -548,6 +563,8 @@ async fn a_client_that_stops_reading_is_closed_and_stalls_no_one() {
     sender.subscribe("general", None).await;
     reader.subscribe("general", None).await;
     stalled.subscribe("general", None).await;
+    // The sign-ups' silent joins took general's seqs before.
+    let base = app.last_seq("general").await;
 
     // Far more than the stalled client's queue plus both kernels' socket
     // buffers can hold: its queue must overflow.
@@ -567,7 +584,7 @@ async fn a_client_that_stops_reading_is_closed_and_stalls_no_one() {
     };
     // The reading member gets every message, in order, while the other stalls.
     let read = async {
-        for expected in 1..=COUNT as i64 {
+        for expected in base + 1..=base + COUNT as i64 {
             assert_eq!(seq(&reader.expect("message").await), expected);
         }
     };
@@ -577,7 +594,7 @@ async fn a_client_that_stops_reading_is_closed_and_stalls_no_one() {
     // telling it to resume; or, when its socket was too full to take even
     // the close frame in the server's close timeout, the connection just
     // ends (cut off: reset or EOF).
-    let mut last = 0;
+    let mut last = base;
     let code = loop {
         use futures::StreamExt;
         use tokio_tungstenite::tungstenite::Message;
@@ -604,7 +621,7 @@ async fn a_client_that_stops_reading_is_closed_and_stalls_no_one() {
         "closed as a slow consumer (1013) or cut off, not {code:?}"
     );
     assert!(
-        last < COUNT as i64,
+        last < base + COUNT as i64,
         "the stalled client was cut off before the end"
     );
     // It resumes from where it stopped, with nothing missing.
@@ -612,7 +629,7 @@ async fn a_client_that_stops_reading_is_closed_and_stalls_no_one() {
     resumed
         .send(json!({"type": "subscribe", "room": "general", "since": last}))
         .await;
-    for expected in last + 1..=COUNT as i64 {
+    for expected in last + 1..=base + COUNT as i64 {
         assert_eq!(seq(&resumed.expect("message").await), expected);
     }
 }
@@ -652,6 +669,8 @@ async fn an_expired_session_is_refused_and_purged() {
 async fn a_database_that_cannot_be_written_gets_a_clear_error_and_a_retry_succeeds() {
     let app = TestApp::spawn().await;
     let (_, mut a) = app.member("ann").await;
+    // Ann's sign-up (a silent join) took general's seq before.
+    let base = app.last_seq("general").await;
     // Another process holds the write lock past the server's busy timeout.
     let mut blocker =
         sqlx::SqliteConnection::connect(&format!("sqlite://{}", app.db_path.display()))
@@ -673,7 +692,7 @@ async fn a_database_that_cannot_be_written_gets_a_clear_error_and_a_retry_succee
     sqlx::query("ROLLBACK").execute(&mut blocker).await.unwrap();
     a.send(json!({"type": "send", "room": "general", "client_id": client_id, "body": "kept by the client"}))
         .await;
-    assert_eq!(a.expect("ack").await["seq"], 1);
+    assert_eq!(a.expect("ack").await["seq"], base + 1);
 }
 
 #[tokio::test]
@@ -960,10 +979,19 @@ async fn replay_then_live_has_no_seam_under_concurrent_sends() {
     // seq n, the room's messages up to n are committed and published, so a
     // subscriber from cursor n gets every later seq and no earlier one.
     let (_, mut watcher) = app.member("watcher").await;
+    // Every sign-up is a silent join of general, which takes a seq: the
+    // readers sign up before the sends, so the messages' seqs are dense
+    // from `base`.
+    let mut cookies = Vec::new();
+    for r in 0..8_i64 {
+        cookies.push(app.sign_in(&format!("reader {r}")).await);
+    }
+    let base = app.last_seq("general").await;
+    let end = base + TOTAL;
     let (publish, published) = tokio::sync::watch::channel(0_i64);
     let watching = tokio::spawn(async move {
         let mut last = 0;
-        while last < TOTAL {
+        while last < end {
             last = seq(&watcher.expect("message").await);
             publish.send_replace(last);
         }
@@ -989,9 +1017,8 @@ async fn replay_then_live_has_no_seam_under_concurrent_sends() {
     // halfway. Each must see exactly the seqs after its cursor, once each,
     // in order, across replay and live.
     let mut readers = Vec::new();
-    for r in 0..8_i64 {
-        let since = r * 20;
-        let cookie = app.sign_in(&format!("reader {r}")).await;
+    for (r, cookie) in (0..8_i64).zip(cookies) {
+        let since = base + r * 20;
         let mut client = app.ws(&cookie).await;
         tokio::time::timeout(
             common::WAIT,
@@ -1007,7 +1034,7 @@ async fn replay_then_live_has_no_seam_under_concurrent_sends() {
             let mut seen = Vec::new();
             let mut last = since;
             let mut came_back = false;
-            while last < TOTAL {
+            while last < end {
                 let got = seq(&client.expect("message").await);
                 // Frames in flight when it left may repeat in the replay
                 // after it came back; the client drops seqs it has, as the
@@ -1039,7 +1066,7 @@ async fn replay_then_live_has_no_seam_under_concurrent_sends() {
         let (since, seen) = reader.await.expect("reader");
         assert_eq!(
             seen,
-            (since + 1..=TOTAL).collect::<Vec<_>>(),
+            (since + 1..=end).collect::<Vec<_>>(),
             "reader from {since}"
         );
     }

@@ -7,11 +7,16 @@
 //! database apart from the room `general`, which every new user joins. Ids
 //! are compared, never guessed.
 
+use app::protocol::{Role as WireRole, RoomKind};
+use server::chat::policy::Standing;
 use server::store::{
-    Committed, MemberState, Membership, NewMessage, OidcFlow, Original, Profile, Role, RoomRow,
-    Store, StoreError, StoredMessage,
+    sqlite::{SqliteHook, SqliteStore},
+    AppendedEvent, Claim, Committed, Done, MemberChange, MemberState, Membership, MessageRow,
+    NewEvent, NewMessage, NewRoom, OidcFlow, Original, Profile, ReadState, Role, RoomChange,
+    RoomRow, Store, StoreError, StoredMessage,
 };
 use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 /// A fixed clock: the contract passes the time to every call.
 const NOW: i64 = 1_700_000_000_000;
@@ -95,7 +100,8 @@ async fn sqlite_posts_take_the_room_counter_and_write_events_and_commands() {
             .collect::<Vec<_>>()
     );
     let commands: Vec<(String, String, i64, String)> = sqlx::query_as(
-        "SELECT client_id, kind, room_id, result FROM commands WHERE user_id = ? ORDER BY client_id",
+        "SELECT client_id, kind, room_id, result FROM commands
+         WHERE user_id = ? AND kind = 'post' ORDER BY client_id",
     )
     .bind(ann.id)
     .fetch_all(&db)
@@ -140,6 +146,7 @@ pub async fn contract(store: Store) {
     oidc_flows(&store).await;
     rooms(&store).await;
     events(&store).await;
+    event_tx(&store).await;
 }
 
 async fn health(store: &Store) {
@@ -154,16 +161,24 @@ async fn general(store: &Store) -> RoomRow {
     rooms.into_iter().find(|r| r.name == "general").unwrap()
 }
 
-/// A plain member of `general`, joined at `at`, who has read it all.
+/// A plain member of `general`, joined at `at`, who had read it all when
+/// joining: the marker is at the seq of their own silent `member_joined`
+/// (later sign-ups move general's counter on).
 async fn assert_in_general(store: &Store, user_id: i64, at: i64) {
     let general = general(store).await;
+    let membership = store.rooms.membership(general.id, user_id).await.unwrap();
+    let read = membership.as_ref().map_or(0, |m| m.last_read_seq);
+    assert!(
+        read > 0 && read <= general.last_seq,
+        "user {user_id}'s marker {read} is at their join"
+    );
     assert_eq!(
-        store.rooms.membership(general.id, user_id).await.unwrap(),
+        membership,
         Some(Membership {
             state: MemberState::Joined,
             role: Role::Member,
             joined_at: at,
-            last_read_seq: general.last_seq,
+            last_read_seq: read,
         }),
         "user {user_id} in general"
     );
@@ -645,4 +660,323 @@ async fn events(store: &Store) {
     let rooms = store.rooms.rooms().await.unwrap();
     let last = |id: i64| rooms.iter().find(|r| r.id == id).unwrap().last_seq;
     assert_eq!((last(two.id), last(big.id)), (in_two, in_big));
+}
+
+/// The committer's transaction: every step of a batch, read back, and a
+/// dropped transaction leaves nothing behind.
+async fn event_tx(store: &Store) {
+    let ann = store.accounts.create_guest("tx-ann", NOW).await.unwrap();
+    let bob = store.accounts.create_guest("tx-bob", NOW).await.unwrap();
+
+    // A creation: the room and its owner's join, at seq 1.
+    let mut tx = store.events.begin().await.unwrap();
+    assert_eq!(
+        tx.names_taken(&["general", "tx-room"]).await.unwrap(),
+        ["general"]
+    );
+    let ids = tx
+        .insert_rooms(&[NewRoom {
+            kind: RoomKind::Public,
+            name: "Tx-Room",
+            name_key: "tx-room",
+            topic: "",
+            created_by: ann.id,
+            last_seq: 1,
+            ts: NOW,
+        }])
+        .await
+        .unwrap();
+    let room = ids[0];
+    tx.append_events(&[NewEvent {
+        room_id: room,
+        seq: 1,
+        kind: "member_joined",
+        actor_id: Some(ann.id),
+        target_id: Some(ann.id),
+        message_id: None,
+        payload: Some(r#"{"role":"owner","silent":false}"#),
+        ts: NOW,
+    }])
+    .await
+    .unwrap();
+    tx.apply_members(&[MemberChange {
+        room_id: room,
+        user_id: ann.id,
+        join: Some(WireRole::Owner),
+        ts: NOW,
+    }])
+    .await
+    .unwrap();
+    tx.record(&[Done {
+        user_id: ann.id,
+        client_id: "c-create",
+        kind: "create_room",
+        room_id: Some(room),
+        result: "{}",
+        ts: NOW,
+    }])
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+
+    // Bob joins and posts; ann renames, sets the topic and marks read.
+    let mut tx = store.events.begin().await.unwrap();
+    assert_eq!(
+        tx.claim(&[(ann.id, "c-create"), (bob.id, "c-create")])
+            .await
+            .unwrap(),
+        [
+            Claim::Done {
+                kind: "create_room".into(),
+                room_id: Some(room),
+                result: Some("{}".into()),
+            },
+            Claim::New
+        ]
+    );
+    let rooms = tx.rooms(&[room, i64::MAX]).await.unwrap();
+    assert_eq!(rooms.len(), 1);
+    assert_eq!(
+        (
+            rooms[0].last_seq,
+            rooms[0].member_count,
+            rooms[0].name.as_deref()
+        ),
+        (1, 1, Some("Tx-Room"))
+    );
+    assert_eq!(
+        tx.standings(&[(room, ann.id), (room, bob.id)])
+            .await
+            .unwrap(),
+        [(room, ann.id, Standing::Member(WireRole::Owner))]
+    );
+    assert_eq!(
+        tx.reserve_seqs(&[(room, 4)]).await.unwrap(),
+        [(room, 2)],
+        "seqs 2..=5"
+    );
+    tx.apply_members(&[MemberChange {
+        room_id: room,
+        user_id: bob.id,
+        join: Some(WireRole::Member),
+        ts: NOW,
+    }])
+    .await
+    .unwrap();
+    let message = tx
+        .insert_messages(&[MessageRow {
+            room_id: room,
+            seq: 3,
+            author_id: bob.id,
+            body: "hello",
+            client_id: "c-post",
+            reply_to: None,
+            mentions: None,
+            ts: NOW,
+        }])
+        .await
+        .unwrap()[0];
+    let event = |seq, kind, actor: i64, message_id, payload| NewEvent {
+        room_id: room,
+        seq,
+        kind,
+        actor_id: Some(actor),
+        target_id: None,
+        message_id,
+        payload,
+        ts: NOW,
+    };
+    tx.append_events(&[
+        NewEvent {
+            target_id: Some(bob.id),
+            ..event(
+                2,
+                "member_joined",
+                bob.id,
+                None,
+                Some(r#"{"role":"member","silent":false}"#),
+            )
+        },
+        event(3, "posted", bob.id, Some(message), None),
+        event(
+            4,
+            "renamed",
+            ann.id,
+            None,
+            Some(r#"{"name":"Tx","old_name":"Tx-Room"}"#),
+        ),
+        event(5, "topic_changed", ann.id, None, Some(r#"{"topic":"t"}"#)),
+    ])
+    .await
+    .unwrap();
+    tx.update_rooms(&[
+        RoomChange {
+            room_id: room,
+            name: Some(("Tx", "tx")),
+            topic: None,
+        },
+        RoomChange {
+            room_id: room,
+            name: None,
+            topic: Some("t"),
+        },
+    ])
+    .await
+    .unwrap();
+    assert_eq!(
+        tx.mark_read(&[(room, ann.id, 99), (room, i64::MAX, 1)])
+            .await
+            .unwrap(),
+        [ReadState {
+            room_id: room,
+            user_id: ann.id,
+            last_read_seq: 5,
+            mention_count: 0
+        }],
+        "clamped to the room's end; non-members ignored"
+    );
+    tx.commit().await.unwrap();
+
+    let mut tx = store.events.begin().await.unwrap();
+    let state = tx.rooms(&[room]).await.unwrap().remove(0);
+    assert_eq!(
+        (
+            state.name.as_deref(),
+            state.name_key.as_deref(),
+            state.topic.as_str()
+        ),
+        (Some("Tx"), Some("tx"), "t")
+    );
+    assert_eq!((state.last_seq, state.member_count), (5, 2));
+    // A leave moves member_count; leaving twice does not.
+    let leave = MemberChange {
+        room_id: room,
+        user_id: bob.id,
+        join: None,
+        ts: NOW,
+    };
+    tx.apply_members(&[leave, leave]).await.unwrap();
+    assert_eq!(tx.rooms(&[room]).await.unwrap()[0].member_count, 1);
+    assert!(tx.standings(&[(room, bob.id)]).await.unwrap().is_empty());
+    // A missing room cannot reserve seqs.
+    assert!(tx
+        .reserve_seqs(&[(i64::MAX, 1)])
+        .await
+        .unwrap_err()
+        .is_constraint());
+    drop(tx);
+
+    // Dropped: bob is still a member.
+    let mut tx = store.events.begin().await.unwrap();
+    assert_eq!(tx.rooms(&[room]).await.unwrap()[0].member_count, 2);
+    let page = store.events.history(room, None, 10).await.unwrap();
+    assert_eq!(page.messages.len(), 1);
+    assert_eq!(page.messages[0].seq, 3);
+    drop(tx);
+}
+
+/// A hook that records what it was given, and fails when told to.
+struct Recorder {
+    seen: Mutex<Vec<AppendedEvent>>,
+    fail: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl SqliteHook for Recorder {
+    async fn before_commit(
+        &self,
+        conn: &mut sqlx::SqliteConnection,
+        events: &[AppendedEvent],
+    ) -> server::store::Result<()> {
+        self.seen.lock().unwrap().extend_from_slice(events);
+        // The hook writes in the batch's transaction.
+        sqlx::query("UPDATE write_probe SET at = at WHERE id = 1")
+            .execute(&mut *conn)
+            .await?;
+        if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(StoreError::Missing("hook"));
+        }
+        Ok(())
+    }
+}
+
+/// A failing hook rolls back the batch: messages and events together.
+#[tokio::test]
+async fn sqlite_hook_failure_rolls_back_messages_and_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("chat.db").display());
+    let hook = Arc::new(Recorder {
+        seen: Mutex::new(Vec::new()),
+        fail: false.into(),
+    });
+    let store = Store::new(
+        SqliteStore::open_with_hooks(&url, vec![hook.clone() as Arc<dyn SqliteHook>])
+            .await
+            .unwrap(),
+    );
+    let db = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let ann = store.accounts.create_guest("ann", NOW).await.unwrap();
+    let room = store
+        .rooms
+        .create_room("r", "r", ann.id, NOW)
+        .await
+        .unwrap();
+    let post = |body: &'static str, client_id: &'static str| NewMessage {
+        room_id: room.id,
+        author_id: ann.id,
+        body,
+        client_id,
+        ts: NOW,
+    };
+    let kept = store
+        .events
+        .commit_posts(&[post("kept", "k1")])
+        .await
+        .unwrap();
+    assert_eq!(kept[0].seq, 1);
+    {
+        let seen = hook.seen.lock().unwrap();
+        assert_eq!(seen.len(), 1);
+        assert_eq!((seen[0].seq, seen[0].kind.as_str()), (1, "posted"));
+    }
+
+    hook.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(store
+        .events
+        .commit_posts(&[post("lost", "k2"), post("lost too", "k3")])
+        .await
+        .is_err());
+    let count = |sql: &'static str| {
+        let db = db.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .bind(room.id)
+                .fetch_one(&db)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        count("SELECT COUNT(*) FROM messages WHERE room_id = ?").await,
+        1
+    );
+    assert_eq!(
+        count("SELECT COUNT(*) FROM room_events WHERE room_id = ?").await,
+        1
+    );
+    assert_eq!(count("SELECT last_seq FROM rooms WHERE id = ?").await, 1);
+    assert_eq!(
+        count("SELECT COUNT(*) FROM commands WHERE room_id = ?").await,
+        1,
+        "the keys are free for a retry"
+    );
+
+    // The writer recovers: the next batch (the retry) commits.
+    hook.fail.store(false, std::sync::atomic::Ordering::SeqCst);
+    let retry = store
+        .events
+        .commit_posts(&[post("lost", "k2")])
+        .await
+        .unwrap();
+    assert_eq!((retry[0].seq, retry[0].duplicate.is_none()), (2, true));
 }

@@ -14,7 +14,8 @@
 
 pub mod sqlite;
 
-use app::protocol::{ChatMessage, Me, RoomInfo, UserInfo};
+use crate::chat::policy::Standing;
+use app::protocol::{ChatMessage, Me, RoomInfo, RoomKind, UserInfo};
 use async_trait::async_trait;
 use std::{collections::HashSet, fmt, sync::Arc};
 
@@ -31,6 +32,11 @@ pub enum StoreError {
     /// The database failed or cannot be reached.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// A hook of the committing transaction failed: the batch was rolled
+    /// back. Never a constraint error, whatever the hook's cause: the
+    /// commands are not at fault, so they are answered `unavailable`.
+    #[error("commit hook failed: {0}")]
+    Hook(String),
     /// Migrations could not be applied.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -310,9 +316,167 @@ pub trait Rooms: Send + Sync {
     async fn membership(&self, room_id: i64, user_id: i64) -> Result<Option<Membership>>;
 }
 
+/// What `commands` holds for a (user, `client_id`) key when a batch claims it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// Not processed before: the batch may process it.
+    New,
+    /// Processed before: repeats are answered from `result`, and the key
+    /// may not be spent on another kind of command.
+    Done {
+        kind: String,
+        room_id: Option<i64>,
+        result: Option<String>,
+    },
+}
+
+/// A room as the committing transaction reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomState {
+    pub id: i64,
+    pub kind: RoomKind,
+    pub name: Option<String>,
+    pub name_key: Option<String>,
+    pub topic: String,
+    pub last_seq: i64,
+    pub member_count: i64,
+}
+
+/// A room to create; its events (the owner's join) take seqs
+/// `1..=last_seq`, so it needs no reservation.
+#[derive(Debug, Clone, Copy)]
+pub struct NewRoom<'a> {
+    pub kind: RoomKind,
+    pub name: &'a str,
+    pub name_key: &'a str,
+    pub topic: &'a str,
+    pub created_by: i64,
+    pub last_seq: i64,
+    pub ts: i64,
+}
+
+/// A message row to insert at a reserved `seq`.
+#[derive(Debug, Clone, Copy)]
+pub struct MessageRow<'a> {
+    pub room_id: i64,
+    pub seq: i64,
+    pub author_id: i64,
+    pub body: &'a str,
+    pub client_id: &'a str,
+    pub reply_to: Option<i64>,
+    /// JSON array of user ids.
+    pub mentions: Option<&'a str>,
+    pub ts: i64,
+}
+
+/// An event to append to a room's log (plan v2 §2's row shapes: a
+/// `posted` event references its message and never copies its text).
+#[derive(Debug, Clone, Copy)]
+pub struct NewEvent<'a> {
+    pub room_id: i64,
+    pub seq: i64,
+    pub kind: &'a str,
+    pub actor_id: Option<i64>,
+    pub target_id: Option<i64>,
+    pub message_id: Option<i64>,
+    /// JSON, kind-specific.
+    pub payload: Option<&'a str>,
+    pub ts: i64,
+}
+
+/// An event appended in the committing transaction, as hooks see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendedEvent {
+    pub room_id: i64,
+    pub seq: i64,
+    pub kind: String,
+    pub actor_id: Option<i64>,
+    pub message_id: Option<i64>,
+}
+
+/// A membership change; `member_count` follows in the same statement set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemberChange {
+    pub room_id: i64,
+    pub user_id: i64,
+    /// `Some(role)`: joins with that role; `None`: leaves.
+    pub join: Option<app::protocol::Role>,
+    pub ts: i64,
+}
+
+/// A change to a room's name or topic.
+#[derive(Debug, Clone, Copy)]
+pub struct RoomChange<'a> {
+    pub room_id: i64,
+    /// (name, name_key)
+    pub name: Option<(&'a str, &'a str)>,
+    pub topic: Option<&'a str>,
+}
+
+/// A member's read marker after `mark_read`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadState {
+    pub room_id: i64,
+    pub user_id: i64,
+    pub last_read_seq: i64,
+    pub mention_count: i64,
+}
+
+/// A processed command to record under (user, `client_id`).
+#[derive(Debug, Clone, Copy)]
+pub struct Done<'a> {
+    pub user_id: i64,
+    pub client_id: &'a str,
+    pub kind: &'a str,
+    pub room_id: Option<i64>,
+    /// The JSON answer a repeat gets.
+    pub result: &'a str,
+    pub ts: i64,
+}
+
+/// The committer's transaction: one per batch, every write of the batch in
+/// it, in the order the committer calls these (plan v2 §3). Dropped without
+/// [`EventTx::commit`], it rolls back.
+#[async_trait]
+pub trait EventTx: Send {
+    /// What `commands` holds for each key, in input order.
+    async fn claim(&mut self, keys: &[(i64, &str)]) -> Result<Vec<Claim>>;
+    /// The rooms among `ids` that exist.
+    async fn rooms(&mut self, ids: &[i64]) -> Result<Vec<RoomState>>;
+    /// The (room, user) pairs that have a membership row, with the standing
+    /// it gives (absent pairs are outsiders).
+    async fn standings(&mut self, pairs: &[(i64, i64)]) -> Result<Vec<(i64, i64, Standing)>>;
+    /// The keys among `keys` that a public room has as its name.
+    async fn names_taken(&mut self, keys: &[&str]) -> Result<Vec<String>>;
+    /// Creates rooms; their ids in input order.
+    async fn insert_rooms(&mut self, rooms: &[NewRoom<'_>]) -> Result<Vec<i64>>;
+    /// Advances each room's counter by its count (rooms in id order) and
+    /// returns (room, first reserved seq); a missing room is
+    /// [`StoreError::Missing`].
+    async fn reserve_seqs(&mut self, counts: &[(i64, i64)]) -> Result<Vec<(i64, i64)>>;
+    /// Inserts messages; their ids in input order.
+    async fn insert_messages(&mut self, rows: &[MessageRow<'_>]) -> Result<Vec<i64>>;
+    /// Appends events (and hands them to the hooks at commit).
+    async fn append_events(&mut self, events: &[NewEvent<'_>]) -> Result<()>;
+    /// Applies joins and leaves, keeping `member_count`.
+    async fn apply_members(&mut self, changes: &[MemberChange]) -> Result<()>;
+    /// Applies renames and topic changes.
+    async fn update_rooms(&mut self, changes: &[RoomChange<'_>]) -> Result<()>;
+    /// Moves read markers forward (clamped to the room's `last_seq`), for
+    /// members only, and recomputes their mention counts.
+    async fn mark_read(&mut self, marks: &[(i64, i64, i64)]) -> Result<Vec<ReadState>>;
+    /// Records processed commands.
+    async fn record(&mut self, done: &[Done<'_>]) -> Result<()>;
+    /// Runs the backend's hooks with this batch's events, then commits. A
+    /// hook's error rolls the whole batch back.
+    async fn commit(self: Box<Self>) -> Result<()>;
+}
+
 /// The commit path, and reading back what it wrote.
 #[async_trait]
 pub trait Events: Send + Sync {
+    /// Starts the committer's transaction (`BEGIN IMMEDIATE` on SQLite).
+    async fn begin(&self) -> Result<Box<dyn EventTx>>;
     /// Commits a batch of posts in one transaction: each new message gets
     /// the next `seq` of its room's counter, a `posted` event and a
     /// processed command keyed by (author, `client_id`). Results are in the

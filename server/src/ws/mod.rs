@@ -9,7 +9,7 @@ pub use close::Close;
 
 use crate::{
     auth,
-    commit::{Reply, SendRequest},
+    commit::{plan::Command, Reply, Submitted},
     hub::{Conn, Room},
     store::HistoryPage,
     AppState,
@@ -239,7 +239,21 @@ impl Session {
         }
         match frame {
             ClientFrame::Subscribe { room, since } => match self.state.hub.room(&room) {
-                Some(room) => {
+                Some(found) => {
+                    // v1 subscribing is membership: a public room is joined
+                    // first (through the committer, with its event), so the
+                    // committer's policy check lets the user's sends in.
+                    let joined = crate::commit::join_v1(
+                        &self.state.store,
+                        &self.state.committer,
+                        &self.conn.user,
+                        found.id,
+                    )
+                    .await;
+                    if let Err(err) = joined {
+                        return self.conn.reply(&err.frame(Some(room), None)).await;
+                    }
+                    let room = found;
                     let again = self.rooms.insert(room.id, room.clone()).is_some();
                     self.state.hub.subscribe(&room, &self.conn, since, again);
                 }
@@ -343,12 +357,17 @@ impl Session {
         validate_body(&body)?;
         self.state
             .committer
-            .submit(SendRequest {
-                room,
-                author: self.conn.user.clone(),
-                body,
-                client_id,
-                reply: Reply::Conn(self.conn.clone()),
+            .submit(Submitted {
+                actor: self.conn.user.clone(),
+                client_id: Some(client_id),
+                command: Command::Post {
+                    room_id: room.id,
+                    body,
+                    mentions: Vec::new(),
+                    reply_to: None,
+                },
+                reply: Reply::Socket(self.conn.clone()),
+                queued_at: Instant::now(),
             })
             .await
     }

@@ -365,6 +365,17 @@ impl TestApp {
     pub async fn db(&self) -> sqlx::SqlitePool {
         open_db(&self.db_path).await
     }
+
+    /// A room's `seq` counter now. Since v2 every kind of event takes a seq
+    /// (a sign-up's silent join of general, a creator's or subscriber's
+    /// join), so v1 tests count their messages' seqs from here.
+    pub async fn last_seq(&self, room: &str) -> i64 {
+        sqlx::query_scalar("SELECT last_seq FROM rooms WHERE name = ?")
+            .bind(room)
+            .fetch_one(&self.db().await)
+            .await
+            .expect("room exists")
+    }
 }
 
 /// Opens the SQLite file at `path` as a second, independent connection.

@@ -7,21 +7,58 @@ use async_trait::async_trait;
 use sqlx::{Connection, Row, SqliteConnection};
 
 /// Makes a new user a member of every `auto_join` room (general), in the
-/// transaction that creates the user. The read marker starts at the room's
-/// counter, so a new user has nothing unread; no event marks the join (new
-/// users join silently).
+/// transaction that creates the user, as a silent `Join` would: the room's
+/// counter advances by one for a `member_joined {role: member, silent:
+/// true}` event, `member_count` follows, and the command is recorded under
+/// the fixed key `00000000-0000-4000-8000-{room_id:012x}` (plan v2 §3,
+/// `join_defaults`). The read marker starts at that event, so a new user
+/// has nothing unread.
+///
+/// Done here rather than through the committer so that a user never exists
+/// without their general membership (one transaction); the committer's hooks
+/// do not see these joins (a silent join carries nothing to index).
 async fn join_auto_rooms(conn: &mut SqliteConnection, user_id: i64, now: i64) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO members (room_id, user_id, joined_at, last_read_seq)
-         SELECT id, ?, ?, last_seq FROM rooms WHERE auto_join = 1",
+    let rooms: Vec<(i64, i64)> = sqlx::query_as(
+        "UPDATE rooms SET last_seq = last_seq + 1, member_count = member_count + 1
+         WHERE auto_join = 1 RETURNING id, last_seq",
     )
-    .bind(user_id)
-    .bind(now)
-    .execute(&mut *conn)
+    .fetch_all(&mut *conn)
     .await?;
-    sqlx::query("UPDATE rooms SET member_count = member_count + 1 WHERE auto_join = 1")
+    for (room_id, seq) in rooms {
+        sqlx::query(
+            "INSERT INTO members (room_id, user_id, joined_at, last_read_seq) VALUES (?, ?, ?, ?)",
+        )
+        .bind(room_id)
+        .bind(user_id)
+        .bind(now)
+        .bind(seq)
         .execute(&mut *conn)
         .await?;
+        sqlx::query(
+            "INSERT INTO room_events (room_id, seq, kind, actor_id, target_id, payload, ts)
+             VALUES (?, ?, 'member_joined', ?, ?, '{\"role\":\"member\",\"silent\":true}', ?)",
+        )
+        .bind(room_id)
+        .bind(seq)
+        .bind(user_id)
+        .bind(user_id)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+        sqlx::query(
+            "INSERT INTO commands (user_id, client_id, kind, room_id, result, created_at)
+             VALUES (?, ?, 'join', ?, json_object('room_id', ?, 'seq', ?, 'ts', ?), ?)",
+        )
+        .bind(user_id)
+        .bind(format!("00000000-0000-4000-8000-{room_id:012x}"))
+        .bind(room_id)
+        .bind(room_id)
+        .bind(seq)
+        .bind(now)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    }
     Ok(())
 }
 

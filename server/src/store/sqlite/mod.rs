@@ -16,7 +16,7 @@ mod events;
 mod rooms;
 mod sessions;
 
-use super::{Health, Result, StoreError};
+use super::{AppendedEvent, Health, Result, StoreError};
 use app::protocol::Me;
 use async_trait::async_trait;
 use sqlx::{
@@ -25,8 +25,10 @@ use sqlx::{
     Row, Sqlite, SqliteConnection, SqlitePool,
 };
 use std::{
+    fmt,
     ops::{Deref, DerefMut},
     str::FromStr,
+    sync::Arc,
     time::Duration,
 };
 
@@ -36,13 +38,39 @@ use std::{
 const MAX_VARIABLES: usize = 32_766;
 
 /// The SQLite store.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SqliteStore {
     /// Reads, several at once (WAL readers do not block the writer).
     pool: SqlitePool,
     /// Writes: one connection, since SQLite has one writer anyway; writes
     /// queue here rather than spin on the file lock. See [`Writer`].
     writer: SqlitePool,
+    /// Run in every committer transaction, before its COMMIT.
+    hooks: Arc<[Arc<dyn SqliteHook>]>,
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("pool", &self.pool)
+            .field("writer", &self.writer)
+            .field("hooks", &self.hooks.len())
+            .finish()
+    }
+}
+
+/// A caller's own writes, added to the committing transaction (search
+/// indexing will be one): it runs with the batch's events just before
+/// COMMIT, and an error rolls the whole batch back, messages and events
+/// together, so what it writes is never out of step with the log.
+#[async_trait]
+pub trait SqliteHook: Send + Sync {
+    /// Writes what `events` call for, on the transaction's connection.
+    async fn before_commit(
+        &self,
+        conn: &mut SqliteConnection,
+        events: &[AppendedEvent],
+    ) -> Result<()>;
 }
 
 /// The writing connection, lent for one write. Unless the write succeeds
@@ -90,6 +118,11 @@ impl DerefMut for Writer {
 impl SqliteStore {
     /// Opens (creating if needed) the database at `url` and migrates it.
     pub async fn open(url: &str) -> Result<Self> {
+        Self::open_with_hooks(url, Vec::new()).await
+    }
+
+    /// [`SqliteStore::open`], with hooks run in every committer transaction.
+    pub async fn open_with_hooks(url: &str, hooks: Vec<Arc<dyn SqliteHook>>) -> Result<Self> {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -112,7 +145,11 @@ impl SqliteStore {
             .max_connections(8)
             .connect_with(options)
             .await?;
-        Ok(Self { pool, writer })
+        Ok(Self {
+            pool,
+            writer,
+            hooks: hooks.into(),
+        })
     }
 
     /// The writing connection (waiting while another write holds it).

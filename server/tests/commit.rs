@@ -1,0 +1,338 @@
+//! The v2 batch transaction (`commit::write`) against a real SQLite store:
+//! what one batch writes, how repeats and refusals are answered, and that a
+//! failing hook answers `unavailable` with nothing stored.
+
+use app::protocol::{ErrorCode, UserInfo};
+use server::commit::{
+    plan::Command,
+    write::{commit_batch, Entry, Receipt},
+};
+use server::store::{
+    sqlite::{SqliteHook, SqliteStore},
+    AppendedEvent, Store, StoreError,
+};
+use std::sync::{
+    atomic::{AtomicBool, Ordering},
+    Arc,
+};
+
+const NOW: i64 = 1_700_000_000_000;
+
+struct Failing(AtomicBool);
+
+#[async_trait::async_trait]
+impl SqliteHook for Failing {
+    async fn before_commit(
+        &self,
+        _: &mut sqlx::SqliteConnection,
+        _: &[AppendedEvent],
+    ) -> server::store::Result<()> {
+        if self.0.load(Ordering::SeqCst) {
+            return Err(StoreError::Missing("hook"));
+        }
+        Ok(())
+    }
+}
+
+struct Db {
+    store: Store,
+    db: sqlx::SqlitePool,
+    hook: Arc<Failing>,
+    _dir: tempfile::TempDir,
+}
+
+async fn db() -> Db {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("chat.db").display());
+    let hook = Arc::new(Failing(false.into()));
+    let store = Store::new(
+        SqliteStore::open_with_hooks(&url, vec![hook.clone() as Arc<dyn SqliteHook>])
+            .await
+            .unwrap(),
+    );
+    let db = sqlx::SqlitePool::connect(&url).await.unwrap();
+    Db {
+        store,
+        db,
+        hook,
+        _dir: dir,
+    }
+}
+
+async fn user(store: &Store, name: &str) -> UserInfo {
+    store
+        .accounts
+        .create_guest(name, NOW)
+        .await
+        .unwrap()
+        .public()
+}
+
+fn entry(actor: &UserInfo, key: &str, command: Command) -> Entry {
+    Entry {
+        actor: actor.clone(),
+        client_id: Some(key.to_owned()),
+        command,
+    }
+}
+
+fn post(room_id: i64, body: &str) -> Command {
+    Command::Post {
+        room_id,
+        body: body.into(),
+        mentions: Vec::new(),
+        reply_to: None,
+    }
+}
+
+fn ok(answer: &Result<Receipt, app::protocol::ApiError>) -> &Receipt {
+    answer.as_ref().expect("accepted")
+}
+
+fn code(answer: &Result<Receipt, app::protocol::ApiError>) -> ErrorCode {
+    answer.as_ref().expect_err("refused").code
+}
+
+#[tokio::test]
+async fn a_batch_writes_rooms_members_messages_events_and_commands() {
+    let Db {
+        store, db, _dir, ..
+    } = db().await;
+    let (ann, bob, cat) = (
+        user(&store, "ann").await,
+        user(&store, "bob").await,
+        user(&store, "cat").await,
+    );
+    let create = |name: &str| Command::CreateRoom {
+        name: name.into(),
+        name_key: name.to_lowercase(),
+        topic: String::new(),
+    };
+    let answers = commit_batch(&*store.events, &[entry(&ann, "c1", create("Design"))], NOW).await;
+    let room = ok(&answers[0]).room_id;
+    assert_eq!(ok(&answers[0]).seq, Some(1), "the owner's join");
+
+    let answers = commit_batch(
+        &*store.events,
+        &[
+            entry(
+                &bob,
+                "b1",
+                Command::Join {
+                    room_id: room,
+                    silent: false,
+                },
+            ),
+            entry(&bob, "b2", post(room, "hello")),
+            entry(&bob, "b2", post(room, "hello")),
+            entry(&cat, "k1", post(room, "not yet")),
+            entry(
+                &ann,
+                "c2",
+                Command::Rename {
+                    room_id: room,
+                    name: "Draw".into(),
+                    name_key: "draw".into(),
+                },
+            ),
+            entry(
+                &bob,
+                "b3",
+                Command::SetTopic {
+                    room_id: room,
+                    topic: "t".into(),
+                },
+            ),
+            entry(&ann, "c3", create("draw")),
+        ],
+        NOW,
+    )
+    .await;
+    assert_eq!(ok(&answers[0]).seq, Some(2));
+    let posted = ok(&answers[1]).clone();
+    assert_eq!((posted.seq, posted.duplicate), (Some(3), false));
+    assert_eq!(
+        ok(&answers[2]),
+        &Receipt {
+            duplicate: true,
+            ..posted.clone()
+        }
+    );
+    assert_eq!(code(&answers[3]), ErrorCode::NotMember);
+    assert_eq!(ok(&answers[4]).seq, Some(4));
+    assert_eq!(code(&answers[5]), ErrorCode::Forbidden);
+    assert_eq!(
+        code(&answers[6]),
+        ErrorCode::RoomExists,
+        "renamed to in this batch"
+    );
+
+    type Row = (
+        i64,
+        String,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+        Option<String>,
+    );
+    let events: Vec<Row> = sqlx::query_as(
+        "SELECT seq, kind, actor_id, target_id, message_id, payload FROM room_events
+         WHERE room_id = ? ORDER BY seq",
+    )
+    .bind(room)
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    assert_eq!(
+        events,
+        [
+            (
+                1,
+                "member_joined".into(),
+                Some(ann.id),
+                Some(ann.id),
+                None,
+                Some(r#"{"role":"owner","silent":false}"#.into())
+            ),
+            (
+                2,
+                "member_joined".into(),
+                Some(bob.id),
+                Some(bob.id),
+                None,
+                Some(r#"{"role":"member","silent":false}"#.into())
+            ),
+            (
+                3,
+                "posted".into(),
+                Some(bob.id),
+                None,
+                posted.message_id,
+                None
+            ),
+            (
+                4,
+                "renamed".into(),
+                Some(ann.id),
+                None,
+                None,
+                Some(r#"{"name":"Draw","old_name":"Design"}"#.into())
+            ),
+        ]
+    );
+    let (name, last_seq, members): (String, i64, i64) =
+        sqlx::query_as("SELECT name, last_seq, member_count FROM rooms WHERE id = ?")
+            .bind(room)
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!((name.as_str(), last_seq, members), ("Draw", 4, 2));
+
+    // Later batches: a resend is answered from the stored result; the key
+    // spent on another kind of command is refused; a post after a leave in
+    // one batch is refused.
+    let answers = commit_batch(
+        &*store.events,
+        &[
+            entry(&bob, "b2", post(room, "hello")),
+            entry(&bob, "b2", Command::Leave { room_id: room }),
+            entry(&bob, "b4", Command::Leave { room_id: room }),
+            entry(&bob, "b5", post(room, "gone")),
+            Entry {
+                actor: ann.clone(),
+                client_id: None,
+                command: Command::MarkRead {
+                    room_id: room,
+                    seq: 99,
+                },
+            },
+        ],
+        NOW,
+    )
+    .await;
+    assert_eq!(
+        ok(&answers[0]),
+        &Receipt {
+            duplicate: true,
+            ..posted
+        }
+    );
+    assert_eq!(code(&answers[1]), ErrorCode::BadClientId);
+    assert_eq!(ok(&answers[2]).seq, Some(5));
+    assert_eq!(code(&answers[3]), ErrorCode::NotMember);
+    assert_eq!(ok(&answers[4]).seq, None);
+    let (last_seq, members): (i64, i64) =
+        sqlx::query_as("SELECT last_seq, member_count FROM rooms WHERE id = ?")
+            .bind(room)
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!((last_seq, members), (5, 1));
+    let read: i64 =
+        sqlx::query_scalar("SELECT last_read_seq FROM members WHERE room_id = ? AND user_id = ?")
+            .bind(room)
+            .bind(ann.id)
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(read, 5, "clamped to the room's end");
+    let commands: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM commands WHERE room_id = ?")
+        .bind(room)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(
+        commands, 5,
+        "c1 b1 b2 c2 b4; refusals and marks are not recorded"
+    );
+}
+
+#[tokio::test]
+async fn a_failing_hook_answers_unavailable_and_stores_nothing() {
+    let Db {
+        store,
+        db,
+        hook,
+        _dir,
+    } = db().await;
+    let ann = user(&store, "ann").await;
+    let general: i64 = sqlx::query_scalar("SELECT id FROM rooms WHERE auto_join = 1")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    let before: i64 = sqlx::query_scalar("SELECT last_seq FROM rooms WHERE id = ?")
+        .bind(general)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    hook.0.store(true, Ordering::SeqCst);
+    let answers = commit_batch(
+        &*store.events,
+        &[
+            entry(&ann, "a1", post(general, "one")),
+            entry(&ann, "a2", post(general, "two")),
+        ],
+        NOW,
+    )
+    .await;
+    assert!(answers.iter().all(|a| code(a) == ErrorCode::Unavailable));
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    let after: i64 = sqlx::query_scalar("SELECT last_seq FROM rooms WHERE id = ?")
+        .bind(general)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!((stored, after), (0, before));
+
+    hook.0.store(false, Ordering::SeqCst);
+    let answers = commit_batch(
+        &*store.events,
+        &[entry(&ann, "a1", post(general, "one"))],
+        NOW,
+    )
+    .await;
+    assert_eq!(ok(&answers[0]).seq, Some(before + 1), "the retry commits");
+}
