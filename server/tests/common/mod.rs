@@ -264,6 +264,7 @@ pub struct TestApp {
     pub db_path: PathBuf,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
+    runtime: Option<tokio::runtime::Runtime>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -292,19 +293,32 @@ impl TestApp {
 
     async fn start(db_path: PathBuf, tweak: impl FnOnce(&mut Config)) -> Self {
         init_tracing();
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener
+            .set_nonblocking(true)
+            .expect("non-blocking listener");
         let addr = listener.local_addr().expect("addr");
         let mut config = Config::for_test(addr, &format!("sqlite://{}", db_path.display()));
         tweak(&mut config);
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(server::run(listener, config, async {
-            let _ = stopped.await;
-        }));
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("server runtime");
+        let task = runtime.spawn(async move {
+            let listener = TcpListener::from_std(listener)?;
+            server::run(listener, config, async {
+                let _ = stopped.await;
+            })
+            .await
+        });
         let app = Self {
             remote: Remote { addr },
             db_path,
             stop: Some(stop),
             task: Some(task),
+            runtime: Some(runtime),
             _dir: None,
         };
         app.wait_ready().await;
@@ -383,6 +397,9 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         if let Some(task) = self.task.take() {
             task.abort();
+        }
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
         }
         if !std::thread::panicking() {
             assert_no_server_panics();
