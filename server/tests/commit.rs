@@ -336,3 +336,52 @@ async fn a_failing_hook_answers_unavailable_and_stores_nothing() {
     .await;
     assert_eq!(ok(&answers[0]).seq, Some(before + 1), "the retry commits");
 }
+
+#[tokio::test]
+async fn a_join_reads_up_to_its_own_event_not_the_batch_end() {
+    let Db {
+        store, db, _dir, ..
+    } = db().await;
+    let (ann, bob) = (user(&store, "ann").await, user(&store, "bob").await);
+    let answers = commit_batch(
+        &*store.events,
+        &[entry(
+            &ann,
+            "a0",
+            Command::CreateRoom {
+                name: "R".into(),
+                name_key: "r".into(),
+                topic: String::new(),
+            },
+        )],
+        NOW,
+    )
+    .await;
+    let room = ok(&answers[0]).room_id;
+    let answers = commit_batch(
+        &*store.events,
+        &[
+            entry(
+                &bob,
+                "b1",
+                Command::Join {
+                    room_id: room,
+                    silent: false,
+                },
+            ),
+            entry(&ann, "a1", post(room, "for bob")),
+        ],
+        NOW,
+    )
+    .await;
+    let (joined, posted) = (ok(&answers[0]).seq, ok(&answers[1]).seq);
+    assert_eq!((joined, posted), (Some(2), Some(3)));
+    let read: i64 =
+        sqlx::query_scalar("SELECT last_read_seq FROM members WHERE room_id = ? AND user_id = ?")
+            .bind(room)
+            .bind(bob.id)
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(Some(read), joined, "ann's post stays unread for bob");
+}

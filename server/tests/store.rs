@@ -703,6 +703,7 @@ async fn event_tx(store: &Store) {
         room_id: room,
         user_id: ann.id,
         join: Some(WireRole::Owner),
+        seq: 1,
         ts: NOW,
     }])
     .await
@@ -759,6 +760,7 @@ async fn event_tx(store: &Store) {
         room_id: room,
         user_id: bob.id,
         join: Some(WireRole::Member),
+        seq: 2,
         ts: NOW,
     }])
     .await
@@ -853,6 +855,7 @@ async fn event_tx(store: &Store) {
         room_id: room,
         user_id: bob.id,
         join: None,
+        seq: 6,
         ts: NOW,
     };
     tx.apply_members(&[leave, leave]).await.unwrap();

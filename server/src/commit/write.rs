@@ -331,12 +331,14 @@ async fn write(
                     room_id,
                     user_id: *user_id,
                     join: Some(*role),
+                    seq,
                     ts,
                 }),
                 EventKind::MemberLeft { user_id } => members.push(MemberChange {
                     room_id,
                     user_id: *user_id,
                     join: None,
+                    seq,
                     ts,
                 }),
                 _ => {}
