@@ -12,13 +12,15 @@ use server::store::{
     AppendedEvent, Store, StoreError,
 };
 use std::sync::{
-    atomic::{AtomicBool, Ordering},
+    atomic::{AtomicBool, AtomicUsize, Ordering},
     Arc,
 };
 
 const NOW: i64 = 1_700_000_000_000;
 
-struct Failing(AtomicBool);
+/// Fails commits while its flag is set; counts the transactions that
+/// reached commit (one per transaction the committer used).
+struct Failing(AtomicBool, AtomicUsize);
 
 #[async_trait::async_trait]
 impl SqliteHook for Failing {
@@ -30,6 +32,7 @@ impl SqliteHook for Failing {
         if self.0.load(Ordering::SeqCst) {
             return Err(StoreError::Missing("hook"));
         }
+        self.1.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
 }
@@ -44,7 +47,7 @@ struct Db {
 async fn db() -> Db {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("chat.db").display());
-    let hook = Arc::new(Failing(false.into()));
+    let hook = Arc::new(Failing(false.into(), 0.into()));
     let store = Store::new(
         SqliteStore::open_with_hooks(&url, vec![hook.clone() as Arc<dyn SqliteHook>])
             .await
@@ -384,4 +387,44 @@ async fn a_join_reads_up_to_its_own_event_not_the_batch_end() {
             .await
             .unwrap();
     assert_eq!(Some(read), joined, "ann's post stays unread for bob");
+}
+
+#[tokio::test]
+async fn a_rename_frees_its_name_for_a_creation_in_the_same_transaction() {
+    let Db {
+        store, hook, _dir, ..
+    } = db().await;
+    let (ann, bob) = (user(&store, "ann").await, user(&store, "bob").await);
+    let create = |name: &str| Command::CreateRoom {
+        name: name.into(),
+        name_key: name.to_lowercase(),
+        topic: String::new(),
+    };
+    let answers = commit_batch(&*store.events, &[entry(&ann, "a0", create("design"))], NOW).await;
+    let room = ok(&answers[0]).room_id;
+    let before = hook.1.load(Ordering::SeqCst);
+    let answers = commit_batch(
+        &*store.events,
+        &[
+            entry(
+                &ann,
+                "a1",
+                Command::Rename {
+                    room_id: room,
+                    name: "draw".into(),
+                    name_key: "draw".into(),
+                },
+            ),
+            entry(&bob, "b1", create("Design")),
+        ],
+        NOW,
+    )
+    .await;
+    assert_eq!(ok(&answers[0]).seq, Some(2));
+    assert_ne!(ok(&answers[1]).room_id, room);
+    assert_eq!(
+        hook.1.load(Ordering::SeqCst) - before,
+        1,
+        "one transaction, not the one-by-one fallback"
+    );
 }
