@@ -428,3 +428,113 @@ async fn a_rename_frees_its_name_for_a_creation_in_the_same_transaction() {
         "one transaction, not the one-by-one fallback"
     );
 }
+
+#[tokio::test]
+async fn a_constraint_error_falls_back_to_one_command_per_transaction() {
+    let Db {
+        store,
+        db,
+        hook,
+        _dir,
+    } = db().await;
+    let (ann, cat) = (user(&store, "ann").await, user(&store, "cat").await);
+    let answers = commit_batch(
+        &*store.events,
+        &[entry(
+            &ann,
+            "a0",
+            Command::CreateRoom {
+                name: "R".into(),
+                name_key: "r".into(),
+                topic: String::new(),
+            },
+        )],
+        NOW,
+    )
+    .await;
+    let room = ok(&answers[0]).room_id;
+    let before = hook.1.load(Ordering::SeqCst);
+    let answers = commit_batch(
+        &*store.events,
+        &[
+            entry(&ann, "a1", post(room, "one")),
+            entry(
+                &ann,
+                "a2",
+                Command::Post {
+                    room_id: room,
+                    body: "a reply to nothing".into(),
+                    mentions: Vec::new(),
+                    reply_to: Some(i64::MAX),
+                },
+            ),
+            entry(&ann, "a1", post(room, "one")),
+            entry(&cat, "c1", post(room, "not a member")),
+            entry(&ann, "a3", post(room, "two")),
+        ],
+        NOW,
+    )
+    .await;
+    let first = ok(&answers[0]).clone();
+    assert_eq!((first.seq, first.duplicate), (Some(2), false));
+    assert_eq!(
+        code(&answers[1]),
+        ErrorCode::Internal,
+        "the broken foreign key"
+    );
+    assert_eq!(
+        ok(&answers[2]),
+        &Receipt {
+            duplicate: true,
+            ..first.clone()
+        },
+        "the repeat answered from the first's result"
+    );
+    assert_eq!(code(&answers[3]), ErrorCode::NotMember);
+    assert_eq!(
+        ok(&answers[4]).seq,
+        Some(3),
+        "dense: the failed post took no seq"
+    );
+    assert!(
+        hook.1.load(Ordering::SeqCst) - before > 1,
+        "committed one by one"
+    );
+
+    let seqs: Vec<i64> =
+        sqlx::query_scalar("SELECT seq FROM room_events WHERE room_id = ? ORDER BY seq")
+            .bind(room)
+            .fetch_all(&db)
+            .await
+            .unwrap();
+    assert_eq!(seqs, [1, 2, 3]);
+    let last_seq: i64 = sqlx::query_scalar("SELECT last_seq FROM rooms WHERE id = ?")
+        .bind(room)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(last_seq, 3);
+    let bodies: Vec<String> =
+        sqlx::query_scalar("SELECT body FROM messages WHERE room_id = ? ORDER BY seq")
+            .bind(room)
+            .fetch_all(&db)
+            .await
+            .unwrap();
+    assert_eq!(bodies, ["one", "two"]);
+    let mut recorded: Vec<(i64, String)> =
+        sqlx::query_as("SELECT user_id, client_id FROM commands WHERE room_id = ?")
+            .bind(room)
+            .fetch_all(&db)
+            .await
+            .unwrap();
+    recorded.sort();
+    assert_eq!(
+        recorded,
+        [
+            (ann.id, "a0".to_owned()),
+            (ann.id, "a1".to_owned()),
+            (ann.id, "a3".to_owned())
+        ],
+        "neither the failed command nor the refusal is recorded"
+    );
+}
