@@ -12,13 +12,15 @@ use server::store::{
     AppendedEvent, Store, StoreError,
 };
 use std::sync::{
-    atomic::{AtomicBool, Ordering},
+    atomic::{AtomicBool, AtomicUsize, Ordering},
     Arc,
 };
 
 const NOW: i64 = 1_700_000_000_000;
 
-struct Failing(AtomicBool);
+/// Fails commits while its flag is set; counts the transactions that
+/// reached commit (one per transaction the committer used).
+struct Failing(AtomicBool, AtomicUsize);
 
 #[async_trait::async_trait]
 impl SqliteHook for Failing {
@@ -30,6 +32,7 @@ impl SqliteHook for Failing {
         if self.0.load(Ordering::SeqCst) {
             return Err(StoreError::Missing("hook"));
         }
+        self.1.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
 }
@@ -44,7 +47,7 @@ struct Db {
 async fn db() -> Db {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("chat.db").display());
-    let hook = Arc::new(Failing(false.into()));
+    let hook = Arc::new(Failing(false.into(), 0.into()));
     let store = Store::new(
         SqliteStore::open_with_hooks(&url, vec![hook.clone() as Arc<dyn SqliteHook>])
             .await
@@ -335,4 +338,203 @@ async fn a_failing_hook_answers_unavailable_and_stores_nothing() {
     )
     .await;
     assert_eq!(ok(&answers[0]).seq, Some(before + 1), "the retry commits");
+}
+
+#[tokio::test]
+async fn a_join_reads_up_to_its_own_event_not_the_batch_end() {
+    let Db {
+        store, db, _dir, ..
+    } = db().await;
+    let (ann, bob) = (user(&store, "ann").await, user(&store, "bob").await);
+    let answers = commit_batch(
+        &*store.events,
+        &[entry(
+            &ann,
+            "a0",
+            Command::CreateRoom {
+                name: "R".into(),
+                name_key: "r".into(),
+                topic: String::new(),
+            },
+        )],
+        NOW,
+    )
+    .await;
+    let room = ok(&answers[0]).room_id;
+    let answers = commit_batch(
+        &*store.events,
+        &[
+            entry(
+                &bob,
+                "b1",
+                Command::Join {
+                    room_id: room,
+                    silent: false,
+                },
+            ),
+            entry(&ann, "a1", post(room, "for bob")),
+        ],
+        NOW,
+    )
+    .await;
+    let (joined, posted) = (ok(&answers[0]).seq, ok(&answers[1]).seq);
+    assert_eq!((joined, posted), (Some(2), Some(3)));
+    let read: i64 =
+        sqlx::query_scalar("SELECT last_read_seq FROM members WHERE room_id = ? AND user_id = ?")
+            .bind(room)
+            .bind(bob.id)
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(Some(read), joined, "ann's post stays unread for bob");
+}
+
+#[tokio::test]
+async fn a_rename_frees_its_name_for_a_creation_in_the_same_transaction() {
+    let Db {
+        store, hook, _dir, ..
+    } = db().await;
+    let (ann, bob) = (user(&store, "ann").await, user(&store, "bob").await);
+    let create = |name: &str| Command::CreateRoom {
+        name: name.into(),
+        name_key: name.to_lowercase(),
+        topic: String::new(),
+    };
+    let answers = commit_batch(&*store.events, &[entry(&ann, "a0", create("design"))], NOW).await;
+    let room = ok(&answers[0]).room_id;
+    let before = hook.1.load(Ordering::SeqCst);
+    let answers = commit_batch(
+        &*store.events,
+        &[
+            entry(
+                &ann,
+                "a1",
+                Command::Rename {
+                    room_id: room,
+                    name: "draw".into(),
+                    name_key: "draw".into(),
+                },
+            ),
+            entry(&bob, "b1", create("Design")),
+        ],
+        NOW,
+    )
+    .await;
+    assert_eq!(ok(&answers[0]).seq, Some(2));
+    assert_ne!(ok(&answers[1]).room_id, room);
+    assert_eq!(
+        hook.1.load(Ordering::SeqCst) - before,
+        1,
+        "one transaction, not the one-by-one fallback"
+    );
+}
+
+#[tokio::test]
+async fn a_constraint_error_falls_back_to_one_command_per_transaction() {
+    let Db {
+        store,
+        db,
+        hook,
+        _dir,
+    } = db().await;
+    let (ann, cat) = (user(&store, "ann").await, user(&store, "cat").await);
+    let answers = commit_batch(
+        &*store.events,
+        &[entry(
+            &ann,
+            "a0",
+            Command::CreateRoom {
+                name: "R".into(),
+                name_key: "r".into(),
+                topic: String::new(),
+            },
+        )],
+        NOW,
+    )
+    .await;
+    let room = ok(&answers[0]).room_id;
+    let before = hook.1.load(Ordering::SeqCst);
+    let answers = commit_batch(
+        &*store.events,
+        &[
+            entry(&ann, "a1", post(room, "one")),
+            entry(
+                &ann,
+                "a2",
+                Command::Post {
+                    room_id: room,
+                    body: "a reply to nothing".into(),
+                    mentions: Vec::new(),
+                    reply_to: Some(i64::MAX),
+                },
+            ),
+            entry(&ann, "a1", post(room, "one")),
+            entry(&cat, "c1", post(room, "not a member")),
+            entry(&ann, "a3", post(room, "two")),
+        ],
+        NOW,
+    )
+    .await;
+    let first = ok(&answers[0]).clone();
+    assert_eq!((first.seq, first.duplicate), (Some(2), false));
+    assert_eq!(
+        code(&answers[1]),
+        ErrorCode::Internal,
+        "the broken foreign key"
+    );
+    assert_eq!(
+        ok(&answers[2]),
+        &Receipt {
+            duplicate: true,
+            ..first.clone()
+        },
+        "the repeat answered from the first's result"
+    );
+    assert_eq!(code(&answers[3]), ErrorCode::NotMember);
+    assert_eq!(
+        ok(&answers[4]).seq,
+        Some(3),
+        "dense: the failed post took no seq"
+    );
+    assert!(
+        hook.1.load(Ordering::SeqCst) - before > 1,
+        "committed one by one"
+    );
+
+    let seqs: Vec<i64> =
+        sqlx::query_scalar("SELECT seq FROM room_events WHERE room_id = ? ORDER BY seq")
+            .bind(room)
+            .fetch_all(&db)
+            .await
+            .unwrap();
+    assert_eq!(seqs, [1, 2, 3]);
+    let last_seq: i64 = sqlx::query_scalar("SELECT last_seq FROM rooms WHERE id = ?")
+        .bind(room)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(last_seq, 3);
+    let bodies: Vec<String> =
+        sqlx::query_scalar("SELECT body FROM messages WHERE room_id = ? ORDER BY seq")
+            .bind(room)
+            .fetch_all(&db)
+            .await
+            .unwrap();
+    assert_eq!(bodies, ["one", "two"]);
+    let mut recorded: Vec<(i64, String)> =
+        sqlx::query_as("SELECT user_id, client_id FROM commands WHERE room_id = ?")
+            .bind(room)
+            .fetch_all(&db)
+            .await
+            .unwrap();
+    recorded.sort();
+    assert_eq!(
+        recorded,
+        [
+            (ann.id, "a0".to_owned()),
+            (ann.id, "a1".to_owned()),
+            (ann.id, "a3".to_owned())
+        ],
+        "neither the failed command nor the refusal is recorded"
+    );
 }

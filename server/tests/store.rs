@@ -162,35 +162,42 @@ async fn general(store: &Store) -> RoomRow {
 }
 
 /// A plain member of `general`, joined at `at`, who had read it all when
-/// joining: the marker is at the seq of their own silent `member_joined`
-/// (later sign-ups move general's counter on).
-async fn assert_in_general(store: &Store, user_id: i64, at: i64) {
+/// joining: the marker is at `joined_seq`, the seq of their own silent
+/// `member_joined` (later sign-ups move general's counter on).
+async fn assert_in_general(store: &Store, user_id: i64, at: i64, joined_seq: i64) {
     let general = general(store).await;
     let membership = store.rooms.membership(general.id, user_id).await.unwrap();
-    let read = membership.as_ref().map_or(0, |m| m.last_read_seq);
-    assert!(
-        read > 0 && read <= general.last_seq,
-        "user {user_id}'s marker {read} is at their join"
-    );
     assert_eq!(
         membership,
         Some(Membership {
             state: MemberState::Joined,
             role: Role::Member,
             joined_at: at,
-            last_read_seq: read,
+            last_read_seq: joined_seq,
         }),
-        "user {user_id} in general"
+        "user {user_id} in general, read up to their own join"
     );
+}
+
+/// The seq of the `member_joined` a sign-up just appended to general: it is
+/// the newest event there, so general's `last_seq`. It must be new.
+async fn joined_seq(store: &Store, before: &mut i64) -> i64 {
+    let seq = general(store).await.last_seq;
+    assert_eq!(seq, *before + 1, "a sign-up appends one event to general");
+    *before = seq;
+    seq
 }
 
 async fn accounts(store: &Store) {
     let a = &store.accounts;
     let members_before = general(store).await.member_count;
+    let mut seq = general(store).await.last_seq;
 
     // Guests: a new user each time, even under the same name; no email.
     let ann = a.create_guest("ann", NOW).await.unwrap();
+    let ann_seq = joined_seq(store, &mut seq).await;
     let ann2 = a.create_guest("ann", NOW).await.unwrap();
+    let ann2_seq = joined_seq(store, &mut seq).await;
     assert_ne!(ann.id, ann2.id);
     assert_eq!((ann.name.as_str(), ann.email.as_deref()), ("ann", None));
 
@@ -205,6 +212,7 @@ async fn accounts(store: &Store) {
         )
         .await
         .unwrap();
+    let bob_seq = joined_seq(store, &mut seq).await;
     assert_eq!(bob.email.as_deref(), Some("Bob@Example.com"));
     let found = a.local_account("bob@example.com").await.unwrap().unwrap();
     assert_eq!(found.user, bob);
@@ -243,6 +251,7 @@ async fn accounts(store: &Store) {
         .sign_in_identity(issuer, "sub-1", &profile("Cat", Some("cat@x.example")), NOW)
         .await
         .unwrap();
+    let cat_seq = joined_seq(store, &mut seq).await;
     assert_eq!(cat.email.as_deref(), Some("cat@x.example"));
     let cat_again = a
         .sign_in_identity(issuer, "sub-1", &profile("Catherine", None), NOW + 1)
@@ -261,10 +270,12 @@ async fn accounts(store: &Store) {
         .sign_in_identity(issuer, "sub-2", &profile("Cat", None), NOW)
         .await
         .unwrap();
+    let other_seq = joined_seq(store, &mut seq).await;
     let elsewhere = a
         .sign_in_identity("https://other.example", "sub-1", &profile("Cat", None), NOW)
         .await
         .unwrap();
+    let elsewhere_seq = joined_seq(store, &mut seq).await;
     let ids: HashSet<i64> = [cat.id, other.id, elsewhere.id, ann.id, bob.id]
         .into_iter()
         .collect();
@@ -272,8 +283,15 @@ async fn accounts(store: &Store) {
 
     // Every new user, of every kind, is a member of general from the start;
     // signing in again or a refused sign-up adds no one.
-    for user in [&ann, &ann2, &bob, &cat, &other, &elsewhere] {
-        assert_in_general(store, user.id, NOW).await;
+    for (user, joined) in [
+        (&ann, ann_seq),
+        (&ann2, ann2_seq),
+        (&bob, bob_seq),
+        (&cat, cat_seq),
+        (&other, other_seq),
+        (&elsewhere, elsewhere_seq),
+    ] {
+        assert_in_general(store, user.id, NOW, joined).await;
     }
     assert_eq!(general(store).await.member_count, members_before + 6);
 
@@ -290,9 +308,10 @@ async fn accounts(store: &Store) {
         }])
         .await
         .unwrap();
+    seq += 1; // the post
     let dan = a.create_guest("dan", NOW + 1).await.unwrap();
-    assert!(general(store).await.last_seq > 0);
-    assert_in_general(store, dan.id, NOW + 1).await;
+    let dan_seq = joined_seq(store, &mut seq).await;
+    assert_in_general(store, dan.id, NOW + 1, dan_seq).await;
     assert_eq!(general(store).await.member_count, members_before + 7);
 }
 
@@ -703,6 +722,7 @@ async fn event_tx(store: &Store) {
         room_id: room,
         user_id: ann.id,
         join: Some(WireRole::Owner),
+        seq: 1,
         ts: NOW,
     }])
     .await
@@ -759,6 +779,7 @@ async fn event_tx(store: &Store) {
         room_id: room,
         user_id: bob.id,
         join: Some(WireRole::Member),
+        seq: 2,
         ts: NOW,
     }])
     .await
@@ -853,6 +874,7 @@ async fn event_tx(store: &Store) {
         room_id: room,
         user_id: bob.id,
         join: None,
+        seq: 6,
         ts: NOW,
     };
     tx.apply_members(&[leave, leave]).await.unwrap();

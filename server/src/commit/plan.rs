@@ -203,6 +203,16 @@ pub fn plan(
 
     for (at, item) in items.iter().enumerate() {
         let command = item.command;
+        // A stored key: every occurrence is compared against the stored
+        // kind. Repeats are folded only among fresh keys.
+        if let Prior::Done { kind } = item.prior {
+            outcomes.push(if kind == command.kind() {
+                Outcome::Duplicate
+            } else {
+                Outcome::Refused(reused_key())
+            });
+            continue;
+        }
         if let Some(key) = item.client_id {
             if let Some(&earlier) = first.get(&(item.actor.id, key)) {
                 outcomes.push(if items[earlier].command.kind() == command.kind() {
@@ -213,14 +223,6 @@ pub fn plan(
                 continue;
             }
             first.insert((item.actor.id, key), at);
-        }
-        if let Prior::Done { kind } = item.prior {
-            outcomes.push(if kind == command.kind() {
-                Outcome::Duplicate
-            } else {
-                Outcome::Refused(reused_key())
-            });
-            continue;
         }
         let outcome = match decide(at, item, &mut view, &mut standings, &mut names) {
             Ok(events) => {
@@ -673,5 +675,29 @@ mod tests {
         assert_eq!(events(&p.outcomes[3]).len(), 1);
         assert_eq!(events(&p.outcomes[4]).len(), 1);
         assert_eq!(refused(&p.outcomes[5]), ErrorCode::RoomExists);
+    }
+    #[test]
+    fn each_repeat_of_a_stored_key_is_checked_against_the_stored_kind() {
+        let join = Command::Join {
+            room_id: 1,
+            silent: false,
+        };
+        let p = Batch::new()
+            .done(2, "k", post(1), "join")
+            .done(2, "k", join.clone(), "join")
+            .done(2, "k", join, "join")
+            .plan();
+        assert_eq!(refused(&p.outcomes[0]), ErrorCode::BadClientId);
+        assert!(
+            matches!(p.outcomes[1], Outcome::Duplicate),
+            "{:?}",
+            p.outcomes[1]
+        );
+        assert!(
+            matches!(p.outcomes[2], Outcome::Duplicate),
+            "{:?}",
+            p.outcomes[2]
+        );
+        assert!(p.counts.is_empty());
     }
 }

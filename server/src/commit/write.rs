@@ -194,7 +194,33 @@ async fn write(
         .collect();
     let planned = plan::plan(&items, &rooms, &standings, &names_taken);
 
-    // 4. The writes. Creations first: their events need the new ids.
+    // 4. The writes. Renames and topics first: a rename frees its old name
+    // for a creation later in the batch, which the plan allowed.
+    let room_changes: Vec<RoomChange> = planned
+        .outcomes
+        .iter()
+        .zip(batch)
+        .filter(|(outcome, _)| matches!(outcome, Outcome::Accepted(_)))
+        .filter_map(|(_, entry)| match &entry.command {
+            Command::Rename {
+                room_id,
+                name,
+                name_key,
+            } => Some(RoomChange {
+                room_id: *room_id,
+                name: Some((name.as_str(), name_key.as_str())),
+                topic: None,
+            }),
+            Command::SetTopic { room_id, topic } => Some(RoomChange {
+                room_id: *room_id,
+                name: None,
+                topic: Some(topic.as_str()),
+            }),
+            _ => None,
+        })
+        .collect();
+    tx.update_rooms(&room_changes).await?;
+    // Then creations: their events need the new ids.
     let mut created: HashMap<usize, i64> = HashMap::new();
     {
         let mut new_rooms = Vec::new();
@@ -298,7 +324,6 @@ async fn write(
         .collect();
     let mut new_events = Vec::new();
     let mut members = Vec::new();
-    let mut room_changes = Vec::new();
     let mut marks = Vec::new();
     for (at, outcome) in planned.outcomes.iter().enumerate() {
         let Outcome::Accepted(evs) = outcome else {
@@ -331,39 +356,25 @@ async fn write(
                     room_id,
                     user_id: *user_id,
                     join: Some(*role),
+                    seq,
                     ts,
                 }),
                 EventKind::MemberLeft { user_id } => members.push(MemberChange {
                     room_id,
                     user_id: *user_id,
                     join: None,
+                    seq,
                     ts,
                 }),
                 _ => {}
             }
         }
-        match &batch[at].command {
-            Command::Rename {
-                room_id,
-                name,
-                name_key,
-            } => room_changes.push(RoomChange {
-                room_id: *room_id,
-                name: Some((name.as_str(), name_key.as_str())),
-                topic: None,
-            }),
-            Command::SetTopic { room_id, topic } => room_changes.push(RoomChange {
-                room_id: *room_id,
-                name: None,
-                topic: Some(topic.as_str()),
-            }),
-            Command::MarkRead { room_id, seq } => marks.push((*room_id, actor, *seq)),
-            _ => {}
+        if let Command::MarkRead { room_id, seq } = &batch[at].command {
+            marks.push((*room_id, actor, *seq));
         }
     }
     tx.append_events(&new_events).await?;
     tx.apply_members(&members).await?;
-    tx.update_rooms(&room_changes).await?;
     tx.mark_read(&marks).await?;
 
     // The answers, and the commands to record.

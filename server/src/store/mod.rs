@@ -401,6 +401,8 @@ pub struct MemberChange {
     pub user_id: i64,
     /// `Some(role)`: joins with that role; `None`: leaves.
     pub join: Option<app::protocol::Role>,
+    /// The seq of the join or leave event; a join has read up to it.
+    pub seq: i64,
     pub ts: i64,
 }
 

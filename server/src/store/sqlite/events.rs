@@ -671,7 +671,7 @@ impl EventTx for SqliteEventTx {
             let changed = match c.join {
                 Some(role) => sqlx::query(
                     "INSERT INTO members (room_id, user_id, state, role, joined_at, last_read_seq)
-                     VALUES (?, ?, 'joined', ?, ?, (SELECT last_seq FROM rooms WHERE id = ?))
+                     VALUES (?, ?, 'joined', ?, ?, ?)
                      ON CONFLICT (room_id, user_id) DO UPDATE SET
                          state = 'joined', role = excluded.role, joined_at = excluded.joined_at,
                          last_read_seq = excluded.last_read_seq, mention_count = 0
@@ -681,7 +681,7 @@ impl EventTx for SqliteEventTx {
                 .bind(c.user_id)
                 .bind(role.as_str())
                 .bind(c.ts)
-                .bind(c.room_id)
+                .bind(c.seq)
                 .execute(&mut *self.w)
                 .await
                 .map_err(super::conflict_or)?
