@@ -3,14 +3,13 @@
 use crate::{
     auth,
     commit::plan::Command,
-    hub::room_key,
     store::{HistoryPage, RoomRow, StoreError},
     unavailable, AppState,
 };
 use app::{
     api::{Backend, PageData, ProviderLink, RoomPage, SignInOptions},
     protocol::{
-        validate_body, validate_client_id, validate_display_name, validate_email,
+        room_key, validate_body, validate_client_id, validate_display_name, validate_email,
         validate_new_password, validate_room_name, ApiError, ChatMessage, ErrorCode, Me, RoomInfo,
         HISTORY_PAGE, MAX_PASSWORD_BYTES,
     },

@@ -19,7 +19,7 @@ use crate::{
     store::RoomRow,
     ws::Close,
 };
-use app::protocol::{Me, RoomInfo, ServerFrame, SystemEvent, UserInfo, PROTOCOL_VERSION};
+use app::protocol::{room_key, Me, RoomInfo, ServerFrame, SystemEvent, UserInfo, PROTOCOL_VERSION};
 use axum::extract::ws::Utf8Bytes;
 use dashmap::DashMap;
 use std::{
@@ -197,11 +197,6 @@ struct Inner {
     by_id: DashMap<i64, Arc<Room>>,
     conns: DashMap<u64, Arc<Conn>>,
     next_conn: AtomicU64,
-}
-
-/// The key a room name is unique under.
-pub fn room_key(name: &str) -> String {
-    name.trim().to_lowercase()
 }
 
 impl Hub {
