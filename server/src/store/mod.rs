@@ -14,8 +14,10 @@
 
 pub mod sqlite;
 
-use crate::chat::policy::Standing;
-use app::protocol::{ChatMessage, Me, RoomInfo, RoomKind, UserInfo};
+use crate::chat::policy::{Access, Standing};
+use app::protocol::{
+    ChatMessage, DirectoryPage, Event, Me, MemberInfo, RoomInfo, RoomKind, RoomSummary, UserInfo,
+};
 use async_trait::async_trait;
 use std::{collections::HashSet, fmt, sync::Arc};
 
@@ -189,6 +191,16 @@ pub struct HistoryPage {
     pub has_more: bool,
 }
 
+/// A page of messages around one message (`Events::around`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AroundPage {
+    pub messages: Vec<StoredMessage>,
+    /// Older messages exist before the page.
+    pub has_before: bool,
+    /// Newer messages exist after the page.
+    pub has_after: bool,
+}
+
 /// A stored message with its author, as everyone sees them (no email).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredMessage {
@@ -314,6 +326,39 @@ pub trait Rooms: Send + Sync {
     async fn rooms(&self) -> Result<Vec<RoomRow>>;
     /// `user_id`'s membership of `room_id`, if they have one.
     async fn membership(&self, room_id: i64, user_id: i64) -> Result<Option<Membership>>;
+    /// The facts `chat::policy` decides on: the room's kind and where
+    /// `user_id` stands in it (one query); `None` when the room does not exist.
+    async fn access(&self, room_id: i64, user_id: i64) -> Result<Option<Access>>;
+    /// The rooms `user_id` is a joined member of, each as they see it
+    /// (role, read marker, unread and mention counts), in a stable order:
+    /// name key, then id (DMs, which have no name, first by id). One snapshot.
+    async fn my_rooms(&self, user_id: i64) -> Result<Vec<RoomSummary>>;
+    /// One room as `user_id` sees it (role `None` and counts 0 when they are
+    /// not a member); `None` when it does not exist. No rights check.
+    async fn summary(&self, room_id: i64, user_id: i64) -> Result<Option<RoomSummary>>;
+    /// The public room whose name key is `name_key`.
+    async fn public_by_name(&self, name_key: &str) -> Result<Option<i64>>;
+    /// Public rooms whose name key contains `q_key` (all when empty), in
+    /// name-key order after the cursor `after` (an opaque string a previous
+    /// page returned as `next`), at most `limit`; `joined` says whether
+    /// `viewer` is a member. A malformed cursor is read as the start.
+    async fn directory(
+        &self,
+        viewer: i64,
+        q_key: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<DirectoryPage>;
+    /// Joined members, in join order (`joined_at`, then user id), after the
+    /// user id `after` in that order, at most `limit`.
+    async fn members(
+        &self,
+        room_id: i64,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<MemberInfo>>;
+    /// The `last_seq` of each room among `ids` that exists, as (id, last_seq).
+    async fn last_seqs(&self, ids: &[i64]) -> Result<Vec<(i64, i64)>>;
 }
 
 /// What `commands` holds for a (user, `client_id`) key when a batch claims it.
@@ -490,6 +535,16 @@ pub trait Events: Send + Sync {
     /// The newest `limit` messages with `seq < before` (any when `None`), in
     /// ascending `seq`, and whether there are older ones.
     async fn history(&self, room_id: i64, before: Option<i64>, limit: u32) -> Result<HistoryPage>;
+    /// The room's events with `seq > after`, ascending, at most `limit`,
+    /// rendered for the wire: a `posted` event carries its message as it is
+    /// now (from the `messages` row), every other kind its payload.
+    async fn replay(&self, room_id: i64, after: i64, limit: u32) -> Result<Vec<Event>>;
+    /// A page of messages centred on `message_id` in `room_id`: up to
+    /// `limit / 2` before it, the message, and the rest after it, ascending,
+    /// with whether older and newer messages exist. `None` when the message
+    /// is not in that room.
+    async fn around(&self, room_id: i64, message_id: i64, limit: u32)
+        -> Result<Option<AroundPage>>;
     /// Messages with `after < seq <= upto`, ascending, at most `limit`.
     async fn range(
         &self,

@@ -141,6 +141,24 @@ impl Events for SqliteStore {
         Ok(HistoryPage { messages, has_more })
     }
 
+    async fn replay(
+        &self,
+        _room_id: i64,
+        _after: i64,
+        _limit: u32,
+    ) -> Result<Vec<app::protocol::Event>> {
+        todo!("S7a: replay")
+    }
+
+    async fn around(
+        &self,
+        _room_id: i64,
+        _message_id: i64,
+        _limit: u32,
+    ) -> Result<Option<crate::store::AroundPage>> {
+        todo!("S7a: around")
+    }
+
     async fn range(
         &self,
         room_id: i64,

@@ -88,4 +88,51 @@ impl Rooms for SqliteStore {
             last_read_seq: row.try_get("last_read_seq")?,
         }))
     }
+
+    async fn access(
+        &self,
+        _room_id: i64,
+        _user_id: i64,
+    ) -> Result<Option<crate::chat::policy::Access>> {
+        todo!("S7a: access")
+    }
+
+    async fn my_rooms(&self, _user_id: i64) -> Result<Vec<app::protocol::RoomSummary>> {
+        todo!("S7a: my_rooms")
+    }
+
+    async fn summary(
+        &self,
+        _room_id: i64,
+        _user_id: i64,
+    ) -> Result<Option<app::protocol::RoomSummary>> {
+        todo!("S7a: summary")
+    }
+
+    async fn public_by_name(&self, _name_key: &str) -> Result<Option<i64>> {
+        todo!("S7a: public_by_name")
+    }
+
+    async fn directory(
+        &self,
+        _viewer: i64,
+        _q_key: &str,
+        _after: Option<&str>,
+        _limit: u32,
+    ) -> Result<app::protocol::DirectoryPage> {
+        todo!("S7a: directory")
+    }
+
+    async fn members(
+        &self,
+        _room_id: i64,
+        _after: Option<i64>,
+        _limit: u32,
+    ) -> Result<Vec<app::protocol::MemberInfo>> {
+        todo!("S7a: members")
+    }
+
+    async fn last_seqs(&self, _ids: &[i64]) -> Result<Vec<(i64, i64)>> {
+        todo!("S7a: last_seqs")
+    }
 }
