@@ -59,7 +59,7 @@ start_server() {
 	case $kind in
 	project)
 		LEPTOS_SITE_ADDR=127.0.0.1:$port DATABASE_URL=sqlite://$WORK/db/chat.db \
-			LEPTOS_SITE_ROOT=target/site LEPTOS_ENV=PROD RUST_LOG=warn \
+			LEPTOS_SITE_ROOT=target/site LEPTOS_ENV=PROD RUST_LOG=warn CHAT_ROOMS_PER_USER=0 \
 			taskset -c "$SERVER_CORE" "$SERVER_BIN" >>"$WORK/logs/project.log" 2>&1 &
 		;;
 	socketio)

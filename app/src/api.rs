@@ -3,7 +3,9 @@
 //! server crate provides through Leptos context, so storage and auth stay in
 //! `server/` while the routes stay here.
 
-use crate::protocol::{ApiError, ChatMessage, ErrorCode, Me, RoomInfo, UserInfo};
+use crate::protocol::{
+    ApiError, ChatMessage, DirectoryPage, ErrorCode, Me, RoomInfo, RoomSummary, UserInfo,
+};
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 use server_fn::{
@@ -97,8 +99,55 @@ pub trait Backend: Send + Sync + 'static {
     ) -> Result<String, ApiError>;
     /// Ends a session.
     async fn sign_out(&self, session: &str) -> Result<(), ApiError>;
-    /// Creates a room and announces it.
-    async fn create_room(&self, session: Option<&str>, name: &str) -> Result<RoomInfo, ApiError>;
+    /// Creates a room owned by the caller (idempotent per `client_id`; none:
+    /// a fresh one, for the v1 form).
+    async fn create_room(
+        &self,
+        session: Option<&str>,
+        client_id: Option<&str>,
+        name: &str,
+        topic: &str,
+    ) -> Result<RoomInfo, ApiError>;
+    /// Joins a public room (idempotent).
+    async fn join_room(
+        &self,
+        session: Option<&str>,
+        room_id: i64,
+        client_id: &str,
+    ) -> Result<RoomSummary, ApiError>;
+    /// Leaves a room.
+    async fn leave_room(
+        &self,
+        session: Option<&str>,
+        room_id: i64,
+        client_id: &str,
+    ) -> Result<(), ApiError>;
+    /// Renames a room (owner only).
+    async fn rename_room(
+        &self,
+        session: Option<&str>,
+        room_id: i64,
+        client_id: &str,
+        name: &str,
+    ) -> Result<RoomSummary, ApiError>;
+    /// Sets a room's topic (owner only).
+    async fn set_topic(
+        &self,
+        session: Option<&str>,
+        room_id: i64,
+        client_id: &str,
+        topic: &str,
+    ) -> Result<RoomSummary, ApiError>;
+    /// A page of the directory of public rooms.
+    async fn directory(
+        &self,
+        session: Option<&str>,
+        q: &str,
+        after: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<DirectoryPage, ApiError>;
+    /// The id of the public room with this name.
+    async fn resolve_room(&self, session: Option<&str>, name: &str) -> Result<i64, ApiError>;
     /// Posts a message through the same commit pipeline as the WebSocket.
     async fn post_message(
         &self,
@@ -224,6 +273,12 @@ pub fn form_fields(path: &str) -> Option<&'static [&'static str]> {
         (SignOut::PATH, struct_fields::<SignOut>()),
         (CreateRoom::PATH, struct_fields::<CreateRoom>()),
         (PostMessage::PATH, struct_fields::<PostMessage>()),
+        (JoinRoom::PATH, struct_fields::<JoinRoom>()),
+        (LeaveRoom::PATH, struct_fields::<LeaveRoom>()),
+        (RenameRoom::PATH, struct_fields::<RenameRoom>()),
+        (SetTopic::PATH, struct_fields::<SetTopic>()),
+        (Directory::PATH, struct_fields::<Directory>()),
+        (ResolveRoom::PATH, struct_fields::<ResolveRoom>()),
     ]
     .into_iter()
     .find_map(|(p, fields)| (p == path).then_some(fields))
@@ -360,12 +415,22 @@ pub async fn sign_out() -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Creates a room and opens it.
+/// Creates a room and opens it. `client_id` makes a resend harmless (the
+/// v1 form sends none); `topic` may be left out.
 #[server(endpoint = "create_room")]
-pub async fn create_room(name: String) -> Result<RoomInfo, ApiError> {
+pub async fn create_room(
+    name: String,
+    client_id: Option<String>,
+    topic: Option<String>,
+) -> Result<RoomInfo, ApiError> {
     let backend = ssr::backend()?;
     match backend
-        .create_room(ssr::session_token().as_deref(), &name)
+        .create_room(
+            ssr::session_token().as_deref(),
+            client_id.as_deref(),
+            &name,
+            topic.as_deref().unwrap_or_default(),
+        )
         .await
     {
         Ok(room) => {
@@ -391,4 +456,81 @@ pub async fn post_message(
         Ok(message) => Ok(message),
         Err(err) => ssr::fail(err),
     }
+}
+
+/// Joins a public room.
+#[server(endpoint = "join_room")]
+pub async fn join_room(room_id: i64, client_id: String) -> Result<RoomSummary, ApiError> {
+    let backend = ssr::backend()?;
+    let joined = backend
+        .join_room(ssr::session_token().as_deref(), room_id, &client_id)
+        .await;
+    joined.or_else(ssr::fail)
+}
+
+/// Leaves a room.
+#[server(endpoint = "leave_room")]
+pub async fn leave_room(room_id: i64, client_id: String) -> Result<(), ApiError> {
+    let backend = ssr::backend()?;
+    let left = backend
+        .leave_room(ssr::session_token().as_deref(), room_id, &client_id)
+        .await;
+    left.or_else(ssr::fail)
+}
+
+/// Renames a room (its owner only).
+#[server(endpoint = "rename_room")]
+pub async fn rename_room(
+    room_id: i64,
+    client_id: String,
+    name: String,
+) -> Result<RoomSummary, ApiError> {
+    let backend = ssr::backend()?;
+    let renamed = backend
+        .rename_room(ssr::session_token().as_deref(), room_id, &client_id, &name)
+        .await;
+    renamed.or_else(ssr::fail)
+}
+
+/// Sets a room's topic (its owner only).
+#[server(endpoint = "set_topic")]
+pub async fn set_topic(
+    room_id: i64,
+    client_id: String,
+    topic: String,
+) -> Result<RoomSummary, ApiError> {
+    let backend = ssr::backend()?;
+    let set = backend
+        .set_topic(ssr::session_token().as_deref(), room_id, &client_id, &topic)
+        .await;
+    set.or_else(ssr::fail)
+}
+
+/// A page of the directory of public rooms whose name contains `q`.
+#[server(endpoint = "directory")]
+pub async fn directory(
+    q: Option<String>,
+    after: Option<String>,
+    limit: Option<u32>,
+) -> Result<DirectoryPage, ApiError> {
+    let backend = ssr::backend()?;
+    let page = backend
+        .directory(
+            ssr::session_token().as_deref(),
+            q.as_deref().unwrap_or_default(),
+            after.as_deref(),
+            limit,
+        )
+        .await;
+    page.or_else(ssr::fail)
+}
+
+/// The id of the public room called `name`.
+#[server(endpoint = "resolve_room")]
+pub async fn resolve_room(name: String) -> Result<i64, ApiError> {
+    let backend = ssr::backend()?;
+    let id = backend
+        .resolve_room(ssr::session_token().as_deref(), &name)
+        .await;
+    id.or_else(ssr::fail)
 }

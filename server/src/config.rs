@@ -47,6 +47,11 @@ pub struct Config {
     #[arg(long, env = "CHAT_WS_READ_BUFFER", default_value_t = 4096)]
     pub ws_read_buffer: usize,
 
+    /// Rooms one user may create per 10 minutes; 0: no limit (a load
+    /// generator's setup, say).
+    #[arg(long, env = "CHAT_ROOMS_PER_USER", default_value_t = 10)]
+    pub rooms_per_user: usize,
+
     /// The window in which a connection may subscribe and unsubscribe at
     /// most 30 times (each one notifies a whole room). Not a flag: tests set it.
     #[arg(skip = Duration::from_secs(10))]

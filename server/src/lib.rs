@@ -8,6 +8,10 @@
 //!   - `http/api_guard.rs`: the guard in front of the server functions.
 //!   - `http/ops.rs`: `/healthz`, `/readyz`, `/metrics`.
 //!   - `http/oidc.rs`: the OpenID sign-in routes and their error page.
+//!   - `http/server_fns.rs`: the server side of the app's server functions,
+//!     each a thin call into [`chat`].
+//! - [`chat`]: one function per user operation, and `chat::policy`, the one
+//!   place that decides rights.
 //! - [`ws`]: one task pair per WebSocket: the upgrade and a reader handling
 //!   client frames (`ws/mod.rs`), a writer draining the connection's bounded
 //!   queue (`ws/writer.rs`), and the close codes it may end with ([`ws::close`]).
@@ -21,13 +25,11 @@
 //!   OpenID Connect providers, and Origin checks.
 //! - [`metrics`]: counters served at `/metrics`.
 //! - [`net`]: the listener; every accepted socket gets `TCP_NODELAY`.
-//! - [`backend`]: the server side of the app's server functions.
 //!
 //! This file holds [`run`], which wires them together and shuts them down
 //! in order, and the housekeeping tasks.
 
 pub mod auth;
-pub mod backend;
 pub mod chat;
 pub mod commit;
 pub mod config;
@@ -134,9 +136,11 @@ pub async fn run(
     let stop_commits = CancellationToken::new();
     let (committer, commit_task) =
         Committer::spawn(store.events.clone(), hub.clone(), stop_commits.clone());
+    let chat = chat::Chat::new(store.clone(), committer.clone(), config.rooms_per_user);
     let state = AppState {
         leptos: config.leptos_options(),
         config: Arc::new(config),
+        chat,
         store,
         hub,
         committer,

@@ -2,6 +2,7 @@
 
 use crate::{
     auth::{self, limit::Limits, oidc::Oidc},
+    chat::Chat,
     commit::Committer,
     config::Config,
     hub::Hub,
@@ -17,6 +18,8 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 pub struct AppState {
     pub config: Arc<Config>,
     pub store: Store,
+    /// The chat operations (every user action goes through them).
+    pub chat: Chat,
     pub hub: Hub,
     pub committer: Committer,
     pub leptos: LeptosOptions,

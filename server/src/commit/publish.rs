@@ -6,7 +6,10 @@
 //! event kind is stored and replayable but published nowhere yet.
 
 use super::{plan::Command, write::Entry, Receipt, Reply};
-use crate::hub::{encode, Hub, Out};
+use crate::{
+    hub::{encode, Hub, Out},
+    store::RoomRow,
+};
 use app::protocol::{ApiError, ChatMessage, ServerFrame};
 
 /// Publishes a committed batch and answers its senders.
@@ -20,6 +23,19 @@ pub fn publish(
         let room = entry.command.room_id().and_then(|id| hub.room_by_id(id));
         match answer {
             Ok(receipt) => {
+                // A new room is known to the v1 hub before its creator hears
+                // of it, whether or not the creator is still waiting.
+                if let (Command::CreateRoom { name, .. }, false) =
+                    (&entry.command, receipt.duplicate)
+                {
+                    hub.add_room(&RoomRow {
+                        id: receipt.room_id,
+                        name: name.clone(),
+                        created_at: receipt.ts,
+                        last_seq: receipt.seq.unwrap_or_default(),
+                        member_count: 1,
+                    });
+                }
                 if let (Command::Post { body, .. }, false) = (&entry.command, receipt.duplicate) {
                     // Serialised once, into the frame every subscriber shares.
                     if let (Some(room), Some(seq), Some(id)) =

@@ -3,7 +3,7 @@
 //! come from leptos_axum; `/ws` from [`crate::ws`]; the operational routes
 //! from [`ops`]; the OpenID sign-in routes from [`oidc`].
 
-use crate::{backend::AppBackend, ws, AppState};
+use crate::{ws, AppState};
 use app::{
     api::{ClientIp, SharedBackend},
     shell, App,
@@ -18,6 +18,7 @@ use axum::{
 };
 use leptos::prelude::provide_context;
 use leptos_axum::{generate_route_list, LeptosRoutes};
+use server_fns::AppBackend;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use tower_http::trace::TraceLayer;
@@ -25,6 +26,7 @@ use tower_http::trace::TraceLayer;
 mod api_guard;
 mod oidc;
 mod ops;
+pub mod server_fns;
 
 /// Builds the whole router over `state`.
 pub fn router(state: AppState) -> Router {

@@ -213,6 +213,22 @@ pub struct StoredMessage {
 }
 
 impl StoredMessage {
+    /// The message as protocol v2 sends it.
+    pub fn into_v2(self) -> app::protocol::Message {
+        app::protocol::Message {
+            id: self.id,
+            seq: self.seq,
+            author: self.author,
+            body: self.body,
+            ts: self.ts,
+            client_id: self.client_id,
+            edited_at: None,
+            deleted: false,
+            reply_to: None,
+            mentions: Vec::new(),
+        }
+    }
+
     pub fn into_message(self, room: &str) -> ChatMessage {
         ChatMessage {
             room: room.to_owned(),

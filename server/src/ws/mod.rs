@@ -9,15 +9,13 @@ pub use close::Close;
 
 use crate::{
     auth,
-    commit::{plan::Command, Reply, Submitted},
+    chat::messages::{page_size, HistoryQuery},
+    commit::Reply,
+    http::server_fns::{unknown_room, v1_message},
     hub::{Conn, Room},
-    store::HistoryPage,
     AppState,
 };
-use app::protocol::{
-    validate_body, validate_client_id, ApiError, ClientFrame, ErrorCode, Me, ServerFrame,
-    HISTORY_PAGE, MAX_FRAME_BYTES, MAX_HISTORY_PAGE,
-};
+use app::protocol::{ApiError, ClientFrame, ErrorCode, Me, ServerFrame, MAX_FRAME_BYTES};
 use axum::{
     extract::{
         ws::{Message, WebSocket, WebSocketUpgrade},
@@ -352,23 +350,16 @@ impl Session {
     }
 
     async fn send(&self, room: &str, client_id: &str, body: String) -> Result<(), ApiError> {
-        let client_id = validate_client_id(client_id)?;
         let room = self.joined(room)?;
-        validate_body(&body)?;
         self.state
-            .committer
-            .submit(Submitted {
-                actor: self.conn.user.clone(),
-                client_id: Some(client_id),
-                command: Command::Post {
-                    room_id: room.id,
-                    body,
-                    mentions: Vec::new(),
-                    reply_to: None,
-                },
-                reply: Reply::Socket(self.conn.clone()),
-                queued_at: Instant::now(),
-            })
+            .chat
+            .post(
+                &self.conn.user,
+                room.id,
+                client_id,
+                body,
+                Reply::Socket(self.conn.clone()),
+            )
             .await
     }
 
@@ -383,24 +374,20 @@ impl Session {
             .hub
             .room(room)
             .ok_or_else(|| unknown_room(room))?;
-        let limit = limit.map_or(HISTORY_PAGE, |l| {
-            // In 1..=MAX_HISTORY_PAGE after the clamp, so the conversion holds.
-            u32::try_from(l.clamp(1, i64::from(MAX_HISTORY_PAGE))).unwrap_or(MAX_HISTORY_PAGE)
-        });
-        let HistoryPage { messages, has_more } = self
+        let query = before.map_or(HistoryQuery::Latest, HistoryQuery::Before);
+        let page = self
             .state
-            .store
-            .events
-            .history(room.id, before, limit)
-            .await
-            .map_err(crate::unavailable)?;
+            .chat
+            .history(&self.conn.user, room.id, query, page_size(limit))
+            .await?;
         Ok(ServerFrame::History {
             room: room.name.to_string(),
-            messages: messages
+            messages: page
+                .messages
                 .into_iter()
-                .map(|m| m.into_message(&room.name))
+                .map(|m| v1_message(m, &room.name))
                 .collect(),
-            has_more,
+            has_more: page.has_more_before,
         })
     }
 
@@ -409,13 +396,6 @@ impl Session {
             self.state.hub.unsubscribe(&room, &self.conn);
         }
     }
-}
-
-fn unknown_room(name: &str) -> ApiError {
-    ApiError::new(
-        ErrorCode::UnknownRoom,
-        format!("There is no room named “{name}”."),
-    )
 }
 
 /// Whether a read failed because a frame or message was over the limit.

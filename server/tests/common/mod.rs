@@ -299,6 +299,8 @@ impl TestApp {
             .expect("non-blocking listener");
         let addr = listener.local_addr().expect("addr");
         let mut config = Config::for_test(addr, &format!("sqlite://{}", db_path.display()));
+        // Tests create rooms as one user freely; the limit's own test sets it.
+        config.rooms_per_user = 0;
         tweak(&mut config);
         let (stop, stopped) = oneshot::channel::<()>();
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -452,6 +454,8 @@ impl ServerProcess {
                 format!("sqlite://{}", self.db_path.display()),
             )
             .env("RUST_LOG", "info,sqlx=warn")
+            // Fault tests create many rooms as one user.
+            .env("CHAT_ROOMS_PER_USER", "0")
             .env("NO_COLOR", "1")
             .stdout(Stdio::from(log.try_clone().expect("log handle")))
             .stderr(Stdio::from(log))

@@ -1,17 +1,16 @@
-//! The server's side of the app's server functions (`app::api::Backend`).
+//! The server's side of the app's server functions (`app::api::Backend`):
+//! each one finds the session's user and calls one `chat::` operation (or
+//! an `auth::` one for signing in). No rights are decided here.
 
 use crate::{
-    auth,
-    commit::plan::Command,
-    store::{HistoryPage, RoomRow, StoreError},
-    unavailable, AppState,
+    auth, chat::messages::HistoryQuery, chat::policy, store::StoreError, unavailable, AppState,
 };
 use app::{
     api::{Backend, PageData, ProviderLink, RoomPage, SignInOptions},
     protocol::{
-        room_key, validate_body, validate_client_id, validate_display_name, validate_email,
-        validate_new_password, validate_room_name, ApiError, ChatMessage, ErrorCode, Me, RoomInfo,
-        HISTORY_PAGE, MAX_PASSWORD_BYTES,
+        validate_display_name, validate_email, validate_new_password, ApiError, ChatMessage,
+        DirectoryPage, ErrorCode, Me, RoomInfo, RoomSummary, UserInfo, HISTORY_PAGE,
+        MAX_PASSWORD_BYTES,
     },
 };
 use async_trait::async_trait;
@@ -64,12 +63,37 @@ impl AppBackend {
         }
     }
 
-    async fn require_user(&self, session: Option<&str>) -> Result<Me, ApiError> {
-        self.user(session).await?.ok_or_else(|| {
+    async fn require_user(&self, session: Option<&str>) -> Result<UserInfo, ApiError> {
+        let me = self.user(session).await?.ok_or_else(|| {
             ApiError::new(
                 ErrorCode::Unauthorized,
                 "Your session has expired; sign in again.",
             )
+        })?;
+        Ok(me.public())
+    }
+
+    /// The v1 room page: the latest history of the public room `name` and
+    /// who is online in it (`not_found` when there is none).
+    async fn room_page(&self, user: &UserInfo, name: &str) -> Result<RoomPage, ApiError> {
+        let room_id = self.0.chat.resolve_name(Some(user), name).await?;
+        let page = self
+            .0
+            .chat
+            .history(user, room_id, HistoryQuery::Latest, HISTORY_PAGE)
+            .await?;
+        let Some(room) = self.0.hub.room_by_id(room_id) else {
+            return Err(policy::Denied::NotFound.into());
+        };
+        Ok(RoomPage {
+            info: room.info(),
+            has_more: page.has_more_before,
+            messages: page
+                .messages
+                .into_iter()
+                .map(|m| v1_message(m, &room.name))
+                .collect(),
+            online: room.online(),
         })
     }
 }
@@ -86,27 +110,13 @@ impl Backend for AppBackend {
                 sign_in: self.sign_in_options(),
             });
         };
-        let (room, missing_room) = match room.map(|name| (name, self.0.hub.room(name))) {
-            Some((_, Some(room))) => {
-                let HistoryPage { messages, has_more } = self
-                    .0
-                    .store
-                    .events
-                    .history(room.id, None, HISTORY_PAGE)
-                    .await
-                    .map_err(unavailable)?;
-                let page = RoomPage {
-                    info: room.info(),
-                    has_more,
-                    messages: messages
-                        .into_iter()
-                        .map(|m| m.into_message(&room.name))
-                        .collect(),
-                    online: room.online(),
-                };
-                (Some(page), None)
-            }
-            Some((name, None)) => (None, Some(name.to_owned())),
+        let user = me.public();
+        let (room, missing_room) = match room {
+            Some(name) => match self.room_page(&user, name).await {
+                Ok(page) => (Some(page), None),
+                Err(err) if err.code == ErrorCode::NotFound => (None, Some(name.to_owned())),
+                Err(err) => return Err(err),
+            },
             None => (None, None),
         };
         Ok(PageData {
@@ -237,40 +247,99 @@ impl Backend for AppBackend {
         Ok(())
     }
 
-    async fn create_room(&self, session: Option<&str>, name: &str) -> Result<RoomInfo, ApiError> {
+    async fn create_room(
+        &self,
+        session: Option<&str>,
+        client_id: Option<&str>,
+        name: &str,
+        topic: &str,
+    ) -> Result<RoomInfo, ApiError> {
         let user = self.require_user(session).await?;
-        let name = validate_room_name(name)?;
-        // The v1 server function has no client_id: a fresh one, made here,
-        // so each call is its own command (S7 makes the client send one).
-        let client_id = uuid::Uuid::new_v4().hyphenated().to_string();
-        let receipt = self
-            .0
-            .committer
-            .call(
-                user.public(),
-                Some(client_id),
-                Command::CreateRoom {
-                    name: name.clone(),
-                    name_key: room_key(&name),
-                    topic: String::new(),
-                },
-            )
-            .await
-            .map_err(|err| match err.code {
-                ErrorCode::RoomExists => ApiError::new(
-                    ErrorCode::RoomExists,
-                    format!("A room named “{name}” exists already."),
-                ),
-                _ => err,
-            })?;
-        let row = RoomRow {
-            id: receipt.room_id,
-            name,
-            created_at: receipt.ts,
-            last_seq: receipt.seq.unwrap_or_default(),
-            member_count: 1,
+        // The v1 form sends no client_id: a fresh one, so each post of the
+        // form is its own command.
+        let fresh;
+        let client_id = match client_id {
+            Some(id) => id,
+            None => {
+                fresh = uuid::Uuid::new_v4().hyphenated().to_string();
+                &fresh
+            }
         };
-        Ok(self.0.hub.add_room(&row).info())
+        let room = self
+            .0
+            .chat
+            .create_room(&user, client_id, name, topic)
+            .await?;
+        let name = room.name.unwrap_or_default();
+        let info = self.0.hub.room(&name).map(|r| r.info());
+        Ok(info.unwrap_or(RoomInfo {
+            name,
+            created_at: crate::now_ms(),
+        }))
+    }
+
+    async fn join_room(
+        &self,
+        session: Option<&str>,
+        room_id: i64,
+        client_id: &str,
+    ) -> Result<RoomSummary, ApiError> {
+        let user = self.require_user(session).await?;
+        self.0.chat.join(&user, room_id, client_id).await
+    }
+
+    async fn leave_room(
+        &self,
+        session: Option<&str>,
+        room_id: i64,
+        client_id: &str,
+    ) -> Result<(), ApiError> {
+        let user = self.require_user(session).await?;
+        self.0.chat.leave(&user, room_id, client_id).await
+    }
+
+    async fn rename_room(
+        &self,
+        session: Option<&str>,
+        room_id: i64,
+        client_id: &str,
+        name: &str,
+    ) -> Result<RoomSummary, ApiError> {
+        let user = self.require_user(session).await?;
+        self.0
+            .chat
+            .rename_room(&user, room_id, client_id, name)
+            .await
+    }
+
+    async fn set_topic(
+        &self,
+        session: Option<&str>,
+        room_id: i64,
+        client_id: &str,
+        topic: &str,
+    ) -> Result<RoomSummary, ApiError> {
+        let user = self.require_user(session).await?;
+        self.0
+            .chat
+            .set_topic(&user, room_id, client_id, topic)
+            .await
+    }
+
+    async fn directory(
+        &self,
+        session: Option<&str>,
+        q: &str,
+        after: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<DirectoryPage, ApiError> {
+        let user = self.require_user(session).await?;
+        self.0.chat.directory(Some(&user), q, after, limit).await
+    }
+
+    async fn resolve_room(&self, session: Option<&str>, name: &str) -> Result<i64, ApiError> {
+        let user = self.require_user(session).await?;
+        self.0.chat.resolve_name(Some(&user), name).await
     }
 
     async fn post_message(
@@ -281,65 +350,24 @@ impl Backend for AppBackend {
         body: &str,
     ) -> Result<ChatMessage, ApiError> {
         let user = self.require_user(session).await?;
-        let room = self.0.hub.room(room).ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::UnknownRoom,
-                format!("There is no room named “{room}”."),
-            )
-        })?;
-        validate_body(body)?;
-        let client_id = validate_client_id(client_id)?;
-        let author = user.public();
-        crate::commit::join_v1(&self.0.store, &self.0.committer, &author, room.id).await?;
-        let receipt = self
+        // v1 names rooms; a name that is not a public room's is unknown.
+        let room_id = self
             .0
-            .committer
-            .call(
-                author.clone(),
-                Some(client_id.clone()),
-                Command::Post {
-                    room_id: room.id,
-                    body: body.to_owned(),
-                    mentions: Vec::new(),
-                    reply_to: None,
-                },
-            )
-            .await?;
-        let (Some(seq), Some(id)) = (receipt.seq, receipt.message_id) else {
-            return Err(ApiError::new(
-                ErrorCode::Internal,
-                "The post has no message.",
-            ));
-        };
-        if !receipt.duplicate {
-            return Ok(ChatMessage {
-                room: room.name.to_string(),
-                seq,
-                id,
-                author,
-                body: body.to_owned(),
-                ts: receipt.ts,
-                client_id,
-            });
-        }
-        // A resend: answered with what was stored the first time, wherever.
-        let stored = self
-            .0
-            .store
-            .events
-            .range(receipt.room_id, seq - 1, seq, 1)
+            .chat
+            .resolve_name(Some(&user), room)
             .await
-            .map_err(unavailable)?;
-        let (Some(original), Some(stored_in)) = (
-            stored.into_iter().next(),
-            self.0.hub.room_by_id(receipt.room_id),
-        ) else {
-            return Err(ApiError::new(
-                ErrorCode::Internal,
-                "The original message is gone.",
-            ));
-        };
-        Ok(original.into_message(&stored_in.name))
+            .map_err(|err| match err.code {
+                ErrorCode::NotFound => unknown_room(room),
+                _ => err,
+            })?;
+        // The v1 form posts to any public room: it joins first (until S13).
+        crate::commit::join_v1(&self.0.store, &self.0.committer, &user, room_id).await?;
+        let message = self
+            .0
+            .chat
+            .post_and_wait(&user, room_id, client_id, body)
+            .await?;
+        Ok(v1_message(message, room))
     }
 
     fn session_cookie(&self, token: Option<&str>) -> String {
@@ -366,5 +394,26 @@ fn rate_limited(wait: Duration) -> ApiError {
     ApiError::rate_limited(
         format!("Too many attempts; try again in {minutes} minute(s)."),
         wait,
+    )
+}
+
+/// A v2 message as the v1 wire sends it, in the room named `room`.
+pub fn v1_message(m: app::protocol::Message, room: &str) -> ChatMessage {
+    ChatMessage {
+        room: room.to_owned(),
+        seq: m.seq,
+        id: m.id,
+        author: m.author,
+        body: m.body,
+        ts: m.ts,
+        client_id: m.client_id,
+    }
+}
+
+/// The v1 answer for a room name that names no room.
+pub fn unknown_room(name: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::UnknownRoom,
+        format!("There is no room named “{name}”."),
     )
 }

@@ -1,0 +1,78 @@
+//! Membership: joining and leaving rooms, read markers, member lists.
+
+use super::{policy::Action, Chat};
+use crate::{commit::plan::Command, unavailable};
+use app::protocol::{ApiError, MemberInfo, RoomSummary, UserInfo};
+
+/// Most members one `members` call returns.
+pub const MEMBERS_PAGE: u32 = 100;
+
+impl Chat {
+    /// Joins a room (idempotent: a member joining again changes nothing and
+    /// announces nothing); the room as `user` now sees it.
+    pub async fn join(
+        &self,
+        user: &UserInfo,
+        room_id: i64,
+        client_id: &str,
+    ) -> Result<RoomSummary, ApiError> {
+        self.command(
+            user,
+            client_id,
+            Command::Join {
+                room_id,
+                silent: false,
+            },
+        )
+        .await?;
+        self.summary_of(user, room_id).await
+    }
+
+    /// Leaves a room.
+    pub async fn leave(
+        &self,
+        user: &UserInfo,
+        room_id: i64,
+        client_id: &str,
+    ) -> Result<(), ApiError> {
+        self.command(user, client_id, Command::Leave { room_id })
+            .await
+            .map(|_| ())
+    }
+
+    /// Moves `user`'s read marker in a room forward to `seq` (clamped to the
+    /// room's newest event); the room as they now see it.
+    pub async fn mark_read(
+        &self,
+        user: &UserInfo,
+        room_id: i64,
+        seq: i64,
+    ) -> Result<RoomSummary, ApiError> {
+        self.inner
+            .committer
+            .call(user.clone(), None, Command::MarkRead { room_id, seq })
+            .await?;
+        self.summary_of(user, room_id).await
+    }
+
+    /// A page of a room's members, in join order, after the member with user
+    /// id `after`.
+    pub async fn members(
+        &self,
+        user: &UserInfo,
+        room_id: i64,
+        after: Option<i64>,
+        limit: Option<u32>,
+    ) -> Result<Vec<MemberInfo>, ApiError> {
+        self.authorize(user, room_id, Action::SeeMembers).await?;
+        self.store()
+            .rooms
+            .members(
+                room_id,
+                after,
+                limit.unwrap_or(MEMBERS_PAGE).clamp(1, MEMBERS_PAGE),
+            )
+            .await
+            .map_err(unavailable)
+    }
+}

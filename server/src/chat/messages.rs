@@ -1,0 +1,187 @@
+//! Messages: posting (queued, or awaited by server functions and forms) and
+//! reading history pages.
+
+use super::{policy::Action, Chat};
+use crate::{
+    commit::{plan::Command, Reply, Submitted},
+    store::{AroundPage, HistoryPage},
+    unavailable,
+};
+use app::protocol::{
+    validate_body, validate_client_id, ApiError, ErrorCode, Message, UserInfo, HISTORY_PAGE,
+    MAX_HISTORY_PAGE,
+};
+
+/// Which page of a room's history to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistoryQuery {
+    /// The newest messages.
+    Latest,
+    /// The newest messages with `seq` below this one.
+    Before(i64),
+    /// The messages around the message with this id.
+    Around(i64),
+}
+
+/// A page of history, ascending by `seq`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Page {
+    pub messages: Vec<Message>,
+    /// Older messages exist.
+    pub has_more_before: bool,
+    /// Newer messages exist (only ever true for [`HistoryQuery::Around`]).
+    pub has_more_after: bool,
+}
+
+/// A page size as asked for, clamped to `1..=MAX_HISTORY_PAGE`.
+pub fn page_size(limit: Option<i64>) -> u32 {
+    limit.map_or(HISTORY_PAGE, |l| {
+        // In 1..=MAX_HISTORY_PAGE after the clamp, so the conversion holds.
+        u32::try_from(l.clamp(1, i64::from(MAX_HISTORY_PAGE))).unwrap_or(MAX_HISTORY_PAGE)
+    })
+}
+
+impl Chat {
+    /// Validates a post and queues it; the committer answers `reply`
+    /// (after COMMIT) with the ack or the refusal. Waits only while the
+    /// committer's queue is full (backpressure). Rights are checked by the
+    /// committer, in the transaction.
+    pub async fn post(
+        &self,
+        user: &UserInfo,
+        room_id: i64,
+        client_id: &str,
+        body: String,
+        reply: Reply,
+    ) -> Result<(), ApiError> {
+        let client_id = validate_client_id(client_id)?;
+        validate_body(&body)?;
+        self.inner
+            .committer
+            .submit(Submitted {
+                actor: user.clone(),
+                client_id: Some(client_id),
+                command: Command::Post {
+                    room_id,
+                    body,
+                    mentions: Vec::new(),
+                    reply_to: None,
+                },
+                reply,
+                queued_at: std::time::Instant::now(),
+            })
+            .await
+    }
+
+    /// Posts and waits for the commit: the stored message. A resend of a
+    /// `client_id` the user has posted before is answered with the message
+    /// stored the first time, wherever it was posted.
+    pub async fn post_and_wait(
+        &self,
+        user: &UserInfo,
+        room_id: i64,
+        client_id: &str,
+        body: &str,
+    ) -> Result<Message, ApiError> {
+        validate_body(body)?;
+        let client_id = validate_client_id(client_id)?;
+        let receipt = self
+            .command(
+                user,
+                &client_id,
+                Command::Post {
+                    room_id,
+                    body: body.to_owned(),
+                    mentions: Vec::new(),
+                    reply_to: None,
+                },
+            )
+            .await?;
+        let (Some(seq), Some(id)) = (receipt.seq, receipt.message_id) else {
+            return Err(ApiError::new(
+                ErrorCode::Internal,
+                "The post has no message.",
+            ));
+        };
+        if !receipt.duplicate {
+            return Ok(Message {
+                id,
+                seq,
+                author: user.clone(),
+                body: body.to_owned(),
+                ts: receipt.ts,
+                client_id,
+                edited_at: None,
+                deleted: false,
+                reply_to: None,
+                mentions: Vec::new(),
+            });
+        }
+        let stored = self
+            .store()
+            .events
+            .range(receipt.room_id, seq - 1, seq, 1)
+            .await
+            .map_err(unavailable)?;
+        stored
+            .into_iter()
+            .next()
+            .map(|m| m.into_v2())
+            .ok_or_else(|| ApiError::new(ErrorCode::Internal, "The original message is gone."))
+    }
+
+    /// A page of a room's history, for a caller who may read it.
+    pub async fn history(
+        &self,
+        user: &UserInfo,
+        room_id: i64,
+        query: HistoryQuery,
+        limit: u32,
+    ) -> Result<Page, ApiError> {
+        self.authorize(user, room_id, Action::ReadHistory).await?;
+        self.read_page(room_id, query, limit).await
+    }
+
+    /// A page of history, without a rights check (the caller made one).
+    pub(super) async fn read_page(
+        &self,
+        room_id: i64,
+        query: HistoryQuery,
+        limit: u32,
+    ) -> Result<Page, ApiError> {
+        let events = &self.store().events;
+        let limit = limit.clamp(1, MAX_HISTORY_PAGE);
+        let (messages, has_more_before, has_more_after) = match query {
+            HistoryQuery::Latest | HistoryQuery::Before(_) => {
+                let before = match query {
+                    HistoryQuery::Before(seq) => Some(seq),
+                    _ => None,
+                };
+                let HistoryPage { messages, has_more } = events
+                    .history(room_id, before, limit)
+                    .await
+                    .map_err(unavailable)?;
+                (messages, has_more, false)
+            }
+            HistoryQuery::Around(message_id) => {
+                let AroundPage {
+                    messages,
+                    has_before,
+                    has_after,
+                } = events
+                    .around(room_id, message_id, limit)
+                    .await
+                    .map_err(unavailable)?
+                    .ok_or_else(|| {
+                        ApiError::new(ErrorCode::NotFound, "There is no such message here.")
+                    })?;
+                (messages, has_before, has_after)
+            }
+        };
+        Ok(Page {
+            messages: messages.into_iter().map(|m| m.into_v2()).collect(),
+            has_more_before,
+            has_more_after,
+        })
+    }
+}
