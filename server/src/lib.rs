@@ -134,8 +134,15 @@ pub async fn run(
     let store = store::open(&config.database_url).await?;
     let hub = Hub::new(&store.rooms.rooms().await?);
     let stop_commits = CancellationToken::new();
-    let (committer, commit_task) =
-        Committer::spawn(store.events.clone(), hub.clone(), stop_commits.clone());
+    let hub2 = hub::v2::Hub::new();
+    let (committer, commit_task) = Committer::spawn(
+        store.events.clone(),
+        commit::Hubs {
+            v1: hub.clone(),
+            v2: hub2.clone(),
+        },
+        stop_commits.clone(),
+    );
     let chat = chat::Chat::new(store.clone(), committer.clone(), config.rooms_per_user);
     let state = AppState {
         leptos: config.leptos_options(),
@@ -143,6 +150,7 @@ pub async fn run(
         chat,
         store,
         hub,
+        hub2,
         committer,
         shutdown: CancellationToken::new(),
         tasks: TaskTracker::new(),

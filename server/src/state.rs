@@ -21,6 +21,8 @@ pub struct AppState {
     /// The chat operations (every user action goes through them).
     pub chat: Chat,
     pub hub: Hub,
+    /// The protocol v2 hub (`/ws?v=2`).
+    pub hub2: crate::hub::v2::Hub,
     pub committer: Committer,
     pub leptos: LeptosOptions,
     /// Cancelled when the server is shutting down: connections close with 1012.

@@ -852,6 +852,7 @@ async fn event_tx(store: &Store) {
             room_id: room,
             user_id: ann.id,
             last_read_seq: 5,
+            unread: 0,
             mention_count: 0
         }],
         "clamped to the room's end; non-members ignored"

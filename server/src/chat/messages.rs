@@ -8,9 +8,19 @@ use crate::{
     unavailable,
 };
 use app::protocol::{
-    validate_body, validate_client_id, ApiError, ErrorCode, Message, UserInfo, HISTORY_PAGE,
-    MAX_HISTORY_PAGE,
+    v2::MAX_MENTIONS, validate_body, validate_client_id, ApiError, ErrorCode, Message, UserInfo,
+    HISTORY_PAGE, MAX_HISTORY_PAGE,
 };
+
+/// A message to post, as a client sent it.
+#[derive(Debug, Clone, Default)]
+pub struct Post {
+    pub room_id: i64,
+    pub client_id: String,
+    pub body: String,
+    pub mentions: Vec<i64>,
+    pub reply_to: Option<i64>,
+}
 
 /// Which page of a room's history to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,26 +56,47 @@ impl Chat {
     /// (after COMMIT) with the ack or the refusal. Waits only while the
     /// committer's queue is full (backpressure). Rights are checked by the
     /// committer, in the transaction.
-    pub async fn post(
-        &self,
-        user: &UserInfo,
-        room_id: i64,
-        client_id: &str,
-        body: String,
-        reply: Reply,
-    ) -> Result<(), ApiError> {
-        let client_id = validate_client_id(client_id)?;
-        validate_body(&body)?;
+    ///
+    /// `mentions` are user ids: repeats and the author are dropped, at most
+    /// [`MAX_MENTIONS`] are kept. `reply_to` must be a message of the same
+    /// room (`not_found` otherwise).
+    pub async fn post(&self, user: &UserInfo, post: Post, reply: Reply) -> Result<(), ApiError> {
+        let client_id = validate_client_id(&post.client_id)?;
+        validate_body(&post.body)?;
+        let mut mentions = post.mentions;
+        mentions.retain(|&id| id != user.id);
+        mentions.sort_unstable();
+        mentions.dedup();
+        if mentions.len() > MAX_MENTIONS {
+            return Err(ApiError::new(
+                ErrorCode::BadFrame,
+                format!("A message may mention at most {MAX_MENTIONS} people."),
+            ));
+        }
+        if let Some(parent) = post.reply_to {
+            let found = self
+                .store()
+                .events
+                .around(post.room_id, parent, 1)
+                .await
+                .map_err(unavailable)?;
+            if found.is_none() {
+                return Err(ApiError::new(
+                    ErrorCode::NotFound,
+                    "The message replied to is not in this room.",
+                ));
+            }
+        }
         self.inner
             .committer
             .submit(Submitted {
                 actor: user.clone(),
                 client_id: Some(client_id),
                 command: Command::Post {
-                    room_id,
-                    body,
-                    mentions: Vec::new(),
-                    reply_to: None,
+                    room_id: post.room_id,
+                    body: post.body,
+                    mentions,
+                    reply_to: post.reply_to,
                 },
                 reply,
                 queued_at: std::time::Instant::now(),

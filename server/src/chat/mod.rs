@@ -96,6 +96,35 @@ impl Chat {
         access.ok_or_else(|| policy::Denied::NotFound.into())
     }
 
+    /// Whether `user` may do `action` in `room_id` (the answer every
+    /// transport gives when not).
+    pub async fn may(&self, user: &UserInfo, room_id: i64, action: Action) -> Result<(), ApiError> {
+        self.authorize(user, room_id, action).await.map(|_| ())
+    }
+
+    /// Queues a command built by one of the `*_command` functions (or a
+    /// read marker, without `client_id`); the committer answers `reply`
+    /// after COMMIT. Waits only while the committer's queue is full.
+    pub async fn submit(
+        &self,
+        user: &UserInfo,
+        client_id: Option<&str>,
+        command: Command,
+        reply: crate::commit::Reply,
+    ) -> Result<(), ApiError> {
+        let client_id = client_id.map(validate_client_id).transpose()?;
+        self.inner
+            .committer
+            .submit(crate::commit::Submitted {
+                actor: user.clone(),
+                client_id,
+                command,
+                reply,
+                queued_at: std::time::Instant::now(),
+            })
+            .await
+    }
+
     /// Commits one command for `user` under `client_id` and waits for it.
     async fn command(
         &self,

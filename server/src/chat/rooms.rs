@@ -13,10 +13,58 @@ use app::protocol::{
 };
 
 impl Chat {
+    /// Checks a room creation and counts it against the caller's limit
+    /// (`Config::rooms_per_user` requests per [`super::CREATE_WINDOW`]);
+    /// the command to commit.
+    pub fn create_command(
+        &self,
+        user: &UserInfo,
+        name: &str,
+        topic: &str,
+    ) -> Result<Command, ApiError> {
+        policy::authorize_global(Some(user), GlobalAction::CreateRoom)?;
+        let name = validate_room_name(name)?;
+        let topic = validate_topic(topic)?;
+        if let Some(limiter) = &self.inner.creations {
+            let key = user.id.to_string();
+            if let Err(wait) = limiter.check(&key) {
+                return Err(ApiError::rate_limited(
+                    format!(
+                        "You have created as many rooms as you may for now; try again in {} minute(s).",
+                        wait.as_secs().div_ceil(60).max(1)
+                    ),
+                    wait,
+                ));
+            }
+            limiter.record(&key);
+        }
+        Ok(Command::CreateRoom {
+            name_key: room_key(&name),
+            name,
+            topic,
+        })
+    }
+
+    /// Checks a new room name; the command to commit.
+    pub fn rename_command(room_id: i64, name: &str) -> Result<Command, ApiError> {
+        let name = validate_room_name(name)?;
+        Ok(Command::Rename {
+            room_id,
+            name_key: room_key(&name),
+            name,
+        })
+    }
+
+    /// Checks a topic; the command to commit.
+    pub fn topic_command(room_id: i64, topic: &str) -> Result<Command, ApiError> {
+        Ok(Command::SetTopic {
+            room_id,
+            topic: validate_topic(topic)?,
+        })
+    }
+
     /// Creates a public room owned by `user` (idempotent per `client_id`):
-    /// the room as its owner sees it. At most `Config::rooms_per_user` per
-    /// user per [`super::CREATE_WINDOW`]; a repeat of a creation is answered
-    /// without counting.
+    /// the room as its owner sees it.
     pub async fn create_room(
         &self,
         user: &UserInfo,
@@ -24,41 +72,11 @@ impl Chat {
         name: &str,
         topic: &str,
     ) -> Result<RoomSummary, ApiError> {
-        policy::authorize_global(Some(user), GlobalAction::CreateRoom)?;
-        let name = validate_room_name(name)?;
-        let topic = validate_topic(topic)?;
-        let key = user.id.to_string();
-        let limiter = self.inner.creations.as_ref();
-        if let Some(Err(wait)) = limiter.map(|l| l.check(&key)) {
-            return Err(ApiError::rate_limited(
-                format!(
-                    "You have created as many rooms as you may for now; try again in {} minute(s).",
-                    wait.as_secs().div_ceil(60).max(1)
-                ),
-                wait,
-            ));
-        }
+        let command = self.create_command(user, name, topic)?;
         let receipt = self
-            .command(
-                user,
-                client_id,
-                Command::CreateRoom {
-                    name_key: room_key(&name),
-                    name: name.clone(),
-                    topic,
-                },
-            )
+            .command(user, client_id, command)
             .await
-            .map_err(|err| match err.code {
-                ErrorCode::RoomExists => ApiError::new(
-                    ErrorCode::RoomExists,
-                    format!("A room named “{name}” exists already."),
-                ),
-                _ => err,
-            })?;
-        if let (Some(limiter), false) = (limiter, receipt.duplicate) {
-            limiter.record(&key);
-        }
+            .map_err(|err| named_exists(err, name))?;
         self.summary_of(user, receipt.room_id).await
     }
 
@@ -70,24 +88,10 @@ impl Chat {
         client_id: &str,
         name: &str,
     ) -> Result<RoomSummary, ApiError> {
-        let name = validate_room_name(name)?;
-        self.command(
-            user,
-            client_id,
-            Command::Rename {
-                room_id,
-                name_key: room_key(&name),
-                name: name.clone(),
-            },
-        )
-        .await
-        .map_err(|err| match err.code {
-            ErrorCode::RoomExists => ApiError::new(
-                ErrorCode::RoomExists,
-                format!("A room named “{name}” exists already."),
-            ),
-            _ => err,
-        })?;
+        let command = Self::rename_command(room_id, name)?;
+        self.command(user, client_id, command)
+            .await
+            .map_err(|err| named_exists(err, name))?;
         self.summary_of(user, room_id).await
     }
 
@@ -99,9 +103,8 @@ impl Chat {
         client_id: &str,
         topic: &str,
     ) -> Result<RoomSummary, ApiError> {
-        let topic = validate_topic(topic)?;
-        self.command(user, client_id, Command::SetTopic { room_id, topic })
-            .await?;
+        let command = Self::topic_command(room_id, topic)?;
+        self.command(user, client_id, command).await?;
         self.summary_of(user, room_id).await
     }
 
@@ -170,5 +173,16 @@ impl Chat {
             .await
             .map_err(unavailable)?
             .ok_or_else(|| policy::Denied::NotFound.into())
+    }
+}
+
+/// `room_exists`, saying which name.
+pub fn named_exists(err: ApiError, name: &str) -> ApiError {
+    match err.code {
+        ErrorCode::RoomExists => ApiError::new(
+            ErrorCode::RoomExists,
+            format!("A room named “{}” exists already.", name.trim()),
+        ),
+        _ => err,
     }
 }

@@ -37,6 +37,14 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 use write::{Entry, Receipt};
 
+/// Where committed events are published: the v1 hub (until S13) and the
+/// v2 hub.
+#[derive(Debug, Clone)]
+pub struct Hubs {
+    pub v1: Hub,
+    pub v2: crate::hub::v2::Hub,
+}
+
 /// Most messages in one transaction.
 pub const MAX_BATCH: usize = 1024;
 /// Sends that may wait for the committer before senders are made to wait.
@@ -45,8 +53,10 @@ const QUEUE: usize = 16 * 1024;
 /// Where the outcome of a command goes.
 #[derive(Debug)]
 pub enum Reply {
-    /// Queue an `ack` (or `error`) frame on the sender's connection.
+    /// Queue an `ack` (or `error`) frame on the sender's v1 connection.
     Socket(Arc<Conn>),
+    /// Queue an `ack` (or `error`) frame on the sender's v2 connection.
+    Socket2(Arc<crate::hub::v2::Conn>),
     /// Hand the receipt to the caller (a server function, a form, a join).
     Caller(oneshot::Sender<Result<Receipt, ApiError>>),
 }
@@ -118,12 +128,12 @@ impl Committer {
     /// commits every queued one, and the returned task ends.
     pub fn spawn(
         events: Arc<dyn Events>,
-        hub: Hub,
+        hubs: Hubs,
         stop: CancellationToken,
     ) -> (Self, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE);
         let health = Arc::new(WriteHealth::default());
-        let task = tokio::spawn(run(rx, events, hub, health.clone(), stop));
+        let task = tokio::spawn(run(rx, events, hubs, health.clone(), stop));
         (Self { tx, health }, task)
     }
 
@@ -213,7 +223,7 @@ pub async fn join_v1(
 async fn run(
     mut rx: mpsc::Receiver<Submitted>,
     events: Arc<dyn Events>,
-    hub: Hub,
+    hub: Hubs,
     health: Arc<WriteHealth>,
     stop: CancellationToken,
 ) {
@@ -240,7 +250,7 @@ async fn run(
     tracing::info!("committer stopped: every queued command is committed");
 }
 
-async fn commit(events: &dyn Events, hub: &Hub, health: &WriteHealth, batch: &mut Vec<Submitted>) {
+async fn commit(events: &dyn Events, hub: &Hubs, health: &WriteHealth, batch: &mut Vec<Submitted>) {
     // One commit, one time: every event of the batch is stamped alike.
     let ts = crate::now_ms();
     let started = std::time::Instant::now();
@@ -257,7 +267,7 @@ async fn commit(events: &dyn Events, hub: &Hub, health: &WriteHealth, batch: &mu
             )
         })
         .unzip();
-    let answers = write::commit_batch(events, &entries, ts).await;
+    let answers = write::commit_batch_effects(events, &entries, ts).await;
     let micros = started.elapsed().as_micros() as u64;
     metrics::add(&METRICS.commit_batches, 1);
     metrics::add(&METRICS.commit_micros, micros);
@@ -269,11 +279,11 @@ async fn commit(events: &dyn Events, hub: &Hub, health: &WriteHealth, batch: &mu
         .iter()
         .zip(&answers)
         .filter(|(e, a)| {
-            matches!(e.command, Command::Post { .. }) && matches!(a, Ok(r) if !r.duplicate)
+            matches!(e.command, Command::Post { .. }) && matches!(a, Ok((r, _)) if !r.duplicate)
         })
         .count();
     metrics::add(&METRICS.messages_committed, posted as u64);
-    let failed = |a: &Result<Receipt, ApiError>| matches!(a, Err(e) if matches!(e.code, ErrorCode::Unavailable | ErrorCode::Internal));
+    let failed = |a: &write::Answer| matches!(a, Err(e) if matches!(e.code, ErrorCode::Unavailable | ErrorCode::Internal));
     if answers.iter().any(failed) {
         metrics::add(&METRICS.commit_failures, 1);
     }
@@ -281,5 +291,5 @@ async fn commit(events: &dyn Events, hub: &Hub, health: &WriteHealth, batch: &mu
     // write path unhealthy.
     health.record(unavailable < answers.len() || answers.is_empty());
     tracing::debug!(size = entries.len(), elapsed_us = micros, "batch committed");
-    publish::publish(hub, entries, replies, answers);
+    publish::publish(&hub.v1, &hub.v2, entries, replies, answers);
 }

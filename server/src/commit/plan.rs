@@ -181,6 +181,10 @@ pub struct Plan {
     pub outcomes: Vec<Outcome>,
     /// Events per existing room, in room id order: what `reserve_seqs` asks.
     pub counts: BTreeMap<i64, i64>,
+    /// Per command, the room as the batch left it right after an accepted
+    /// command (a creation's new room included); `None` otherwise. What
+    /// publishing tells a joining member about the room.
+    pub views: Vec<Option<RoomView>>,
 }
 
 /// Decides the batch. `rooms` holds every existing room the commands name
@@ -200,8 +204,11 @@ pub fn plan(
     let mut first: HashMap<(i64, &str), usize> = HashMap::new();
     let mut outcomes = Vec::with_capacity(items.len());
     let mut counts: BTreeMap<i64, i64> = BTreeMap::new();
+    let mut views = Vec::with_capacity(items.len());
 
     for (at, item) in items.iter().enumerate() {
+        // Every `continue` below is a command that is not accepted now.
+        views.push(None);
         let command = item.command;
         // A stored key: every occurrence is compared against the stored
         // kind. Repeats are folded only among fresh keys.
@@ -231,13 +238,35 @@ pub fn plan(
                         *counts.entry(id).or_default() += 1;
                     }
                 }
+                views[at] = match (command.room_id(), command) {
+                    (Some(id), _) => view.get(&id).cloned(),
+                    (
+                        None,
+                        Command::CreateRoom {
+                            name,
+                            name_key,
+                            topic,
+                        },
+                    ) => Some(RoomView {
+                        kind: RoomKind::Public,
+                        name: Some(name.clone()),
+                        name_key: Some(name_key.clone()),
+                        topic: topic.clone(),
+                        member_count: 1,
+                    }),
+                    (None, _) => None,
+                };
                 Outcome::Accepted(events)
             }
             Err(error) => Outcome::Refused(error),
         };
         outcomes.push(outcome);
     }
-    Plan { outcomes, counts }
+    Plan {
+        outcomes,
+        counts,
+        views,
+    }
 }
 
 fn reused_key() -> ApiError {

@@ -11,7 +11,8 @@
 
 use super::plan::{self, Command, EventKind, Item, Outcome, Prior, RoomRef, RoomView};
 use crate::store::{
-    Claim, Done, Events, MemberChange, MessageRow, NewEvent, NewRoom, RoomChange, StoreError,
+    Claim, Done, Events, MemberChange, MessageRow, NewEvent, NewRoom, ReadState, RoomChange,
+    StoreError,
 };
 use app::protocol::{ApiError, ErrorCode, RoomKind, UserInfo};
 use serde::{Deserialize, Serialize};
@@ -43,12 +44,36 @@ pub struct Receipt {
     pub duplicate: bool,
 }
 
+/// What an accepted command changed, for publishing after COMMIT (never
+/// stored: a repeat publishes nothing).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Effects {
+    /// Its events, in seq order: (room_id, seq, kind).
+    pub events: Vec<(i64, i64, EventKind)>,
+    /// The room as the batch left it right after this command.
+    pub room: Option<RoomView>,
+    /// The actor's read marker after a `MarkRead`.
+    pub read: Option<ReadState>,
+}
+
+/// A committed command's answer and, when it was applied now, its effects.
+pub type Answer = Result<(Receipt, Effects), ApiError>;
+
 /// Commits `batch` at time `ts`; one answer per entry, in order.
 pub async fn commit_batch(
     events: &dyn Events,
     batch: &[Entry],
     ts: i64,
 ) -> Vec<Result<Receipt, ApiError>> {
+    commit_batch_effects(events, batch, ts)
+        .await
+        .into_iter()
+        .map(|a| a.map(|(receipt, _)| receipt))
+        .collect()
+}
+
+/// [`commit_batch`], with what each accepted command changed.
+pub async fn commit_batch_effects(events: &dyn Events, batch: &[Entry], ts: i64) -> Vec<Answer> {
     match write(events, batch, ts).await {
         Ok(answers) => answers,
         Err(err) if err.is_constraint() && batch.len() > 1 => {
@@ -111,11 +136,7 @@ fn kind_name(kind: &EventKind) -> &'static str {
 }
 
 /// The batch in one transaction. `Err` only for store failures.
-async fn write(
-    events: &dyn Events,
-    batch: &[Entry],
-    ts: i64,
-) -> Result<Vec<Result<Receipt, ApiError>>, StoreError> {
+async fn write(events: &dyn Events, batch: &[Entry], ts: i64) -> Result<Vec<Answer>, StoreError> {
     let mut tx = events.begin().await?;
 
     // 1. Claim the keys.
@@ -375,37 +396,69 @@ async fn write(
     }
     tx.append_events(&new_events).await?;
     tx.apply_members(&members).await?;
-    tx.mark_read(&marks).await?;
+    let reads: HashMap<(i64, i64), ReadState> = tx
+        .mark_read(&marks)
+        .await?
+        .into_iter()
+        .map(|r| ((r.room_id, r.user_id), r))
+        .collect();
 
     // The answers, and the commands to record.
-    let mut answers: Vec<Result<Receipt, ApiError>> = Vec::with_capacity(batch.len());
+    let mut answers: Vec<Answer> = Vec::with_capacity(batch.len());
     for (at, outcome) in planned.outcomes.iter().enumerate() {
         let answer = match outcome {
-            Outcome::Accepted(_) => {
+            Outcome::Accepted(evs) => {
                 let room_id = match batch[at].command.room_id() {
                     Some(id) => id,
                     None => created[&at],
                 };
-                Ok(Receipt {
-                    room_id,
-                    seq: placed[at].first().map(|&(_, seq)| seq),
-                    message_id: message_ids.get(&at).copied(),
-                    ts,
-                    duplicate: false,
-                })
+                let effects = Effects {
+                    events: placed[at]
+                        .iter()
+                        .zip(evs)
+                        .map(|(&(room, seq), e)| (room, seq, e.kind.clone()))
+                        .collect(),
+                    room: planned.views[at].clone(),
+                    read: match &batch[at].command {
+                        Command::MarkRead { room_id, .. } => {
+                            reads.get(&(*room_id, batch[at].actor.id)).copied()
+                        }
+                        _ => None,
+                    },
+                };
+                Ok((
+                    Receipt {
+                        room_id,
+                        seq: placed[at].first().map(|&(_, seq)| seq),
+                        message_id: message_ids.get(&at).copied(),
+                        ts,
+                        duplicate: false,
+                    },
+                    effects,
+                ))
             }
-            Outcome::Repeat(first) => answers[*first].clone().map(|r| Receipt {
-                duplicate: true,
-                ..r
+            Outcome::Repeat(first) => answers[*first].clone().map(|(r, _)| {
+                (
+                    Receipt {
+                        duplicate: true,
+                        ..r
+                    },
+                    Effects::default(),
+                )
             }),
             Outcome::Duplicate => match &claims[at] {
                 Claim::Done {
                     result: Some(result),
                     ..
                 } => Ok(serde_json::from_str::<Receipt>(result)
-                    .map(|r| Receipt {
-                        duplicate: true,
-                        ..r
+                    .map(|r| {
+                        (
+                            Receipt {
+                                duplicate: true,
+                                ..r
+                            },
+                            Effects::default(),
+                        )
                     })
                     .map_err(|_| StoreError::Missing("command result"))?),
                 _ => return Err(StoreError::Missing("command result")),
@@ -420,7 +473,7 @@ async fn write(
         .enumerate()
         .filter(|(at, o)| matches!(o, Outcome::Accepted(_)) && batch[*at].client_id.is_some())
         .filter_map(|(at, _)| {
-            let receipt = answers[at].as_ref().ok()?;
+            let (receipt, _) = answers[at].as_ref().ok()?;
             Some((at, serde_json::to_string(receipt).ok()?))
         })
         .collect();
@@ -432,7 +485,7 @@ async fn write(
                 user_id: e.actor.id,
                 client_id: e.client_id.as_deref().unwrap_or_default(),
                 kind: e.command.kind(),
-                room_id: answers[*at].as_ref().ok().map(|r| r.room_id),
+                room_id: answers[*at].as_ref().ok().map(|(r, _)| r.room_id),
                 result,
                 ts,
             }

@@ -482,6 +482,8 @@ pub struct ReadState {
     pub room_id: i64,
     pub user_id: i64,
     pub last_read_seq: i64,
+    /// Others' undeleted posts above the marker (at most 1000).
+    pub unread: i64,
     pub mention_count: i64,
 }
 

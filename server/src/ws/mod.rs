@@ -3,13 +3,14 @@
 //! connection's queue. Every close code sent is a [`Close`].
 
 pub mod close;
+mod v2;
 mod writer;
 
 pub use close::Close;
 
 use crate::{
     auth,
-    chat::messages::{page_size, HistoryQuery},
+    chat::messages::{page_size, HistoryQuery, Post},
     commit::Reply,
     http::server_fns::{unknown_room, v1_message},
     hub::{Conn, Room},
@@ -19,7 +20,7 @@ use app::protocol::{ApiError, ClientFrame, ErrorCode, Me, ServerFrame, MAX_FRAME
 use axum::{
     extract::{
         ws::{Message, WebSocket, WebSocketUpgrade},
-        State,
+        RawQuery, State,
     },
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
@@ -33,12 +34,17 @@ use std::{
 use writer::{write_loop, CLOSE_TIMEOUT};
 
 /// `GET /ws`: refuses (401/403, never 101) without a valid session cookie
-/// and an allowed `Origin`; otherwise upgrades.
+/// and an allowed `Origin`; otherwise upgrades. `?v=2` speaks protocol v2
+/// (docs/protocol-v2.md); without it, v1 (until S13).
 pub async fn upgrade(
     State(state): State<AppState>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
+    let v2 = query
+        .as_deref()
+        .is_some_and(|q| q.split('&').any(|pair| pair == "v=2"));
     if !state.trust.origin_allowed(&headers) {
         return (StatusCode::FORBIDDEN, "Origin not allowed").into_response();
     }
@@ -59,7 +65,11 @@ pub async fn upgrade(
         .max_message_size(MAX_FRAME_BYTES)
         .read_buffer_size(state.config.ws_read_buffer.max(256))
         .on_upgrade(move |socket| async move {
-            connection(socket, state, user, session).await;
+            if v2 {
+                v2::connection(socket, state, user, session).await;
+            } else {
+                connection(socket, state, user, session).await;
+            }
             drop(tracked);
         })
 }
@@ -68,7 +78,15 @@ pub async fn upgrade(
 async fn connection(socket: WebSocket, state: AppState, user: Me, session: [u8; 32]) {
     let (conn, queue) = state.hub.connect(user, session);
     let (sink, mut stream) = socket.split();
-    let mut writer = tokio::spawn(write_loop(sink, queue, conn.clone(), state.clone()));
+    let mut writer = tokio::spawn(write_loop(
+        sink,
+        queue,
+        conn.clone(),
+        state.clone(),
+        writer::V1 {
+            state: state.clone(),
+        },
+    ));
     // A sign-out between the upgrade's check and `connect` would have missed
     // this connection: check again now that it is registered.
     if !matches!(
@@ -98,27 +116,114 @@ async fn connection(socket: WebSocket, state: AppState, user: Me, session: [u8; 
     // before it reaches the committer, which commits all it accepted before
     // the process exits; later ones are resent by the client after the 1012.
     let ended = tokio::select! {
-        () = session.read_loop(&mut stream) => Ended::Reader,
+        () = read_loop(&mut session, &mut stream, &state) => Ended::Reader,
         _ = &mut writer => Ended::Writer,
         () = state.shutdown.cancelled() => Ended::Shutdown,
     };
     session.leave_all();
     state.hub.disconnect(&conn);
+    wind_down(ended, &*conn, &mut writer, &mut stream).await;
+}
+
+/// A connection the reader can close.
+pub(crate) trait Kick: Send + Sync {
+    fn id(&self) -> u64;
+    fn kick(&self, close: Close);
+    fn is_kicked(&self) -> bool;
+}
+
+impl Kick for Conn {
+    fn id(&self) -> u64 {
+        self.id
+    }
+    fn kick(&self, close: Close) {
+        Conn::kick(self, close)
+    }
+    fn is_kicked(&self) -> bool {
+        Conn::is_kicked(self)
+    }
+}
+
+/// What a reader does with the frames a client sends (one per protocol).
+trait Handler: Send {
+    fn link(&self) -> &dyn Kick;
+    /// Acts on one text frame.
+    fn text(&mut self, text: &str) -> impl std::future::Future<Output = ()> + Send;
+    /// Answers a frame that could not be acted on.
+    fn error(&self, err: ApiError) -> impl std::future::Future<Output = ()> + Send;
+}
+
+/// Reads frames until the client closes, goes silent, or sends something
+/// fatal (a frame over the size limit: 1009).
+async fn read_loop<H: Handler>(
+    handler: &mut H,
+    stream: &mut SplitStream<WebSocket>,
+    state: &AppState,
+) {
+    // The writer pings every interval and a live peer always answers, so
+    // this much silence means the peer is gone (sleep, lost network).
+    let ping = Duration::from_secs(state.config.ws_ping_secs.max(1));
+    let silence = ping * 2 + Duration::from_secs(1);
+    loop {
+        let message = match tokio::time::timeout(silence, stream.next()).await {
+            Ok(Some(message)) => message,
+            Ok(None) => return,
+            Err(_) => {
+                tracing::info!(conn = handler.link().id(), "peer silent; closing");
+                handler.link().kick(Close::Gone);
+                return;
+            }
+        };
+        // A kicked connection (e.g. its session ended) is closing: nothing
+        // more it sends may act.
+        if handler.link().is_kicked() {
+            return;
+        }
+        match message {
+            Ok(Message::Text(text)) => handler.text(&text).await,
+            Ok(Message::Binary(_)) => {
+                handler
+                    .error(ApiError::new(
+                        ErrorCode::BadFrame,
+                        "Binary frames are not supported; send JSON text frames.",
+                    ))
+                    .await
+            }
+            Ok(Message::Close(_)) => return,
+            Ok(Message::Ping(_) | Message::Pong(_)) => {}
+            Err(err) => {
+                if is_too_big(err) {
+                    handler.link().kick(Close::TooBig);
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// After the reader or writer ended a connection: the close handshake,
+/// bounded (the connection is already out of the hub).
+async fn wind_down<T>(
+    ended: Ended,
+    link: &dyn Kick,
+    writer: &mut tokio::task::JoinHandle<T>,
+    stream: &mut SplitStream<WebSocket>,
+) {
     if ended == Ended::Reader {
         // The client went away (or sent something fatal).
-        conn.kick(Close::Normal);
+        link.kick(Close::Normal);
     }
     // Let the writer send its close frame, but do not wait long on a peer
     // that is gone. (A finished JoinHandle must not be polled again.)
     if ended != Ended::Writer
-        && tokio::time::timeout(Duration::from_secs(5), &mut writer)
+        && tokio::time::timeout(Duration::from_secs(5), &mut *writer)
             .await
             .is_err()
     {
         writer.abort();
     }
     if ended != Ended::Reader {
-        drain(&mut stream).await;
+        drain(stream).await;
     }
 }
 
@@ -169,52 +274,21 @@ struct Session {
 /// (`Config::ws_churn_window`; typing: `Config::ws_typing_every`).
 const CHURN_LIMIT: u32 = 30;
 
-impl Session {
-    async fn read_loop(&mut self, stream: &mut SplitStream<WebSocket>) {
-        // The writer pings every interval and a live peer always answers, so
-        // this much silence means the peer is gone (sleep, lost network).
-        let ping = Duration::from_secs(self.state.config.ws_ping_secs.max(1));
-        let silence = ping * 2 + Duration::from_secs(1);
-        loop {
-            let message = match tokio::time::timeout(silence, stream.next()).await {
-                Ok(Some(message)) => message,
-                Ok(None) => return,
-                Err(_) => {
-                    tracing::info!(conn = self.conn.id, "peer silent; closing");
-                    self.conn.kick(Close::Gone);
-                    return;
-                }
-            };
-            // A kicked connection (e.g. its session ended) is closing:
-            // nothing more it sends may act.
-            if self.conn.is_kicked() {
-                return;
-            }
-            match message {
-                Ok(Message::Text(text)) => self.handle_text(&text).await,
-                Ok(Message::Binary(_)) => {
-                    self.error(ApiError::new(
-                        ErrorCode::BadFrame,
-                        "Binary frames are not supported; send JSON text frames.",
-                    ))
-                    .await
-                }
-                Ok(Message::Close(_)) => return,
-                Ok(Message::Ping(_) | Message::Pong(_)) => {}
-                Err(err) => {
-                    if is_too_big(err) {
-                        self.conn.kick(Close::TooBig);
-                    }
-                    return;
-                }
-            }
-        }
+impl Handler for Session {
+    fn link(&self) -> &dyn Kick {
+        &*self.conn
+    }
+
+    async fn text(&mut self, text: &str) {
+        self.handle_text(text).await
     }
 
     async fn error(&self, err: ApiError) {
         self.conn.reply(&err.frame(None, None)).await;
     }
+}
 
+impl Session {
     async fn handle_text(&mut self, text: &str) {
         let frame = match serde_json::from_str::<ClientFrame>(text) {
             Ok(frame) => frame,
@@ -351,16 +425,14 @@ impl Session {
 
     async fn send(&self, room: &str, client_id: &str, body: String) -> Result<(), ApiError> {
         let room = self.joined(room)?;
-        self.state
-            .chat
-            .post(
-                &self.conn.user,
-                room.id,
-                client_id,
-                body,
-                Reply::Socket(self.conn.clone()),
-            )
-            .await
+        let post = Post {
+            room_id: room.id,
+            client_id: client_id.to_owned(),
+            body,
+            ..Post::default()
+        };
+        let reply = Reply::Socket(self.conn.clone());
+        self.state.chat.post(&self.conn.user, post, reply).await
     }
 
     async fn history(

@@ -20,15 +20,55 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest the close handshake may take.
 pub(super) const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Messages per store read while replaying.
-const REPLAY_PAGE: u32 = 500;
+pub(super) const REPLAY_PAGE: u32 = 500;
 
-type Sink = SplitSink<WebSocket, Message>;
+pub(super) type Sink = SplitSink<WebSocket, Message>;
 
-pub(super) async fn write_loop(
+/// A connection the writer serves: it can be asked to close.
+pub(super) trait Link: Send + Sync + 'static {
+    fn id(&self) -> u64;
+    /// Resolves once the connection has been kicked; the close code.
+    fn kicked(&self) -> impl std::future::Future<Output = Close> + Send + '_;
+}
+
+impl Link for Conn {
+    fn id(&self) -> u64 {
+        self.id
+    }
+    fn kicked(&self) -> impl std::future::Future<Output = Close> + Send + '_ {
+        Conn::kicked(self)
+    }
+}
+
+/// Writes one kind of queued item to the socket (without flushing).
+pub(super) trait Writer: Send {
+    type Out: Send;
+    /// `Err` carries the close to end with.
+    fn write(
+        &mut self,
+        sink: &mut Sink,
+        out: Self::Out,
+    ) -> impl std::future::Future<Output = Result<(), Close>> + Send;
+}
+
+/// The v1 writer: frames, and replays of messages.
+pub(super) struct V1 {
+    pub state: AppState,
+}
+
+impl Writer for V1 {
+    type Out = Out;
+    async fn write(&mut self, sink: &mut Sink, out: Out) -> Result<(), Close> {
+        write(sink, out, &self.state).await
+    }
+}
+
+pub(super) async fn write_loop<L: Link, W: Writer>(
     mut sink: Sink,
-    mut queue: mpsc::Receiver<Out>,
-    conn: Arc<Conn>,
+    mut queue: mpsc::Receiver<W::Out>,
+    conn: Arc<L>,
     state: AppState,
+    mut writer: W,
 ) {
     let every = Duration::from_secs(state.config.ws_ping_secs.max(1));
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
@@ -53,7 +93,7 @@ pub(super) async fn write_loop(
             let mut next = Some(first);
             let mut written = 0;
             while let Some(out) = next.take() {
-                write(&mut sink, out, &state).await?;
+                writer.write(&mut sink, out).await?;
                 written += 1;
                 if written < MAX_COALESCE {
                     next = queue.try_recv().ok();
@@ -69,7 +109,7 @@ pub(super) async fn write_loop(
             close = conn.kicked() => Err(close),
             () = state.shutdown.cancelled() => Err(Close::Restart),
             () = tokio::time::sleep(WRITE_TIMEOUT) => {
-                tracing::info!(conn = conn.id, "write timed out; dropping connection");
+                tracing::info!(conn = conn.id(), "write timed out; dropping connection");
                 return;
             }
         };
@@ -120,7 +160,7 @@ async fn write(sink: &mut Sink, out: Out, state: &AppState) -> Result<(), Close>
 }
 
 /// Sends the close frame for `close` and closes the socket, briefly.
-async fn finish(mut sink: Sink, close: Close) {
+pub(super) async fn finish(mut sink: Sink, close: Close) {
     let send = async {
         let frame = CloseFrame {
             code: close.code(),

@@ -778,10 +778,21 @@ impl EventTx for SqliteEventTx {
             .bind(user)
             .fetch_one(&mut *self.w)
             .await?;
+            let unread: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM messages
+                 WHERE room_id = ? AND seq > ? AND author_id != ? AND deleted_at IS NULL
+                 LIMIT 1000)",
+            )
+            .bind(room)
+            .bind(last_read_seq)
+            .bind(user)
+            .fetch_one(&mut *self.w)
+            .await?;
             states.push(ReadState {
                 room_id: room,
                 user_id: user,
                 last_read_seq,
+                unread,
                 mention_count,
             });
         }
