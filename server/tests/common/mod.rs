@@ -220,6 +220,34 @@ impl Remote {
         (cookie, client)
     }
 
+    /// Opens a protocol v2 WebSocket (`/ws?v=2`) and reads `hello`; the
+    /// connection is not resumed yet. Returns the client and the hello.
+    pub async fn ws2_hello(&self, cookie: &str) -> (Client, Value) {
+        let mut client = self
+            .try_ws_at("/ws?v=2", Some(cookie), Some(&self.origin()), None)
+            .await
+            .expect("upgrade");
+        let hello = client.expect("hello").await;
+        (client, hello)
+    }
+
+    /// A v2 connection resumed with `cursors` (`{"<room id>": seq}`), once
+    /// `resumed` has arrived: it gets its user's rooms' events from here.
+    /// Returns the client and the hello.
+    pub async fn ws2_with(&self, cookie: &str, cursors: Value) -> (Client, Value) {
+        let (mut client, hello) = self.ws2_hello(cookie).await;
+        client
+            .send(json!({"type": "resume", "rooms": cursors}))
+            .await;
+        client.expect("resumed").await;
+        (client, hello)
+    }
+
+    /// A v2 connection resumed with no cursors (live from now).
+    pub async fn ws2(&self, cookie: &str) -> Client {
+        self.ws2_with(cookie, json!({})).await.0
+    }
+
     /// Attempts an upgrade with the given cookie and Origin.
     pub async fn try_ws(
         &self,
@@ -237,7 +265,18 @@ impl Remote {
         origin: Option<&str>,
         host: Option<&str>,
     ) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
-        let mut request = format!("ws://{}/ws", self.addr).into_client_request()?;
+        self.try_ws_at("/ws", cookie, origin, host).await
+    }
+
+    /// Attempts an upgrade at `path` (with its query).
+    pub async fn try_ws_at(
+        &self,
+        path: &str,
+        cookie: Option<&str>,
+        origin: Option<&str>,
+        host: Option<&str>,
+    ) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
+        let mut request = format!("ws://{}{path}", self.addr).into_client_request()?;
         if let Some(host) = host {
             request
                 .headers_mut()
@@ -712,6 +751,53 @@ impl Client {
         self.send(json!({"type": "send", "room": room, "client_id": client_id, "body": body}))
             .await;
         client_id
+    }
+
+    /// v2: sends a message to a room by id with a fresh client id; returns
+    /// the id.
+    pub async fn post(&mut self, room_id: i64, body: &str) -> String {
+        let client_id = uuid::Uuid::new_v4().to_string();
+        self.send(
+            json!({"type": "send", "room_id": room_id, "client_id": client_id, "body": body}),
+        )
+        .await;
+        client_id
+    }
+
+    /// v2: a command with a fresh client id (`frame` without it), answered
+    /// by its `ack`, which is returned (an `error` for it panics).
+    pub async fn command(&mut self, mut frame: Value) -> Value {
+        let client_id = uuid::Uuid::new_v4().to_string();
+        frame["client_id"] = json!(client_id);
+        self.send(frame).await;
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let reply = self
+                .recv_by(deadline)
+                .await
+                .expect("no answer to the command");
+            if reply["client_id"] == client_id.as_str() {
+                assert_eq!(reply["type"], "ack", "{reply}");
+                return reply;
+            }
+        }
+    }
+
+    /// v2: opens a room and returns its `presence` snapshot.
+    pub async fn open(&mut self, room_id: i64, since: Option<i64>) -> Value {
+        let mut frame = json!({"type": "open", "room_id": room_id});
+        if let Some(since) = since {
+            frame["since"] = json!(since);
+        }
+        self.send(frame).await;
+        self.expect_where("presence", |f| f["room_id"] == room_id)
+            .await
+    }
+
+    /// v2: the next `event` frame of `room_id` (others are skipped).
+    pub async fn event(&mut self, room_id: i64) -> Value {
+        self.expect_where("event", |f| f["room_id"] == room_id)
+            .await
     }
 
     /// Waits for the close frame; returns its code.
