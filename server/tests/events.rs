@@ -58,7 +58,7 @@ fn seqs_and_kinds(events: &[Value]) -> Vec<(i64, String)> {
         .collect()
 }
 
-fn summary<'a>(hello: &'a Value, room_id: i64) -> Option<&'a Value> {
+fn summary(hello: &Value, room_id: i64) -> Option<&Value> {
     hello["rooms"]
         .as_array()
         .unwrap()
