@@ -161,7 +161,10 @@ pub async fn run(
     tokio::spawn(purge_sessions(state.store.clone(), state.shutdown.clone()));
     tokio::spawn(auth::sweep::run(
         state.store.clone(),
-        state.hub.clone(),
+        commit::Hubs {
+            v1: state.hub.clone(),
+            v2: state.hub2.clone(),
+        },
         state
             .config
             .session_check_every

@@ -37,6 +37,16 @@ pub struct AppState {
     pub trust: Arc<auth::Trust>,
 }
 
+impl AppState {
+    /// Closes (1008) every socket opened with this session, on both
+    /// protocols: the server ended it (sign-out, a sign-in replacing it).
+    pub fn end_session(&self, session: &[u8; 32]) {
+        self.hub.end_session(session);
+        self.hub2
+            .end_sessions(&std::collections::HashSet::from([*session]));
+    }
+}
+
 impl FromRef<AppState> for LeptosOptions {
     fn from_ref(state: &AppState) -> Self {
         state.leptos.clone()

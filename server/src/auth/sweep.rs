@@ -4,13 +4,54 @@
 //! sockets at once ([`Hub::end_session`]); the hourly purge only deletes
 //! sessions that already expired, which this sweep has closed by then.
 
-use crate::{hub::Hub, store::Store};
+use crate::{
+    commit::Hubs,
+    hub::{v2, Hub},
+    store::Store,
+};
 use std::{collections::HashSet, time::Duration};
 use tokio_util::sync::CancellationToken;
 
+/// Open sockets, by the session they were opened with.
+pub trait Sockets {
+    /// The distinct sessions of open connections.
+    fn sessions(&self) -> Vec<[u8; 32]>;
+    /// Closes (1008) the connections of `ended`; returns how many.
+    fn end_sessions(&self, ended: &HashSet<[u8; 32]>) -> usize;
+}
+
+impl Sockets for Hub {
+    fn sessions(&self) -> Vec<[u8; 32]> {
+        Hub::sessions(self)
+    }
+    fn end_sessions(&self, ended: &HashSet<[u8; 32]>) -> usize {
+        Hub::end_sessions(self, ended)
+    }
+}
+
+impl Sockets for v2::Hub {
+    fn sessions(&self) -> Vec<[u8; 32]> {
+        v2::Hub::sessions(self)
+    }
+    fn end_sessions(&self, ended: &HashSet<[u8; 32]>) -> usize {
+        v2::Hub::end_sessions(self, ended)
+    }
+}
+
+impl Sockets for Hubs {
+    fn sessions(&self) -> Vec<[u8; 32]> {
+        let mut all: HashSet<[u8; 32]> = self.v1.sessions().into_iter().collect();
+        all.extend(self.v2.sessions());
+        all.into_iter().collect()
+    }
+    fn end_sessions(&self, ended: &HashSet<[u8; 32]>) -> usize {
+        Sockets::end_sessions(&self.v1, ended) + Sockets::end_sessions(&self.v2, ended)
+    }
+}
+
 /// Sweeps every `every` (the ping interval: a dead session's socket lives
 /// at most that long), first one interval after start, until `shutdown`.
-pub async fn run(store: Store, hub: Hub, every: Duration, shutdown: CancellationToken) {
+pub async fn run(store: Store, hub: Hubs, every: Duration, shutdown: CancellationToken) {
     let mut ticks = crate::housekeeping_schedule(every);
     loop {
         tokio::select! {
@@ -28,7 +69,7 @@ pub async fn run(store: Store, hub: Hub, every: Duration, shutdown: Cancellation
 /// Checks the sessions of every open connection (each distinct session
 /// once, looked up in batches) and closes, with 1008, the connections of
 /// those that are gone; returns how many. A failed lookup closes none.
-pub async fn sweep(store: &Store, hub: &Hub) -> Result<usize, crate::store::StoreError> {
+pub async fn sweep(store: &Store, hub: &impl Sockets) -> Result<usize, crate::store::StoreError> {
     let open = hub.sessions();
     if open.is_empty() {
         return Ok(0);

@@ -87,7 +87,7 @@ pub(super) async fn callback(
     if let Some(old) = auth::session_token(&headers) {
         let hash = auth::token_hash(old);
         match state.store.sessions.delete_session(&hash).await {
-            Ok(()) => state.hub.end_session(&hash),
+            Ok(()) => state.end_session(&hash),
             Err(err) => tracing::warn!(cause = %err, "could not end the previous session"),
         }
     }

@@ -243,7 +243,7 @@ impl Backend for AppBackend {
             .delete_session(&hash)
             .await
             .map_err(unavailable)?;
-        self.0.hub.end_session(&hash);
+        self.0.end_session(&hash);
         Ok(())
     }
 
