@@ -9,9 +9,14 @@
 
 mod common;
 
+use app::protocol::UserInfo;
 use common::TestApp;
 use serde_json::Value;
-use server::store::{MemberState, NewMessage, Role, Store};
+use server::commit::{
+    plan::Command,
+    write::{commit_batch, Entry},
+};
+use server::store::{MemberState, Role, Store};
 use sha2::{Digest, Sha256};
 use sqlx::SqlitePool;
 use std::{
@@ -441,22 +446,38 @@ async fn check_writes_after_the_upgrade(store: &Store, expected: &Value) {
     let rooms = store.rooms.rooms().await.unwrap();
     let room = |name: &str| rooms.iter().find(|r| r.name == name).unwrap().clone();
     let (team, general) = (room("Team Chat"), room("general"));
+    // Only the ids matter to the committer's write path.
+    let user = |id: i64| UserInfo {
+        id,
+        ..UserInfo::default()
+    };
+    let post = |actor: i64, client_id: &str, room_id: i64, body: &str| Entry {
+        actor: user(actor),
+        client_id: Some(client_id.to_owned()),
+        command: Command::Post {
+            room_id,
+            body: body.to_owned(),
+            mentions: Vec::new(),
+            reply_to: None,
+        },
+    };
     let bob = 2;
-    let done = store
-        .events
-        .commit_posts(&[NewMessage {
-            room_id: team.id,
-            author_id: bob,
-            body: "after the upgrade",
-            client_id: "6f1a7e0c-6d55-4a43-9c7b-2e4d3f6a0b11",
-            ts: server::now_ms(),
-        }])
-        .await
-        .unwrap();
-    assert_eq!(done[0].seq, team.last_seq + 1);
+    let done = commit_batch(
+        &*store.events,
+        &[post(
+            bob,
+            "6f1a7e0c-6d55-4a43-9c7b-2e4d3f6a0b11",
+            team.id,
+            "after the upgrade",
+        )],
+        server::now_ms(),
+    )
+    .await;
+    let done = done[0].as_ref().expect("bob posted in Team Chat: a member");
+    assert_eq!(done.seq, Some(team.last_seq + 1));
     assert_eq!(
-        done[0].id,
-        expected["messages"].as_i64().unwrap() + 1,
+        done.message_id,
+        Some(expected["messages"].as_i64().unwrap() + 1),
         "message ids continue after v1's"
     );
 
@@ -464,33 +485,37 @@ async fn check_writes_after_the_upgrade(store: &Store, expected: &Value) {
     let first = &same["kept_in_commands"];
     let ann = first["author_id"].as_i64().unwrap();
     for room_id in [team.id, general.id] {
-        let again = store
-            .events
-            .commit_posts(&[NewMessage {
+        let again = commit_batch(
+            &*store.events,
+            &[post(
+                ann,
+                same["client_id"].as_str().unwrap(),
                 room_id,
-                author_id: ann,
-                body: "same id, a third time",
-                client_id: same["client_id"].as_str().unwrap(),
-                ts: server::now_ms(),
-            }])
-            .await
-            .unwrap();
+                "same id, a third time",
+            )],
+            server::now_ms(),
+        )
+        .await;
+        let again = again[0].as_ref().expect("answered");
+        assert!(again.duplicate, "a duplicate");
+        let message_id = first["message_id"].as_i64().unwrap();
         assert_eq!(
-            (again[0].id, again[0].seq),
+            (again.room_id, again.message_id, again.seq),
             (
-                first["message_id"].as_i64().unwrap(),
-                first["seq"].as_i64().unwrap()
-            )
-        );
-        let original = again[0].duplicate.as_ref().expect("a duplicate");
-        assert_eq!(
-            (
-                original.room_id,
-                original.room.as_str(),
-                original.body.as_str()
+                general.id,
+                Some(message_id),
+                Some(first["seq"].as_i64().unwrap())
             ),
-            (general.id, "general", "same id, general")
+            "the original, in general"
         );
+        // The original is stored unchanged.
+        let original = store
+            .events
+            .around(general.id, message_id, 1)
+            .await
+            .unwrap()
+            .expect("the original is in general");
+        assert_eq!(original.messages[0].body, "same id, general");
     }
     let rooms_after = store.rooms.rooms().await.unwrap();
     assert_eq!(

@@ -7,13 +7,17 @@
 //! database apart from the room `general`, which every new user joins. Ids
 //! are compared, never guessed.
 
-use app::protocol::{Role as WireRole, RoomKind};
+use app::protocol::{ApiError, ErrorCode, Role as WireRole, RoomKind, UserInfo};
 use server::chat::policy::Standing;
+use server::commit::{
+    plan::Command,
+    write::{commit_batch, Entry, Receipt},
+};
 use server::store::{
     sqlite::{SqliteHook, SqliteStore},
-    AppendedEvent, Claim, Committed, Done, MemberChange, MemberState, Membership, MessageRow,
-    NewEvent, NewMessage, NewRoom, OidcFlow, Original, Profile, ReadState, Role, RoomChange,
-    RoomRow, Store, StoreError, StoredMessage,
+    AppendedEvent, Claim, Done, MemberChange, MemberState, Membership, MessageRow, NewEvent,
+    NewRoom, OidcFlow, Profile, ReadState, Role, RoomChange, RoomRow, Store, StoreError,
+    StoredMessage,
 };
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -21,6 +25,65 @@ use std::sync::{Arc, Mutex};
 /// A fixed clock: the contract passes the time to every call.
 const NOW: i64 = 1_700_000_000_000;
 const HOUR: i64 = 3_600_000;
+
+/// A committer's answer to one command.
+type Answer = Result<Receipt, ApiError>;
+
+/// A new guest, as others see them.
+async fn guest(store: &Store, name: &str) -> UserInfo {
+    store
+        .accounts
+        .create_guest(name, NOW)
+        .await
+        .unwrap()
+        .public()
+}
+
+fn entry(actor: &UserInfo, key: &str, command: Command) -> Entry {
+    Entry {
+        actor: actor.clone(),
+        client_id: Some(key.to_owned()),
+        command,
+    }
+}
+
+fn post(room_id: i64, body: &str) -> Command {
+    Command::Post {
+        room_id,
+        body: body.into(),
+        mentions: Vec::new(),
+        reply_to: None,
+    }
+}
+
+fn join(room_id: i64) -> Command {
+    Command::Join {
+        room_id,
+        silent: false,
+    }
+}
+
+/// Commits `batch` at `NOW` through the committer's write path.
+async fn commit(store: &Store, batch: &[Entry]) -> Vec<Answer> {
+    commit_at(store, batch, NOW).await
+}
+
+async fn commit_at(store: &Store, batch: &[Entry], ts: i64) -> Vec<Answer> {
+    commit_batch(&*store.events, batch, ts).await
+}
+
+fn ok(answer: &Answer) -> &Receipt {
+    answer.as_ref().expect("accepted")
+}
+
+fn code(answer: &Answer) -> ErrorCode {
+    answer.as_ref().expect_err("refused").code
+}
+
+/// The seq of each answer's first event; every answer must be accepted.
+fn seqs(answers: &[Answer]) -> Vec<Option<i64>> {
+    answers.iter().map(|a| ok(a).seq).collect()
+}
 
 #[tokio::test]
 async fn sqlite_keeps_the_store_contract() {
@@ -38,32 +101,29 @@ async fn sqlite_posts_take_the_room_counter_and_write_events_and_commands() {
     let url = format!("sqlite://{}", dir.path().join("chat.db").display());
     let store = server::store::open(&url).await.unwrap();
     let db = sqlx::SqlitePool::connect(&url).await.unwrap();
-    let ann = store.accounts.create_guest("ann", NOW).await.unwrap();
+    let ann = guest(&store, "ann").await;
     let room = store
         .rooms
         .create_room("r", "r", ann.id, NOW)
         .await
         .unwrap();
-    let post = |body: &'static str, client_id: &'static str| NewMessage {
-        room_id: room.id,
-        author_id: ann.id,
-        body,
-        client_id,
-        ts: NOW,
-    };
-    store
-        .events
-        .commit_posts(&[post("a", "k1"), post("b", "k2")])
-        .await
-        .unwrap();
+    let posted = commit(
+        &store,
+        &[
+            entry(&ann, "k1", post(room.id, "a")),
+            entry(&ann, "k2", post(room.id, "b")),
+        ],
+    )
+    .await;
+    assert_eq!(seqs(&posted), [Some(1), Some(2)]);
     // Three events of other kinds (a rename, say) take seqs 3..=5.
     sqlx::query("UPDATE rooms SET last_seq = last_seq + 3 WHERE id = ?")
         .bind(room.id)
         .execute(&db)
         .await
         .unwrap();
-    let done = store.events.commit_posts(&[post("c", "k3")]).await.unwrap();
-    assert_eq!(done[0].seq, 6, "the counter, not MAX(seq) + 1");
+    let done = commit(&store, &[entry(&ann, "k3", post(room.id, "c"))]).await;
+    assert_eq!(ok(&done[0]).seq, Some(6), "the counter, not MAX(seq) + 1");
 
     // The oldest message has seq 1 but a page can end above it with
     // nothing older, and a gap in seqs is no sign of more.
@@ -297,18 +357,17 @@ async fn accounts(store: &Store) {
 
     // With nothing unread: the read marker starts at general's last seq.
     let general_id = general(store).await.id;
-    store
-        .events
-        .commit_posts(&[NewMessage {
-            room_id: general_id,
-            author_id: ann.id,
-            body: "before dan",
-            client_id: "accounts-1",
-            ts: NOW,
-        }])
-        .await
-        .unwrap();
+    let posted = commit(
+        store,
+        &[entry(
+            &ann.public(),
+            "accounts-1",
+            post(general_id, "before dan"),
+        )],
+    )
+    .await;
     seq += 1; // the post
+    assert_eq!(seqs(&posted), [Some(seq)]);
     let dan = a.create_guest("dan", NOW + 1).await.unwrap();
     let dan_seq = joined_seq(store, &mut seq).await;
     assert_in_general(store, dan.id, NOW + 1, dan_seq).await;
@@ -471,8 +530,8 @@ async fn rooms(store: &Store) {
 
 async fn events(store: &Store) {
     let e = &store.events;
-    let ann = store.accounts.create_guest("ann", NOW).await.unwrap();
-    let bob = store.accounts.create_guest("bob", NOW).await.unwrap();
+    let ann = guest(store, "ann").await;
+    let bob = guest(store, "bob").await;
     let one = store
         .rooms
         .create_room("one", "one", ann.id, NOW)
@@ -483,111 +542,134 @@ async fn events(store: &Store) {
         .create_room("two", "two", ann.id, NOW)
         .await
         .unwrap();
-    let post =
-        |room_id: i64, author_id: i64, body: &'static str, client_id: &'static str| NewMessage {
-            room_id,
-            author_id,
-            body,
-            client_id,
-            ts: NOW,
-        };
+    // Bob joins both: seq 1 in each (a room made by `create_room` has no
+    // event yet), so posts start at 2.
+    let joins = commit(
+        store,
+        &[
+            entry(&bob, "j1", join(one.id)),
+            entry(&bob, "j2", join(two.id)),
+        ],
+    )
+    .await;
+    assert_eq!(seqs(&joins), [Some(1), Some(1)]);
 
-    // One batch: seqs dense from 1 per room, results in the batch's order.
-    let done = e
-        .commit_posts(&[
-            post(one.id, ann.id, "one-1", "c1"),
-            post(two.id, bob.id, "two-1", "c2"),
-            post(one.id, bob.id, "one-2", "c3"),
-        ])
-        .await
-        .unwrap();
-    let seqs: Vec<i64> = done.iter().map(|c| c.seq).collect();
-    assert_eq!(seqs, [1, 1, 2]);
-    assert!(done.iter().all(|c| c.ts == NOW && c.duplicate.is_none()));
-    assert_eq!(done.iter().map(|c| c.id).collect::<HashSet<_>>().len(), 3);
+    // One batch: seqs dense per room, results in the batch's order.
+    let done = commit(
+        store,
+        &[
+            entry(&ann, "c1", post(one.id, "one-1")),
+            entry(&bob, "c2", post(two.id, "two-1")),
+            entry(&bob, "c3", post(one.id, "one-2")),
+        ],
+    )
+    .await;
+    assert_eq!(seqs(&done), [Some(2), Some(2), Some(3)]);
+    let done: Vec<Receipt> = done.iter().map(|a| ok(a).clone()).collect();
+    assert!(done.iter().all(|c| c.ts == NOW && !c.duplicate));
+    assert_eq!(
+        done.iter()
+            .map(|c| c.message_id)
+            .collect::<HashSet<_>>()
+            .len(),
+        3
+    );
+    assert!(done.iter().all(|c| c.message_id.is_some()));
 
     // A later batch continues each room's seq. A repeated (author,
     // client_id) answers with the original, wherever it was stored, takes no
     // seq and stores nothing, whatever the repeat says. Another author's
     // client_id is theirs alone: no duplicate.
-    let more = e
-        .commit_posts(&[
-            post(one.id, ann.id, "resent", "c1"),
-            post(one.id, ann.id, "one-3", "c4"),
-            post(one.id, ann.id, "one-4", "c3"),
+    let more = commit(
+        store,
+        &[
+            entry(&ann, "c1", post(one.id, "resent")),
+            entry(&ann, "c4", post(one.id, "one-3")),
+            entry(&ann, "c3", post(one.id, "one-4")),
             // v1 stored this: a client_id was unique per room, not per user.
-            post(two.id, ann.id, "two-2?", "c1"),
-        ])
-        .await
-        .unwrap();
-    let original_c1 = Committed {
-        id: done[0].id,
-        seq: 1,
-        ts: NOW,
-        duplicate: Some(Original {
-            room_id: one.id,
-            room: "one".to_owned(),
-            body: "one-1".to_owned(),
-        }),
+            entry(&ann, "c1", post(two.id, "two-2?")),
+        ],
+    )
+    .await;
+    let original_c1 = Receipt {
+        duplicate: true,
+        ..done[0].clone()
     };
-    assert_eq!(more[0], original_c1);
-    assert_eq!((more[1].seq, more[1].duplicate.as_ref()), (3, None));
-    assert_eq!((more[2].seq, more[2].duplicate.as_ref()), (4, None));
-    assert_ne!(more[2].id, done[2].id);
-    assert_eq!(more[3], original_c1);
+    assert_eq!(original_c1.room_id, one.id, "the original's room");
+    assert_eq!(ok(&more[0]), &original_c1);
+    assert_eq!((ok(&more[1]).seq, ok(&more[1]).duplicate), (Some(4), false));
+    assert_eq!((ok(&more[2]).seq, ok(&more[2]).duplicate), (Some(5), false));
+    assert_ne!(ok(&more[2]).message_id, done[2].message_id);
+    assert_eq!(ok(&more[3]), &original_c1);
 
     // Repeats inside one batch: a later one answers with the first, in the
     // first one's room.
-    let twice = e
-        .commit_posts(&[
-            post(one.id, bob.id, "one-5", "c5"),
-            post(one.id, bob.id, "one-5", "c5"),
-            post(two.id, bob.id, "two-2", "c8"),
-            post(one.id, bob.id, "elsewhere", "c8"),
-        ])
-        .await
-        .unwrap();
-    assert_eq!((twice[0].seq, twice[1].seq), (5, 5));
-    assert_eq!(twice[0].id, twice[1].id);
-    assert!(twice[0].duplicate.is_none());
+    let twice = commit(
+        store,
+        &[
+            entry(&bob, "c5", post(one.id, "one-5")),
+            entry(&bob, "c5", post(one.id, "one-5")),
+            entry(&bob, "c8", post(two.id, "two-2")),
+            entry(&bob, "c8", post(one.id, "elsewhere")),
+        ],
+    )
+    .await;
     assert_eq!(
-        twice[1].duplicate,
-        Some(Original {
-            room_id: one.id,
-            room: "one".to_owned(),
-            body: "one-5".to_owned()
-        })
+        (ok(&twice[0]).seq, ok(&twice[0]).duplicate),
+        (Some(6), false)
     );
     assert_eq!(
-        (twice[2].seq, twice[3].seq, twice[3].id),
-        (2, 2, twice[2].id)
+        ok(&twice[1]),
+        &Receipt {
+            duplicate: true,
+            ..ok(&twice[0]).clone()
+        }
     );
     assert_eq!(
-        twice[3].duplicate,
-        Some(Original {
-            room_id: two.id,
-            room: "two".to_owned(),
-            body: "two-2".to_owned()
-        })
+        (
+            ok(&twice[2]).room_id,
+            ok(&twice[2]).seq,
+            ok(&twice[2]).duplicate
+        ),
+        (two.id, Some(3), false)
+    );
+    assert_eq!(
+        ok(&twice[3]),
+        &Receipt {
+            duplicate: true,
+            ..ok(&twice[2]).clone()
+        },
+        "answered in the first one's room"
     );
 
-    // A row that breaks a constraint (no such room) fails the batch as a
-    // constraint error, so the committer can retry the others alone; the
-    // good row of that batch is not stored, its seq not spent and its
-    // client_id not used up.
-    let bad = e
-        .commit_posts(&[
-            post(one.id, ann.id, "lost with the batch", "c6"),
-            post(i64::from(i32::MAX), ann.id, "nowhere", "c7"),
-        ])
-        .await
-        .unwrap_err();
-    assert!(bad.is_constraint(), "{bad}");
-    let again = e
-        .commit_posts(&[post(one.id, ann.id, "one-6", "c6")])
-        .await
-        .unwrap();
-    assert_eq!((again[0].seq, again[0].duplicate.as_ref()), (6, None));
+    // A row that breaks a constraint (a reply to no message) fails its
+    // transaction as a constraint error, so the committer retries the others
+    // alone: the bad row is not stored, its seq not spent and its client_id
+    // not used up. A post to a room that does not exist is refused.
+    let bad = commit(
+        store,
+        &[
+            entry(
+                &ann,
+                "c6",
+                Command::Post {
+                    room_id: one.id,
+                    body: "lost with its transaction".into(),
+                    mentions: Vec::new(),
+                    reply_to: Some(i64::MAX),
+                },
+            ),
+            entry(&ann, "c7", post(i64::from(i32::MAX), "nowhere")),
+        ],
+    )
+    .await;
+    assert_eq!(code(&bad[0]), ErrorCode::Internal);
+    assert_eq!(code(&bad[1]), ErrorCode::NotFound);
+    let again = commit(store, &[entry(&ann, "c6", post(one.id, "one-6"))]).await;
+    assert_eq!(
+        (ok(&again[0]).seq, ok(&again[0]).duplicate),
+        (Some(7), false)
+    );
 
     // History: the newest `limit` below `before`, ascending, with authors,
     // and whether older ones exist.
@@ -598,7 +680,7 @@ async fn events(store: &Store) {
     let first = &latest.messages[0];
     assert_eq!(
         (first.seq, first.author.id, first.author.name.as_str()),
-        (5, bob.id, "bob")
+        (6, bob.id, "bob")
     );
     assert_eq!((first.client_id.as_str(), first.ts), ("c5", NOW));
     let older = e.history(one.id, Some(first.seq), 4).await.unwrap();
@@ -607,7 +689,7 @@ async fn events(store: &Store) {
         ["one-1", "one-2", "one-3", "one-4"]
     );
     assert!(!older.has_more, "the page reaches the first message");
-    let none = e.history(one.id, Some(1), 2).await.unwrap();
+    let none = e.history(one.id, Some(2), 2).await.unwrap();
     assert!(none.messages.is_empty() && !none.has_more);
     let all = e.history(one.id, None, 50).await.unwrap();
     assert_eq!(
@@ -620,16 +702,16 @@ async fn events(store: &Store) {
         ["two-1", "two-2"]
     );
 
-    // Replay: after < seq <= upto, ascending, at most `limit`.
-    let range = e.range(one.id, 1, 4, 2).await.unwrap();
+    // Range: after < seq <= upto, ascending, at most `limit`.
+    let range = e.range(one.id, 2, 5, 2).await.unwrap();
     assert_eq!(bodies(&range), ["one-2", "one-3"]);
-    assert_eq!(bodies(&e.range(one.id, 5, 6, 10).await.unwrap()), ["one-6"]);
-    assert!(e.range(one.id, 6, 10, 10).await.unwrap().is_empty());
+    assert_eq!(bodies(&e.range(one.id, 6, 7, 10).await.unwrap()), ["one-6"]);
+    assert!(e.range(one.id, 7, 10, 10).await.unwrap().is_empty());
 
     // Each room's seq counter, as the rooms list gives it.
     let rooms = store.rooms.rooms().await.unwrap();
     let last = |id: i64| rooms.iter().find(|r| r.id == id).unwrap().last_seq;
-    assert_eq!((last(one.id), last(two.id)), (6, 2));
+    assert_eq!((last(one.id), last(two.id)), (7, 3));
 
     // A batch larger than one statement may bind: seqs still dense per
     // room, every row its own message, results in the batch's order.
@@ -638,31 +720,36 @@ async fn events(store: &Store) {
         .create_room("big", "big", ann.id, NOW)
         .await
         .unwrap();
-    let ids: Vec<String> = (0..6000).map(|i| format!("big-{i}")).collect();
-    let rows: Vec<NewMessage> = ids
-        .iter()
-        .enumerate()
-        .map(|(i, id)| NewMessage {
-            room_id: if i % 3 == 0 { two.id } else { big.id },
-            author_id: if i % 2 == 0 { ann.id } else { bob.id },
-            body: id,
-            client_id: id,
-            ts: NOW,
+    let joined = commit(store, &[entry(&bob, "j3", join(big.id))]).await;
+    assert_eq!(seqs(&joined), [Some(1)]);
+    let rows: Vec<(i64, Entry)> = (0..6000)
+        .map(|i| {
+            let key = format!("big-{i}");
+            let room_id = if i % 3 == 0 { two.id } else { big.id };
+            let author = if i % 2 == 0 { &ann } else { &bob };
+            (room_id, entry(author, &key, post(room_id, &key)))
         })
         .collect();
-    let done = e.commit_posts(&rows).await.unwrap();
-    let (mut in_two, mut in_big) = (2, 0);
-    for (row, committed) in rows.iter().zip(&done) {
-        let next = if row.room_id == two.id {
+    let batch: Vec<Entry> = rows.iter().map(|(_, e)| e.clone()).collect();
+    let done = commit(store, &batch).await;
+    let (mut in_two, mut in_big) = (3, 1);
+    for ((room_id, _), answer) in rows.iter().zip(&done) {
+        let next = if *room_id == two.id {
             &mut in_two
         } else {
             &mut in_big
         };
         *next += 1;
-        assert_eq!((committed.seq, committed.duplicate.as_ref()), (*next, None));
+        assert_eq!(
+            (ok(answer).room_id, ok(answer).seq, ok(answer).duplicate),
+            (*room_id, Some(*next), false)
+        );
     }
     assert_eq!(
-        done.iter().map(|c| c.id).collect::<HashSet<_>>().len(),
+        done.iter()
+            .map(|a| ok(a).message_id)
+            .collect::<HashSet<_>>()
+            .len(),
         6000
     );
     let page = e.history(big.id, None, 1).await.unwrap();
@@ -671,11 +758,12 @@ async fn events(store: &Store) {
         (in_big, "big-5999")
     );
     // Repeating all of it stores nothing and answers each with its original.
-    let again = e.commit_posts(&rows).await.unwrap();
-    assert!(again
-        .iter()
-        .zip(&done)
-        .all(|(a, d)| (a.id, a.seq) == (d.id, d.seq) && a.duplicate.is_some()));
+    let again = commit(store, &batch).await;
+    assert!(again.iter().zip(&done).all(|(a, d)| ok(a)
+        == &Receipt {
+            duplicate: true,
+            ..ok(d).clone()
+        }));
     let rooms = store.rooms.rooms().await.unwrap();
     let last = |id: i64| rooms.iter().find(|r| r.id == id).unwrap().last_seq;
     assert_eq!((last(two.id), last(big.id)), (in_two, in_big));
@@ -938,25 +1026,14 @@ async fn sqlite_hook_failure_rolls_back_messages_and_events() {
             .unwrap(),
     );
     let db = sqlx::SqlitePool::connect(&url).await.unwrap();
-    let ann = store.accounts.create_guest("ann", NOW).await.unwrap();
+    let ann = guest(&store, "ann").await;
     let room = store
         .rooms
         .create_room("r", "r", ann.id, NOW)
         .await
         .unwrap();
-    let post = |body: &'static str, client_id: &'static str| NewMessage {
-        room_id: room.id,
-        author_id: ann.id,
-        body,
-        client_id,
-        ts: NOW,
-    };
-    let kept = store
-        .events
-        .commit_posts(&[post("kept", "k1")])
-        .await
-        .unwrap();
-    assert_eq!(kept[0].seq, 1);
+    let kept = commit(&store, &[entry(&ann, "k1", post(room.id, "kept"))]).await;
+    assert_eq!(seqs(&kept), [Some(1)]);
     {
         let seen = hook.seen.lock().unwrap();
         assert_eq!(seen.len(), 1);
@@ -964,11 +1041,18 @@ async fn sqlite_hook_failure_rolls_back_messages_and_events() {
     }
 
     hook.fail.store(true, std::sync::atomic::Ordering::SeqCst);
-    assert!(store
-        .events
-        .commit_posts(&[post("lost", "k2"), post("lost too", "k3")])
-        .await
-        .is_err());
+    let lost = commit(
+        &store,
+        &[
+            entry(&ann, "k2", post(room.id, "lost")),
+            entry(&ann, "k3", post(room.id, "lost too")),
+        ],
+    )
+    .await;
+    assert!(
+        lost.iter().all(|a| code(a) == ErrorCode::Unavailable),
+        "{lost:?}"
+    );
     let count = |sql: &'static str| {
         let db = db.clone();
         async move {
@@ -996,10 +1080,9 @@ async fn sqlite_hook_failure_rolls_back_messages_and_events() {
 
     // The writer recovers: the next batch (the retry) commits.
     hook.fail.store(false, std::sync::atomic::Ordering::SeqCst);
-    let retry = store
-        .events
-        .commit_posts(&[post("lost", "k2")])
-        .await
-        .unwrap();
-    assert_eq!((retry[0].seq, retry[0].duplicate.is_none()), (2, true));
+    let retry = commit(&store, &[entry(&ann, "k2", post(room.id, "lost"))]).await;
+    assert_eq!(
+        (ok(&retry[0]).seq, ok(&retry[0]).duplicate),
+        (Some(2), false)
+    );
 }

@@ -16,7 +16,8 @@ pub mod sqlite;
 
 use crate::chat::policy::{Access, Standing};
 use app::protocol::{
-    ChatMessage, DirectoryPage, Event, Me, MemberInfo, RoomInfo, RoomKind, RoomSummary, UserInfo,
+    ChatMessage, DirectoryPage, Event, Me, MemberInfo, Message, RoomInfo, RoomKind, RoomSummary,
+    UserInfo,
 };
 use async_trait::async_trait;
 use std::{collections::HashSet, fmt, sync::Arc};
@@ -149,40 +150,6 @@ impl MemberState {
     }
 }
 
-/// A message to commit, borrowed from the request that carries it.
-#[derive(Debug, Clone, Copy)]
-pub struct NewMessage<'a> {
-    pub room_id: i64,
-    pub author_id: i64,
-    pub body: &'a str,
-    pub client_id: &'a str,
-    pub ts: i64,
-}
-
-/// The outcome of committing one [`NewMessage`]: the stored message's id,
-/// `seq` and time.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Committed {
-    pub id: i64,
-    pub seq: i64,
-    pub ts: i64,
-    /// The author had already sent this `client_id`: `id`, `seq` and `ts`
-    /// are the original message's, which must be acknowledged again but not
-    /// delivered again.
-    pub duplicate: Option<Original>,
-}
-
-/// The message first stored under a repeated (author, `client_id`). It may
-/// be in another room than the repeat names (v1 allowed that reuse): the
-/// answer is the original, wherever it is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Original {
-    pub room_id: i64,
-    /// Its room's name, for the acknowledgement.
-    pub room: String,
-    pub body: String,
-}
-
 /// A page of history: messages in ascending `seq`, and whether older ones
 /// exist.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -201,34 +168,32 @@ pub struct AroundPage {
     pub has_after: bool,
 }
 
-/// A stored message with its author, as everyone sees them (no email).
+/// A stored message as it is now, with its author as everyone sees them
+/// (no email).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredMessage {
     pub id: i64,
+    /// The `seq` of its `posted` event.
     pub seq: i64,
     pub author: UserInfo,
+    /// Empty once deleted.
     pub body: String,
     pub client_id: String,
+    /// Commit time.
     pub ts: i64,
+    /// When the body was last edited.
+    pub edited_at: Option<i64>,
+    /// Deleted: the body is gone, the message keeps its place.
+    pub deleted: bool,
+    /// The message it answers (None also when that one is gone).
+    pub reply_to: Option<i64>,
+    /// The users it mentions, as stored.
+    pub mentions: Vec<i64>,
 }
 
 impl StoredMessage {
-    /// The message as protocol v2 sends it.
-    pub fn into_v2(self) -> app::protocol::Message {
-        app::protocol::Message {
-            id: self.id,
-            seq: self.seq,
-            author: self.author,
-            body: self.body,
-            ts: self.ts,
-            client_id: self.client_id,
-            edited_at: None,
-            deleted: false,
-            reply_to: None,
-            mentions: Vec::new(),
-        }
-    }
-
+    /// The message as protocol v1 sends it, in the room named `room`
+    /// (v1 has no edits, deletions, replies or mentions: they are left out).
     pub fn into_message(self, room: &str) -> ChatMessage {
         ChatMessage {
             room: room.to_owned(),
@@ -238,6 +203,22 @@ impl StoredMessage {
             body: self.body,
             ts: self.ts,
             client_id: self.client_id,
+        }
+    }
+
+    /// The message as protocol v2 sends it: every stored field, unchanged.
+    pub fn into_v2(self) -> Message {
+        Message {
+            id: self.id,
+            seq: self.seq,
+            author: self.author,
+            body: self.body,
+            ts: self.ts,
+            client_id: self.client_id,
+            edited_at: self.edited_at,
+            deleted: self.deleted,
+            reply_to: self.reply_to,
+            mentions: self.mentions,
         }
     }
 }
@@ -354,10 +335,12 @@ pub trait Rooms: Send + Sync {
     async fn summary(&self, room_id: i64, user_id: i64) -> Result<Option<RoomSummary>>;
     /// The public room whose name key is `name_key`.
     async fn public_by_name(&self, name_key: &str) -> Result<Option<i64>>;
-    /// Public rooms whose name key contains `q_key` (all when empty), in
-    /// name-key order after the cursor `after` (an opaque string a previous
-    /// page returned as `next`), at most `limit`; `joined` says whether
-    /// `viewer` is a member. A malformed cursor is read as the start.
+    /// Public rooms whose name key contains `q_key` literally (all when
+    /// empty), in name-key order after the cursor `after` (an opaque string
+    /// a previous page returned as `next`), at most `limit`; `next` is set
+    /// only when more rooms follow. `joined` says whether `viewer` is a
+    /// joined member. Any string is a valid cursor: an unknown or forged one
+    /// continues after it in name-key order, never an error.
     async fn directory(
         &self,
         viewer: i64,
@@ -366,7 +349,9 @@ pub trait Rooms: Send + Sync {
         limit: u32,
     ) -> Result<DirectoryPage>;
     /// Joined members, in join order (`joined_at`, then user id), after the
-    /// user id `after` in that order, at most `limit`.
+    /// user id `after` in that order, at most `limit`. A cursor who is not
+    /// a joined member (any more) has no place in that order: the list
+    /// starts over, so nobody is skipped.
     async fn members(
         &self,
         room_id: i64,
@@ -542,14 +527,6 @@ pub trait EventTx: Send {
 pub trait Events: Send + Sync {
     /// Starts the committer's transaction (`BEGIN IMMEDIATE` on SQLite).
     async fn begin(&self) -> Result<Box<dyn EventTx>>;
-    /// Commits a batch of posts in one transaction: each new message gets
-    /// the next `seq` of its room's counter, a `posted` event and a
-    /// processed command keyed by (author, `client_id`). Results are in the
-    /// batch's order. A repeated (author, `client_id`), in any room, in an
-    /// earlier batch or earlier in this one, is answered with the original
-    /// message and takes no `seq`. A post to a room that does not exist
-    /// fails the batch with a constraint error ([`StoreError::is_constraint`]).
-    async fn commit_posts(&self, batch: &[NewMessage<'_>]) -> Result<Vec<Committed>>;
     /// The newest `limit` messages with `seq < before` (any when `None`), in
     /// ascending `seq`, and whether there are older ones.
     async fn history(&self, room_id: i64, before: Option<i64>, limit: u32) -> Result<HistoryPage>;

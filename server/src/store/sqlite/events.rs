@@ -1,5 +1,5 @@
-//! [`Events`] on SQLite: the committing transaction, and history and
-//! replay read back from the messages it wrote.
+//! [`Events`] on SQLite: the committing transaction, and history, replay
+//! and pages around a message read back from what it wrote.
 //!
 //! A batch costs a fixed number of statements whatever its size (plan v2
 //! §1, "Writing and reading it"): one lookup of the commands it repeats, one
@@ -7,16 +7,18 @@
 //! multi-row insert each into `messages`, `room_events` and `commands`, each
 //! split only when it would exceed SQLite's limit on bound values.
 
-use super::{SqliteHook, SqliteStore, Writer, MAX_VARIABLES};
+use super::{
+    room_kind, rows_per_statement, standing, user_info, values, SqliteHook, SqliteStore, Writer,
+};
 use crate::chat::policy::Standing;
 use crate::store::{
-    AppendedEvent, Claim, Committed, Done, EventTx, Events, HistoryPage, MemberChange, MemberState,
-    MessageRow, NewEvent, NewMessage, NewRoom, Original, ReadState, Result, Role as StoredRole,
-    RoomChange, RoomState, StoreError, StoredMessage,
+    AppendedEvent, AroundPage, Claim, Done, EventTx, Events, HistoryPage, MemberChange, MessageRow,
+    NewEvent, NewRoom, ReadState, Result, RoomChange, RoomState, StoreError, StoredMessage,
 };
-use app::protocol::{Role, RoomKind, UserInfo};
+use app::protocol::{Event, EventKind, Role, UserInfo};
 use async_trait::async_trait;
-use sqlx::{Row, SqliteConnection};
+use serde::{de::DeserializeOwned, Deserialize};
+use sqlx::{sqlite::SqliteRow, Row, SqliteConnection};
 use std::{
     collections::{BTreeMap, HashMap},
     sync::Arc,
@@ -24,57 +26,139 @@ use std::{
 
 /// No author email: messages are shown to everyone.
 const MESSAGE_COLUMNS: &str = "m.id, m.seq, m.author_id, u.name AS author_name, \
-     u.picture AS author_picture, m.body, m.client_id, m.created_at";
+     u.picture AS author_picture, m.body, m.client_id, m.created_at, m.edited_at, \
+     m.deleted_at, m.reply_to, m.mentions";
+
+/// A replayed event's own columns, named apart from [`MESSAGE_COLUMNS`]
+/// (which a `posted` event's row carries too).
+const EVENT_COLUMNS: &str = "e.seq AS event_seq, e.kind AS event_kind, e.ts AS event_ts, \
+     e.actor_id, e.target_id, e.payload";
 
 /// A message from a row of [`MESSAGE_COLUMNS`].
-fn message(row: &sqlx::sqlite::SqliteRow) -> Result<StoredMessage> {
+fn message(row: &SqliteRow) -> Result<StoredMessage> {
+    let mentions: Option<String> = row.try_get("mentions")?;
+    let mentions = match mentions {
+        Some(json) => serde_json::from_str(&json)
+            .map_err(|err| StoreError::Database(sqlx::Error::Decode(err.into())))?,
+        None => Vec::new(),
+    };
     Ok(StoredMessage {
         id: row.try_get("id")?,
         seq: row.try_get("seq")?,
-        author: UserInfo {
-            id: row.try_get("author_id")?,
-            name: row.try_get("author_name")?,
-            picture: row.try_get("author_picture")?,
-        },
+        author: user_info(row, "author_")?,
         body: row.try_get("body")?,
         client_id: row.try_get("client_id")?,
         ts: row.try_get("created_at")?,
+        edited_at: row.try_get("edited_at")?,
+        deleted: row.try_get::<Option<i64>, _>("deleted_at")?.is_some(),
+        reply_to: row.try_get("reply_to")?,
+        mentions,
     })
 }
 
-/// `rows` copies of `row` (a parenthesised list of placeholders), for a
-/// multi-row `VALUES`.
-fn values(row: &str, rows: usize) -> String {
-    vec![row; rows].join(", ")
+/// The payload of a `member_joined` event, as `commit::write` stores it.
+#[derive(Deserialize)]
+struct JoinedPayload {
+    role: Role,
+    #[serde(default)]
+    silent: bool,
 }
 
-/// How many rows of `per_row` bound values fit in one statement.
-fn rows_per_statement(per_row: usize) -> usize {
-    MAX_VARIABLES / per_row
+/// The payload of a `renamed` event; `old_name` is null when the room had
+/// no name.
+#[derive(Deserialize)]
+struct RenamedPayload {
+    name: String,
+    #[serde(default)]
+    old_name: Option<String>,
 }
 
-/// The answer a processed post keeps in `commands.result` (the same JSON
-/// object migration 0004 writes for v1's messages).
-fn post_result(room_id: i64, seq: i64, message_id: i64, ts: i64) -> String {
-    format!(r#"{{"room_id":{room_id},"seq":{seq},"message_id":{message_id},"ts":{ts}}}"#)
+/// The payload of a `topic_changed` event.
+#[derive(Deserialize)]
+struct TopicPayload {
+    topic: String,
 }
 
-/// A post of the batch that is stored now.
-struct NewRow {
-    /// Its place in the batch.
-    at: usize,
-    seq: i64,
-    id: i64,
+/// An event row's JSON payload, read as `T`.
+fn payload<T: DeserializeOwned>(row: &SqliteRow) -> Result<T, String> {
+    let json: Option<String> = row.try_get("payload").map_err(|e| e.to_string())?;
+    let json = json.ok_or("no payload")?;
+    serde_json::from_str(&json).map_err(|e| format!("bad payload: {e}"))
 }
 
-/// What the batch does with one of its rows.
-enum Plan {
-    /// Repeats a command processed in an earlier batch.
-    Known(Committed),
-    /// Repeats the row at this place earlier in the batch.
-    Repeat(usize),
-    /// Stored now: index into the new rows.
-    New(usize),
+/// What one row of [`Events::replay`]'s query records, or why this build
+/// cannot render it. A user who is gone (the column set to NULL) is
+/// `UserInfo::default()`: the event keeps its place in the log.
+fn render(
+    row: &SqliteRow,
+    kind: &str,
+    users: &HashMap<i64, UserInfo>,
+) -> Result<EventKind, String> {
+    let user = |column: &str| -> Result<UserInfo, String> {
+        let id: Option<i64> = row.try_get(column).map_err(|e| e.to_string())?;
+        Ok(id
+            .and_then(|id| users.get(&id).cloned())
+            .unwrap_or_default())
+    };
+    Ok(match kind {
+        "posted" => {
+            let id: Option<i64> = row.try_get("id").map_err(|e| e.to_string())?;
+            if id.is_none() {
+                return Err("its message is gone".into());
+            }
+            let message = message(row).map_err(|e| e.to_string())?;
+            EventKind::Posted {
+                message: message.into_v2(),
+            }
+        }
+        "member_joined" => {
+            let p: JoinedPayload = payload(row)?;
+            EventKind::MemberJoined {
+                user: user("target_id")?,
+                role: p.role,
+                silent: p.silent,
+            }
+        }
+        "member_left" => EventKind::MemberLeft {
+            user: user("target_id")?,
+        },
+        "renamed" => {
+            let p: RenamedPayload = payload(row)?;
+            EventKind::Renamed {
+                name: p.name,
+                old_name: p.old_name.unwrap_or_default(),
+                by: user("actor_id")?,
+            }
+        }
+        "topic_changed" => {
+            let p: TopicPayload = payload(row)?;
+            EventKind::TopicChanged {
+                topic: p.topic,
+                by: user("actor_id")?,
+            }
+        }
+        _ => return Err("unknown kind".into()),
+    })
+}
+
+/// The users among `ids` that exist, by id, as others see them.
+async fn users_by_id(conn: &mut SqliteConnection, ids: &[i64]) -> Result<HashMap<i64, UserInfo>> {
+    let mut users = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(rows_per_statement(1)) {
+        let sql = format!(
+            "SELECT id, name, picture FROM users WHERE id IN ({})",
+            vec!["?"; chunk.len()].join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for &id in chunk {
+            query = query.bind(id);
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            let user = user_info(&row, "")?;
+            users.insert(user.id, user);
+        }
+    }
+    Ok(users)
 }
 
 /// The committer's transaction on SQLite: the writing connection inside
@@ -91,31 +175,18 @@ pub(super) struct SqliteEventTx {
     appended: Vec<AppendedEvent>,
 }
 
-impl SqliteStore {
-    async fn begin_tx(&self) -> Result<SqliteEventTx> {
+#[async_trait]
+impl Events for SqliteStore {
+    async fn begin(&self) -> Result<Box<dyn EventTx>> {
         let mut w = self.writer().await?;
         // BEGIN IMMEDIATE takes the write lock up front, so the transaction
         // never has to upgrade a read lock (which SQLite may refuse with BUSY).
         sqlx::query("BEGIN IMMEDIATE").execute(&mut *w).await?;
-        Ok(SqliteEventTx {
+        Ok(Box::new(SqliteEventTx {
             w,
             hooks: self.hooks.clone(),
             appended: Vec::new(),
-        })
-    }
-}
-
-#[async_trait]
-impl Events for SqliteStore {
-    async fn begin(&self) -> Result<Box<dyn EventTx>> {
-        Ok(Box::new(self.begin_tx().await?))
-    }
-
-    async fn commit_posts(&self, batch: &[NewMessage<'_>]) -> Result<Vec<Committed>> {
-        let mut tx = self.begin_tx().await?;
-        let results = commit_posts(&mut tx, batch).await?;
-        Box::new(tx).commit().await?;
-        Ok(results)
+        }))
     }
 
     async fn history(&self, room_id: i64, before: Option<i64>, limit: u32) -> Result<HistoryPage> {
@@ -141,22 +212,115 @@ impl Events for SqliteStore {
         Ok(HistoryPage { messages, has_more })
     }
 
-    async fn replay(
-        &self,
-        _room_id: i64,
-        _after: i64,
-        _limit: u32,
-    ) -> Result<Vec<app::protocol::Event>> {
-        todo!("S7a: replay")
+    async fn replay(&self, room_id: i64, after: i64, limit: u32) -> Result<Vec<Event>> {
+        // One read transaction: the users are those of the same snapshot.
+        let mut tx = self.pool.begin().await?;
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS}, {MESSAGE_COLUMNS} FROM room_events e
+             LEFT JOIN messages m ON m.id = e.message_id
+             LEFT JOIN users u ON u.id = m.author_id
+             WHERE e.room_id = ? AND e.seq > ? ORDER BY e.seq LIMIT ?"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(room_id)
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await?;
+        // A post's author comes with its message; the users the other
+        // events name are loaded at once.
+        let mut ids = Vec::new();
+        for row in &rows {
+            if row.try_get::<&str, _>("event_kind")? != "posted" {
+                ids.extend(row.try_get::<Option<i64>, _>("actor_id")?);
+                ids.extend(row.try_get::<Option<i64>, _>("target_id")?);
+            }
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        let users = users_by_id(&mut tx, &ids).await?;
+        tx.commit().await?;
+
+        let mut events = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let seq: i64 = row.try_get("event_seq")?;
+            let kind: &str = row.try_get("event_kind")?;
+            match render(row, kind, &users) {
+                Ok(rendered) => events.push(Event {
+                    room_id,
+                    seq,
+                    ts: row.try_get("event_ts")?,
+                    kind: rendered,
+                }),
+                // A newer server's kind, or a row this build cannot read:
+                // the rest of the replay is still worth sending.
+                Err(why) => {
+                    tracing::warn!(room_id, seq, kind, why = %why, "event not replayed: cannot render it")
+                }
+            }
+        }
+        Ok(events)
     }
 
     async fn around(
         &self,
-        _room_id: i64,
-        _message_id: i64,
-        _limit: u32,
-    ) -> Result<Option<crate::store::AroundPage>> {
-        todo!("S7a: around")
+        room_id: i64,
+        message_id: i64,
+        limit: u32,
+    ) -> Result<Option<AroundPage>> {
+        let mut tx = self.pool.begin().await?;
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN users u ON u.id = m.author_id
+             WHERE m.id = ? AND m.room_id = ?"
+        );
+        let Some(row) = sqlx::query(&sql)
+            .bind(message_id)
+            .bind(room_id)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let centre = message(&row)?;
+        let before = i64::from(limit / 2);
+        let after = (i64::from(limit) - before - 1).max(0);
+        // One row more than asked on each side says whether more exist.
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN users u ON u.id = m.author_id
+             WHERE m.room_id = ? AND m.seq < ? ORDER BY m.seq DESC LIMIT ?"
+        );
+        let older = sqlx::query(&sql)
+            .bind(room_id)
+            .bind(centre.seq)
+            .bind(before + 1)
+            .fetch_all(&mut *tx)
+            .await?;
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN users u ON u.id = m.author_id
+             WHERE m.room_id = ? AND m.seq > ? ORDER BY m.seq LIMIT ?"
+        );
+        let newer = sqlx::query(&sql)
+            .bind(room_id)
+            .bind(centre.seq)
+            .bind(after + 1)
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        let has_before = older.len() as i64 > before;
+        let has_after = newer.len() as i64 > after;
+        let mut messages = Vec::with_capacity(older.len() + newer.len() + 1);
+        for row in older.iter().take(before as usize).rev() {
+            messages.push(message(row)?);
+        }
+        messages.push(centre);
+        for row in newer.iter().take(after as usize) {
+            messages.push(message(row)?);
+        }
+        Ok(Some(AroundPage {
+            messages,
+            has_before,
+            has_after,
+        }))
     }
 
     async fn range(
@@ -181,175 +345,22 @@ impl Events for SqliteStore {
     }
 }
 
-/// The batch's writes, in the caller's transaction; results in batch order.
-async fn commit_posts(tx: &mut SqliteEventTx, batch: &[NewMessage<'_>]) -> Result<Vec<Committed>> {
-    if batch.is_empty() {
-        return Ok(Vec::new());
-    }
-    let conn = &mut *tx.w;
-    // The first place in the batch of each (author, client_id).
-    let mut first: HashMap<(i64, &str), usize> = HashMap::with_capacity(batch.len());
-    for (at, m) in batch.iter().enumerate() {
-        first.entry((m.author_id, m.client_id)).or_insert(at);
-    }
-    let firsts: Vec<usize> = (0..batch.len())
-        .filter(|&at| first[&(batch[at].author_id, batch[at].client_id)] == at)
-        .collect();
-    let mut known = processed(conn, batch, &firsts).await?;
-
-    let mut plan = Vec::with_capacity(batch.len());
-    let mut new_rows = Vec::new();
-    // Posts per room, in id order: the order rooms are locked in.
-    let mut counts: BTreeMap<i64, i64> = BTreeMap::new();
-    for (at, m) in batch.iter().enumerate() {
-        let first = first[&(m.author_id, m.client_id)];
-        if first != at {
-            plan.push(Plan::Repeat(first));
-        } else if let Some(original) = known.remove(&at) {
-            plan.push(Plan::Known(original));
-        } else {
-            *counts.entry(m.room_id).or_default() += 1;
-            plan.push(Plan::New(new_rows.len()));
-            new_rows.push(NewRow { at, seq: 0, id: 0 });
-        }
-    }
-
-    let reserved = reserve_seqs(conn, &counts).await?;
-    let mut next: HashMap<i64, i64> = reserved.iter().map(|(&id, r)| (id, r.0)).collect();
-    for row in &mut new_rows {
-        let seq = next
-            .get_mut(&batch[row.at].room_id)
-            .ok_or(StoreError::Missing("room"))?;
-        row.seq = *seq;
-        *seq += 1;
-    }
-    insert_messages(conn, batch, &mut new_rows).await?;
-    insert_posted(conn, batch, &new_rows).await?;
-    insert_commands(conn, batch, &new_rows).await?;
-    tx.appended.extend(new_rows.iter().map(|row| AppendedEvent {
-        room_id: batch[row.at].room_id,
-        seq: row.seq,
-        kind: "posted".into(),
-        actor_id: Some(batch[row.at].author_id),
-        message_id: Some(row.id),
-    }));
-
-    let mut results: Vec<Committed> = Vec::with_capacity(batch.len());
-    for (at, step) in plan.into_iter().enumerate() {
-        let committed = match step {
-            Plan::Known(original) => original,
-            Plan::New(i) => Committed {
-                id: new_rows[i].id,
-                seq: new_rows[i].seq,
-                ts: batch[at].ts,
-                duplicate: None,
-            },
-            // The first is earlier in the batch, so its result is known.
-            Plan::Repeat(first) => {
-                let earlier = results[first].clone();
-                let original = match earlier.duplicate {
-                    Some(original) => original,
-                    None => {
-                        let room_id = batch[first].room_id;
-                        let (_, room) =
-                            reserved.get(&room_id).ok_or(StoreError::Missing("room"))?;
-                        Original {
-                            room_id,
-                            room: room.clone(),
-                            body: batch[first].body.to_owned(),
-                        }
-                    }
-                };
-                Committed {
-                    duplicate: Some(original),
-                    ..earlier
-                }
-            }
-        };
-        results.push(committed);
-    }
-    Ok(results)
-}
-
-/// The commands of `batch` (at the places `firsts`) that were processed
-/// before, by place: the original message each repeats.
-///
-/// The lookup joins a `VALUES` list, which SQLite answers with one primary
-/// key search per row; `(user_id, client_id) IN (VALUES …)` would scan the
-/// whole table.
-async fn processed(
-    conn: &mut SqliteConnection,
-    batch: &[NewMessage<'_>],
-    firsts: &[usize],
-) -> Result<HashMap<usize, Committed>> {
-    let mut known = HashMap::new();
-    for chunk in firsts.chunks(rows_per_statement(3)) {
-        let sql = format!(
-            "SELECT v.column1 AS at, c.kind, c.room_id, r.name AS room, m.body,
-                    c.result ->> '$.message_id' AS message_id,
-                    c.result ->> '$.seq' AS seq, c.result ->> '$.ts' AS ts
-             FROM (VALUES {}) AS v
-             JOIN commands c ON c.user_id = v.column2 AND c.client_id = v.column3
-             LEFT JOIN messages m ON m.id = c.result ->> '$.message_id'
-             LEFT JOIN rooms r ON r.id = c.room_id",
-            values("(?, ?, ?)", chunk.len())
-        );
-        let mut query = sqlx::query(&sql);
-        for &at in chunk {
-            query = query
-                .bind(at as i64)
-                .bind(batch[at].author_id)
-                .bind(batch[at].client_id);
-        }
-        for row in query.fetch_all(&mut *conn).await? {
-            // Only posts exist under the v1 wire. A client_id spent on
-            // another kind of command refuses the row: the committer's
-            // row-by-row retry keeps it from failing the others.
-            if row.try_get::<String, _>("kind")? != "post" {
-                return Err(StoreError::Conflict);
-            }
-            // The original may be gone with its room.
-            let (Some(room), Some(body)) = (
-                row.try_get::<Option<String>, _>("room")?,
-                row.try_get::<Option<String>, _>("body")?,
-            ) else {
-                return Err(StoreError::Missing("message"));
-            };
-            let at: i64 = row.try_get("at")?;
-            known.insert(
-                at as usize,
-                Committed {
-                    id: row.try_get("message_id")?,
-                    seq: row.try_get("seq")?,
-                    ts: row.try_get("ts")?,
-                    duplicate: Some(Original {
-                        room_id: row.try_get("room_id")?,
-                        room,
-                        body,
-                    }),
-                },
-            );
-        }
-    }
-    Ok(known)
-}
-
 /// Advances each room's `seq` counter by its count, in one statement (per
-/// chunk), rooms in id order; returns each room's first reserved `seq` and
-/// its name. A room that does not exist is [`StoreError::Missing`].
+/// chunk), rooms in id order; returns each room's first reserved `seq`. A
+/// room that does not exist is [`StoreError::Missing`].
 ///
 /// The counter is the only source of seqs, never `MAX(seq) + 1`: it is
 /// shared by every event kind and is what several PostgreSQL nodes agree on.
 async fn reserve_seqs(
     conn: &mut SqliteConnection,
     counts: &BTreeMap<i64, i64>,
-) -> Result<HashMap<i64, (i64, String)>> {
+) -> Result<HashMap<i64, i64>> {
     let mut reserved = HashMap::with_capacity(counts.len());
     let rooms: Vec<(i64, i64)> = counts.iter().map(|(&id, &n)| (id, n)).collect();
     for chunk in rooms.chunks(rows_per_statement(2)) {
         let sql = format!(
             "UPDATE rooms SET last_seq = last_seq + v.column2 FROM (VALUES {}) AS v
-             WHERE rooms.id = v.column1 RETURNING rooms.id, rooms.last_seq, rooms.name",
+             WHERE rooms.id = v.column1 RETURNING rooms.id, rooms.last_seq",
             values("(?, ?)", chunk.len())
         );
         let mut query = sqlx::query(&sql);
@@ -360,132 +371,14 @@ async fn reserve_seqs(
         for row in query.fetch_all(&mut *conn).await? {
             let id: i64 = row.try_get("id")?;
             let last: i64 = row.try_get("last_seq")?;
-            let name: Option<String> = row.try_get("name")?;
             let first = last - counts.get(&id).copied().unwrap_or(0) + 1;
-            reserved.insert(id, (first, name.unwrap_or_default()));
+            reserved.insert(id, first);
         }
     }
     if reserved.len() < counts.len() {
         return Err(StoreError::Missing("room"));
     }
     Ok(reserved)
-}
-
-/// Inserts the new messages and records their ids in `rows`.
-async fn insert_messages(
-    conn: &mut SqliteConnection,
-    batch: &[NewMessage<'_>],
-    rows: &mut [NewRow],
-) -> Result<()> {
-    let mut ids: HashMap<(i64, i64), i64> = HashMap::with_capacity(rows.len());
-    for chunk in rows.chunks(rows_per_statement(6)) {
-        let sql = format!(
-            "INSERT INTO messages (room_id, seq, author_id, body, client_id, created_at)
-             VALUES {} RETURNING id, room_id, seq",
-            values("(?, ?, ?, ?, ?, ?)", chunk.len())
-        );
-        let mut query = sqlx::query(&sql);
-        for row in chunk {
-            let m = &batch[row.at];
-            query = query
-                .bind(m.room_id)
-                .bind(row.seq)
-                .bind(m.author_id)
-                .bind(m.body)
-                .bind(m.client_id)
-                .bind(m.ts);
-        }
-        // RETURNING order is unspecified: map by (room, seq), which is unique.
-        for row in query.fetch_all(&mut *conn).await? {
-            ids.insert(
-                (row.try_get("room_id")?, row.try_get("seq")?),
-                row.try_get("id")?,
-            );
-        }
-    }
-    for row in rows.iter_mut() {
-        row.id = *ids
-            .get(&(batch[row.at].room_id, row.seq))
-            .ok_or(StoreError::Missing("message"))?;
-    }
-    Ok(())
-}
-
-/// Inserts a `posted` event per new message. It references the message and
-/// never copies its text.
-async fn insert_posted(
-    conn: &mut SqliteConnection,
-    batch: &[NewMessage<'_>],
-    rows: &[NewRow],
-) -> Result<()> {
-    for chunk in rows.chunks(rows_per_statement(5)) {
-        let sql = format!(
-            "INSERT INTO room_events (room_id, seq, kind, actor_id, message_id, ts) VALUES {}",
-            values("(?, ?, 'posted', ?, ?, ?)", chunk.len())
-        );
-        let mut query = sqlx::query(&sql);
-        for row in chunk {
-            let m = &batch[row.at];
-            query = query
-                .bind(m.room_id)
-                .bind(row.seq)
-                .bind(m.author_id)
-                .bind(row.id)
-                .bind(m.ts);
-        }
-        query.execute(&mut *conn).await?;
-    }
-    Ok(())
-}
-
-/// Records each new post as processed under (author, `client_id`), with the
-/// answer a repeat gets.
-async fn insert_commands(
-    conn: &mut SqliteConnection,
-    batch: &[NewMessage<'_>],
-    rows: &[NewRow],
-) -> Result<()> {
-    for chunk in rows.chunks(rows_per_statement(5)) {
-        let sql = format!(
-            "INSERT INTO commands (user_id, client_id, kind, room_id, result, created_at) VALUES {}",
-            values("(?, ?, 'post', ?, ?, ?)", chunk.len())
-        );
-        let mut query = sqlx::query(&sql);
-        for row in chunk {
-            let m = &batch[row.at];
-            query = query
-                .bind(m.author_id)
-                .bind(m.client_id)
-                .bind(m.room_id)
-                .bind(post_result(m.room_id, row.seq, row.id, m.ts))
-                .bind(m.ts);
-        }
-        query.execute(&mut *conn).await?;
-    }
-    Ok(())
-}
-
-/// The standing a membership row gives.
-fn standing(state: &str, role: &str) -> Result<Standing> {
-    let role = match StoredRole::parse(role) {
-        Some(StoredRole::Owner) => Role::Owner,
-        Some(StoredRole::Moderator) => Role::Moderator,
-        Some(StoredRole::Member) => Role::Member,
-        None => return Err(StoreError::Missing("member role")),
-    };
-    Ok(match MemberState::parse(state) {
-        Some(MemberState::Joined) => Standing::Member(role),
-        Some(MemberState::Invited) => Standing::Invited,
-        Some(MemberState::Banned) => Standing::Banned,
-        None => return Err(StoreError::Missing("member state")),
-    })
-}
-
-fn room_kind(kind: &str) -> Result<RoomKind> {
-    [RoomKind::Public, RoomKind::Private, RoomKind::Dm]
-        .into_iter()
-        .find(|k| k.as_str() == kind)
-        .ok_or(StoreError::Missing("room kind"))
 }
 
 #[async_trait]
@@ -611,7 +504,13 @@ impl EventTx for SqliteEventTx {
     async fn reserve_seqs(&mut self, counts: &[(i64, i64)]) -> Result<Vec<(i64, i64)>> {
         let counts: BTreeMap<i64, i64> = counts.iter().copied().collect();
         let reserved = reserve_seqs(&mut self.w, &counts).await?;
-        Ok(counts.keys().map(|id| (*id, reserved[id].0)).collect())
+        counts
+            .keys()
+            .map(|id| {
+                let first = reserved.get(id).ok_or(StoreError::Missing("room"))?;
+                Ok((*id, *first))
+            })
+            .collect()
     }
 
     async fn insert_messages(&mut self, rows: &[MessageRow<'_>]) -> Result<Vec<i64>> {

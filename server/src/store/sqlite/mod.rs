@@ -16,8 +16,9 @@ mod events;
 mod rooms;
 mod sessions;
 
-use super::{AppendedEvent, Health, Result, StoreError};
-use app::protocol::Me;
+use super::{AppendedEvent, Health, MemberState, Result, Role as StoredRole, StoreError};
+use crate::chat::policy::Standing;
+use app::protocol::{Me, Role, RoomKind, UserInfo};
 use async_trait::async_trait;
 use sqlx::{
     pool::PoolConnection,
@@ -169,6 +170,63 @@ fn user(row: &sqlx::sqlite::SqliteRow) -> Result<Me> {
         email: row.try_get("email")?,
         picture: row.try_get("picture")?,
     })
+}
+
+/// A user as others see them (no email), from a row's `{prefix}id`,
+/// `{prefix}name` and `{prefix}picture` columns: every query that shows a
+/// user selects those three from `users` under one prefix.
+fn user_info(row: &sqlx::sqlite::SqliteRow, prefix: &str) -> Result<UserInfo> {
+    Ok(UserInfo {
+        id: row.try_get(format!("{prefix}id").as_str())?,
+        name: row.try_get(format!("{prefix}name").as_str())?,
+        picture: row.try_get(format!("{prefix}picture").as_str())?,
+    })
+}
+
+/// The role stored in `members.role` as `name`.
+fn role(name: &str) -> Result<Role> {
+    Ok(match StoredRole::parse(name) {
+        Some(StoredRole::Owner) => Role::Owner,
+        Some(StoredRole::Moderator) => Role::Moderator,
+        Some(StoredRole::Member) => Role::Member,
+        None => return Err(StoreError::Missing("member role")),
+    })
+}
+
+/// The standing a membership row gives (a user without one is an outsider:
+/// leaving deletes the row).
+fn standing(state: &str, role_name: &str) -> Result<Standing> {
+    Ok(match MemberState::parse(state) {
+        Some(MemberState::Joined) => Standing::Member(role(role_name)?),
+        Some(MemberState::Invited) => Standing::Invited,
+        Some(MemberState::Banned) => Standing::Banned,
+        None => return Err(StoreError::Missing("member state")),
+    })
+}
+
+/// The room kind stored in `rooms.kind` as `kind`.
+fn room_kind(kind: &str) -> Result<RoomKind> {
+    [RoomKind::Public, RoomKind::Private, RoomKind::Dm]
+        .into_iter()
+        .find(|k| k.as_str() == kind)
+        .ok_or(StoreError::Missing("room kind"))
+}
+
+/// A stored count (never negative: the schema checks it) as the wire's `u32`,
+/// saturating.
+fn count(n: i64) -> u32 {
+    u32::try_from(n.max(0)).unwrap_or(u32::MAX)
+}
+
+/// `rows` copies of `row` (a parenthesised list of placeholders), for a
+/// multi-row `VALUES`.
+fn values(row: &str, rows: usize) -> String {
+    vec![row; rows].join(", ")
+}
+
+/// How many rows of `per_row` bound values fit in one statement.
+fn rows_per_statement(per_row: usize) -> usize {
+    MAX_VARIABLES / per_row
 }
 
 fn conflict_or(err: sqlx::Error) -> StoreError {
