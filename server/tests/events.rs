@@ -239,6 +239,13 @@ async fn events_follow_membership_and_presence_and_typing_follow_open_rooms() {
     let carol = app.sign_in("Carol").await;
     let mut c1 = app.ws2(&carol).await;
     let mut c2 = app.ws2(&carol).await;
+    // Previewing is reading: a previewer's typing reaches no one.
+    c1.open(one, None).await;
+    c1.send(json!({"type": "typing", "room_id": one})).await;
+    c1.assert_alive().await;
+    b.send(json!({"type": "typing", "room_id": one})).await;
+    let typing = a.expect("typing").await;
+    assert_eq!(typing["user"]["name"], "Bob", "{typing}");
     join(&mut c1, one).await;
     let added = c2.expect("room_added").await;
     assert_eq!(added["room"]["id"], one);

@@ -74,6 +74,9 @@ impl Chat {
             ));
         }
         if let Some(parent) = post.reply_to {
+            // Rights first: what is looked up for the reply must not tell a
+            // room the user may not see from one that does not exist.
+            self.authorize(user, post.room_id, Action::Post).await?;
             let found = self
                 .store()
                 .events

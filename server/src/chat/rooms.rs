@@ -13,9 +13,9 @@ use app::protocol::{
 };
 
 impl Chat {
-    /// Checks a room creation and counts it against the caller's limit
-    /// (`Config::rooms_per_user` requests per [`super::CREATE_WINDOW`]);
-    /// the command to commit.
+    /// Checks a room creation against the caller's limit
+    /// (`Config::rooms_per_user` per [`super::CREATE_WINDOW`]); the command
+    /// to commit. The caller counts it ([`Chat::count_creation`]).
     pub fn create_command(
         &self,
         user: &UserInfo,
@@ -36,7 +36,6 @@ impl Chat {
                     wait,
                 ));
             }
-            limiter.record(&key);
         }
         Ok(Command::CreateRoom {
             name_key: room_key(&name),
@@ -77,7 +76,18 @@ impl Chat {
             .command(user, client_id, command)
             .await
             .map_err(|err| named_exists(err, name))?;
+        // Only rooms made count: a resend is answered, never limited.
+        if !receipt.duplicate {
+            self.count_creation(user);
+        }
         self.summary_of(user, receipt.room_id).await
+    }
+
+    /// Counts one room creation of `user` against their limit.
+    pub fn count_creation(&self, user: &UserInfo) {
+        if let Some(limiter) = &self.inner.creations {
+            limiter.record(&user.id.to_string());
+        }
     }
 
     /// Renames a room (its owner only); the room as `user` now sees it.

@@ -34,12 +34,16 @@ pub fn publish(
     replies: Vec<Reply>,
     answers: Vec<Answer>,
 ) {
+    // Read markers go out last: their counts are as of the end of the
+    // batch, so they must follow every event of the batch they count.
+    let mut reads = Vec::new();
     for ((entry, reply), answer) in entries.into_iter().zip(replies).zip(answers) {
         match answer {
             Ok((receipt, effects)) => {
                 if !receipt.duplicate {
                     publish_v1(hub, &entry, &receipt);
                     publish_v2(hub2, &entry, &receipt, &effects);
+                    reads.extend(effects.read);
                 }
                 answer_ok(hub, entry, reply, receipt);
             }
@@ -58,6 +62,15 @@ pub fn publish(
                 }
             },
         }
+    }
+    for read in reads {
+        let frame = Frame2::Read {
+            room_id: read.room_id,
+            last_read_seq: read.last_read_seq,
+            unread: u32::try_from(read.unread).unwrap_or(u32::MAX),
+            mentions: u32::try_from(read.mention_count).unwrap_or(u32::MAX),
+        };
+        hub2.to_user(read.user_id, &Utf8Bytes::from(frame.encode()));
     }
 }
 
@@ -154,15 +167,6 @@ fn publish_v2(hub: &v2::Hub, entry: &Entry, receipt: &Receipt, effects: &Effects
         if let Planned::MemberLeft { user_id } = kind {
             hub.member_removed(*user_id, room_id);
         }
-    }
-    if let Some(read) = effects.read {
-        let frame = Frame2::Read {
-            room_id: read.room_id,
-            last_read_seq: read.last_read_seq,
-            unread: u32::try_from(read.unread).unwrap_or(u32::MAX),
-            mentions: u32::try_from(read.mention_count).unwrap_or(u32::MAX),
-        };
-        hub.to_user(read.user_id, &Utf8Bytes::from(frame.encode()));
     }
 }
 

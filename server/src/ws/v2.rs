@@ -98,10 +98,11 @@ pub(super) async fn connection(socket: WebSocket, state: AppState, me: Me, sessi
             }
         }
         Err(err) => {
-            // Nothing can be served without the rooms: say why, then close.
-            let frame = ServerFrame::error(err, None, None);
-            state.hub2.hello(&conn, [], encode(&frame)).ok();
-            conn.kick(Close::Internal);
+            // Nothing can be served without the rooms: say why, then close
+            // (without touching the user's rooms, which other tabs use).
+            state
+                .hub2
+                .refuse(&conn, encode(&ServerFrame::error(err, None, None)));
         }
     }
 
@@ -265,6 +266,11 @@ impl Session {
                 topic,
             } => {
                 let command = self.chat.create_command(&user, &name, &topic);
+                // A socket does not wait for the commit: every request that
+                // passes the checks counts against the limit.
+                if command.is_ok() {
+                    self.chat.count_creation(&user);
+                }
                 self.submit(client_id, command).await
             }
             ClientFrame::Join { room_id, client_id } => {
@@ -300,11 +306,14 @@ impl Session {
                     self.fail(err, Some(room_id), None).await;
                 }
             }
-            // Ephemeral: a typing frame for a room that is not open here is
-            // dropped, and one within a second of the last is too.
+            // Ephemeral: a typing frame for a room that is not open here,
+            // or that the user only previews (members type; policy: Typing),
+            // is dropped, and so is one within a second of the last.
             ClientFrame::Typing { room_id } => {
                 let every = self.state.config.ws_typing_every;
-                if self.typed_at.is_none_or(|t| t.elapsed() >= every)
+                let member = self.state.hub2.membership(user.id, room_id).is_some();
+                if member
+                    && self.typed_at.is_none_or(|t| t.elapsed() >= every)
                     && self.state.hub2.typing(&self.conn, room_id)
                 {
                     self.typed_at = Some(Instant::now());
@@ -384,10 +393,21 @@ impl Session {
 
     /// `open`: presence and typing of a room the user may open (a public
     /// room they are not in is previewed), replaying after `since` first.
+    ///
+    /// `since` is honoured only where it cannot repeat an event: for a
+    /// preview that is not open yet. A member's room is streamed by
+    /// `resume` (before it, the resume's cursor covers the room), and an
+    /// open preview already streams it live.
     async fn open(&self, room_id: i64, since: Option<i64>) -> Result<(), ApiError> {
         self.chat
             .may(&self.conn.user, room_id, Action::Open)
             .await?;
+        let member = self
+            .state
+            .hub2
+            .membership(self.conn.user.id, room_id)
+            .is_some();
+        let since = since.filter(|_| !member && !self.conn.is_open(room_id));
         match self.state.hub2.open(&self.conn, room_id, since) {
             Ok(_) | Err(HubError::Gone) => Ok(()),
             Err(err) => Err(ApiError::new(ErrorCode::BadFrame, err.to_string())),

@@ -187,6 +187,14 @@ impl Hub {
         .unwrap_or(Err(HubError::Gone))
     }
 
+    /// Sends `frame` in place of `hello` (why the connection cannot be
+    /// served) and closes the connection with 1011. The user's rooms are
+    /// not loaded: their other connections are not affected.
+    pub fn refuse(&self, conn: &Conn, frame: Utf8Bytes) {
+        conn.greet(frame);
+        conn.kick(crate::ws::close::Close::Internal);
+    }
+
     /// Makes the connection a recipient of every room its user belongs to,
     /// one room lock at a time, queuing `Replay { after }` under that lock
     /// for the rooms in `cursors` (so no live event of the room can precede
