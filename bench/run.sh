@@ -8,6 +8,7 @@
 #
 # Environment: PEERS (default ../shared/peers), SERVER_CORE (0),
 # LOADGEN_CORE (1), BENCH_SERVERS (default "project socketio python"),
+# LOADGEN and SERVER_BIN (default target/release/{loadgen,server}),
 # BENCH_SCENARIOS (default "1 2 3 4 5": a subset, e.g. "1 2", runs only those).
 #
 # The project's clients are one signed-in guest each (cached in
@@ -31,7 +32,7 @@ done
 WORK=bench/work
 RESULTS=$WORK/results
 LOADGEN=${LOADGEN:-target/release/loadgen}
-SERVER_BIN=target/release/server
+SERVER_BIN=${SERVER_BIN:-target/release/server}
 DATE=$(date +%F)
 OUT=bench/results/$DATE
 # A subset of scenarios never overwrites the day's full results.
