@@ -7,7 +7,14 @@
 # bench/results/<date>.json and .md.
 #
 # Environment: PEERS (default ../shared/peers), SERVER_CORE (0),
-# LOADGEN_CORE (1), BENCH_SERVERS (default "project socketio python").
+# LOADGEN_CORE (1), BENCH_SERVERS (default "project socketio python"),
+# LOADGEN and SERVER_BIN (default target/release/{loadgen,server}),
+# BENCH_SCENARIOS (default "1 2 3 4 5": a subset, e.g. "1 2", runs only those).
+#
+# The project's clients are one signed-in guest each (cached in
+# $WORK/db/sessions.txt for the later scenarios); `loadgen run` creates the
+# rooms and joins each client's user to its room over HTTP before
+# connecting (joins are idempotent: every scenario re-asserts its own).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,12 +22,23 @@ PEERS=${PEERS:-../shared/peers}
 SERVER_CORE=${SERVER_CORE:-0}
 LOADGEN_CORE=${LOADGEN_CORE:-1}
 SERVERS=${BENCH_SERVERS:-project socketio python}
+SCENARIOS=$(echo ${BENCH_SCENARIOS:-1 2 3 4 5})
+for s in $SCENARIOS; do
+	case $s in
+	[1-5]) ;;
+	*) echo "BENCH_SCENARIOS: unknown scenario '$s' (1 to 5)" >&2; exit 2 ;;
+	esac
+done
 WORK=bench/work
 RESULTS=$WORK/results
 LOADGEN=${LOADGEN:-target/release/loadgen}
-SERVER_BIN=target/release/server
+SERVER_BIN=${SERVER_BIN:-target/release/server}
 DATE=$(date +%F)
 OUT=bench/results/$DATE
+# A subset of scenarios never overwrites the day's full results.
+if [[ $SCENARIOS != "1 2 3 4 5" ]]; then
+	OUT=$OUT-scenarios-$(echo $SCENARIOS | tr ' ' '-')
+fi
 
 # Ports of our own, so a `make run` on 3000 is left alone.
 declare -A PORT=([project]=3100 [socketio]=3101 [python]=3102)
@@ -51,6 +69,11 @@ wait_port() {
 	done
 	echo "server on port $1 did not come up" >&2
 	return 1
+}
+
+# scenario <n>: whether scenario n was asked for.
+scenario() {
+	[[ " $SCENARIOS " == *" $1 "* ]]
 }
 
 # start_server <kind>: starts it pinned to SERVER_CORE, sets SERVER_PID.
@@ -96,26 +119,35 @@ mkdir -p "$RESULTS" "$WORK/db" "$WORK/logs" bench/results
 
 for kind in $SERVERS; do
 	echo "== $kind" >&2
-	start_server "$kind"
-	# 1. Moderate: 10 rooms x 50 clients, 5 senders per room at 20 msg/s.
-	loadgen "$kind" moderate --rooms 10 --clients-per-room 50 --senders-per-room 5 \
-		--rates 20 --warmup-secs 2 --step-secs 15 --room-prefix mod-
-	# 2. Fan-out: 1 room x 1000 clients, one sender, rising rate.
-	loadgen "$kind" fanout --rooms 1 --clients-per-room 1000 --senders-per-room 1 \
-		--rates 50,200,500,1000,1500,2000,2600,3500,5000 --warmup-secs 2 --step-secs 3 \
-		--stop-p99-ms 100 --stop-growth 1.05 --room-prefix fan-
-	# 3. Many rooms: 2000 rooms x 5 clients, everyone sending 1 msg/s.
-	loadgen "$kind" many --rooms 2000 --clients-per-room 5 --senders-per-room 5 \
-		--rates 1 --warmup-secs 2 --step-secs 15 --room-prefix many-
-	if [[ $kind == project ]]; then
-		# 5. The server-rendered page with 50 messages of history.
-		cookie=$(taskset -c "$LOADGEN_CORE" "$LOADGEN" prepare-page --addr "127.0.0.1:${PORT[project]}" --room bench-page)
-		taskset -c "$LOADGEN_CORE" oha -z 10s -c 50 --no-tui --output-format json \
-			-H "Cookie: $cookie" "http://127.0.0.1:${PORT[project]}/rooms/bench-page" >"$RESULTS/page.json"
+	if scenario 1 || scenario 2 || scenario 3 || { scenario 5 && [[ $kind == project ]]; }; then
+		start_server "$kind"
+		# 1. Moderate: 10 rooms x 50 clients, 5 senders per room at 20 msg/s.
+		if scenario 1; then
+			loadgen "$kind" moderate --rooms 10 --clients-per-room 50 --senders-per-room 5 \
+				--rates 20 --warmup-secs 2 --step-secs 15 --room-prefix mod-
+		fi
+		# 2. Fan-out: 1 room x 1000 clients, one sender, rising rate.
+		if scenario 2; then
+			loadgen "$kind" fanout --rooms 1 --clients-per-room 1000 --senders-per-room 1 \
+				--rates 50,200,500,1000,1500,2000,2600,3500,5000 --warmup-secs 2 --step-secs 3 \
+				--stop-p99-ms 100 --stop-growth 1.05 --room-prefix fan-
+		fi
+		# 3. Many rooms: 2000 rooms x 5 clients, everyone sending 1 msg/s.
+		if scenario 3; then
+			loadgen "$kind" many --rooms 2000 --clients-per-room 5 --senders-per-room 5 \
+				--rates 1 --warmup-secs 2 --step-secs 15 --room-prefix many-
+		fi
+		if [[ $kind == project ]] && scenario 5; then
+			# 5. The server-rendered page with 50 messages of history.
+			cookie=$(taskset -c "$LOADGEN_CORE" "$LOADGEN" prepare-page --addr "127.0.0.1:${PORT[project]}" --room bench-page)
+			taskset -c "$LOADGEN_CORE" oha -z 10s -c 50 --no-tui --output-format json \
+				-H "Cookie: $cookie" "http://127.0.0.1:${PORT[project]}/rooms/bench-page" >"$RESULTS/page.json"
+		fi
+		stop_server
 	fi
-	stop_server
 	# 4. Idle connections, each count on a fresh server process (RSS at 0
 	# is read before connecting).
+	scenario 4 || continue
 	for n in 10000 "$IDLE_MAX"; do
 		label=$([[ $n == 10000 ]] && echo idle10k || echo idlemax)
 		start_server "$kind"

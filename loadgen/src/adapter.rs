@@ -1,6 +1,12 @@
 //! What differs between the servers benchmarked: the upgrade path and
 //! headers, how a client joins a room, and the frame that sends a message.
 //! Everything else (connections, schedule, accounting) is shared.
+//!
+//! The project speaks protocol v2 (`docs/protocol-v2.md`): its clients are
+//! members of their room before they connect (joined over HTTP in
+//! `prepare`), so setting up a connection is `hello` → `resume` → `resumed`
+//! (`resume` only once `hello` has arrived, as the protocol asks), and
+//! sends name the room by its numeric id. The peers join by name.
 
 use crate::{sio, stamp::BODY_LEN, wire};
 use anyhow::{bail, Result};
@@ -10,7 +16,7 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
-    /// This project: `docs/protocol.md` (session cookie, Origin, `/ws`).
+    /// This project: `docs/protocol-v2.md` (session cookie, Origin, `/ws?v=2`).
     Project,
     /// `../shared/peers/seed_ws_chat.py` (Python `websockets`).
     Python,
@@ -31,7 +37,7 @@ impl Kind {
     /// The upgrade request's path.
     pub fn path(self) -> &'static str {
         match self {
-            Kind::Project => "/ws",
+            Kind::Project => "/ws?v=2",
             Kind::Python => "/",
             Kind::Socketio => sio::PATH,
         }
@@ -52,12 +58,8 @@ impl Kind {
     /// Frames to send right after the upgrade.
     pub fn start(self, room: &str, name: &str, out: &mut Vec<u8>, mask: [u8; 4]) {
         match self {
-            Kind::Project => wire::encode(
-                out,
-                wire::OP_TEXT,
-                format!(r#"{{"type":"subscribe","room":"{room}"}}"#).as_bytes(),
-                mask,
-            ),
+            // `resume` waits for `hello` (docs/protocol-v2.md §3.3).
+            Kind::Project => {}
             Kind::Python => wire::encode(
                 out,
                 wire::OP_TEXT,
@@ -82,11 +84,16 @@ impl Kind {
     ) -> Result<bool> {
         let has = |needle: &[u8]| memchr::memmem::find(payload, needle).is_some();
         match self {
+            // `hello` is answered with `resume`; anything else before
+            // `resumed` is ignored.
             Kind::Project => {
                 if payload.starts_with(br#"{"type":"error""#) {
                     bail!("server error: {}", String::from_utf8_lossy(payload));
                 }
-                Ok(payload.starts_with(br#"{"type":"presence""#))
+                if payload.starts_with(br#"{"type":"hello""#) {
+                    wire::encode(out, wire::OP_TEXT, RESUME, mask);
+                }
+                Ok(payload.starts_with(br#"{"type":"resumed""#))
             }
             Kind::Python => Ok(has(br#""type": "init""#)),
             Kind::Socketio => match sio::classify(payload) {
@@ -113,21 +120,24 @@ impl Kind {
         }
     }
 
-    /// Appends the frame that sends `body` to `room`. `client_id` is only
-    /// used by the project (its sends are idempotent per UUID).
+    /// Appends the frame that sends `body` to the connection's room: the
+    /// project names it by `room_id` (the peers need no room: a connection
+    /// is in one). `client_id` is only used by the project (its sends are
+    /// idempotent per UUID).
     pub fn send(
         self,
         out: &mut Vec<u8>,
         mask: [u8; 4],
-        room: &str,
+        room_id: i64,
         client_id: &[u8; 36],
         body: &[u8; BODY_LEN],
     ) {
         wire::encode_with(out, mask, |out| match self {
             Kind::Project => {
-                out.extend_from_slice(br#"{"type":"send","room":""#);
-                out.extend_from_slice(room.as_bytes());
-                out.extend_from_slice(br#"","client_id":""#);
+                use std::io::Write;
+                out.extend_from_slice(br#"{"type":"send","room_id":"#);
+                let _ = write!(out, "{room_id}");
+                out.extend_from_slice(br#","client_id":""#);
                 out.extend_from_slice(client_id);
                 out.extend_from_slice(br#"","body":""#);
                 out.extend_from_slice(body);
@@ -146,6 +156,9 @@ impl Kind {
         });
     }
 }
+
+/// The project's `resume`: no cursors, every room live from now on.
+const RESUME: &[u8] = br#"{"type":"resume","rooms":{}}"#;
 
 /// A UUID-shaped `client_id` unique per (run nonce, sender, seq), written
 /// without allocating.
@@ -208,13 +221,18 @@ mod tests {
         let id = client_id(1, 2, 3);
         for kind in [Kind::Project, Kind::Python, Kind::Socketio] {
             let mut out = Vec::new();
-            kind.send(&mut out, [1, 2, 3, 4], "room-1", &id, &body);
+            kind.send(&mut out, [1, 2, 3, 4], 9_007_199_254_740_991, &id, &body);
             let payload = payload_of(&out);
             let json = match kind {
                 Kind::Socketio => payload[2..].to_vec(),
                 _ => payload.clone(),
             };
             let value: serde_json::Value = serde_json::from_slice(&json).unwrap();
+            if kind == Kind::Project {
+                assert_eq!(value["type"], "send");
+                assert_eq!(value["room_id"], 9_007_199_254_740_991_i64);
+                assert_eq!(value["client_id"], std::str::from_utf8(&id).unwrap());
+            }
             let text = match kind {
                 Kind::Project => value["body"].as_str().unwrap().to_owned(),
                 Kind::Python => value["text"].as_str().unwrap().to_owned(),
@@ -222,6 +240,44 @@ mod tests {
             };
             assert_eq!(text.as_bytes(), &body, "{kind:?}");
         }
+    }
+
+    #[test]
+    fn project_resumes_after_hello_and_is_set_up_by_resumed() {
+        let mut out = Vec::new();
+        Kind::Project.start("r", "u", &mut out, [0; 4]);
+        assert!(out.is_empty(), "resume waits for hello");
+        let hello =
+            br#"{"type":"hello","protocol":2,"user":{"id":1},"rooms":[],"resume_limit":500}"#;
+        let done = Kind::Project
+            .setup_frame(hello, "r", "u", &mut out, [0; 4])
+            .unwrap();
+        assert!(!done);
+        assert_eq!(payload_of(&out), br#"{"type":"resume","rooms":{}}"#);
+        out.clear();
+        for other in [
+            &br#"{"type":"event","room_id":1}"#[..],
+            br#"{"type":"room_added"}"#,
+        ] {
+            let done = Kind::Project
+                .setup_frame(other, "r", "u", &mut out, [0; 4])
+                .unwrap();
+            assert!(!done && out.is_empty());
+        }
+        let done = Kind::Project
+            .setup_frame(
+                br#"{"type":"resumed","replayed":0,"gaps":[]}"#,
+                "r",
+                "u",
+                &mut out,
+                [0; 4],
+            )
+            .unwrap();
+        assert!(done);
+        let error = br#"{"type":"error","code":"bad_frame","message":"x"}"#;
+        assert!(Kind::Project
+            .setup_frame(error, "r", "u", &mut out, [0; 4])
+            .is_err());
     }
 
     #[test]

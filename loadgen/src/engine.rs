@@ -70,7 +70,12 @@ pub struct Config {
     /// the ephemeral port range of one address).
     pub sources: Vec<Ipv4Addr>,
     pub room_prefix: String,
-    /// Session cookies (project): client `i` uses `sessions[i % len]`.
+    /// The rooms' ids (project; the peers use names): room `r` is
+    /// `room_ids[r]`.
+    pub room_ids: Vec<i64>,
+    /// Session cookies (project): client `i` uses `sessions[i]`, a user
+    /// that is a member of the client's room and of no other room with
+    /// traffic (protocol v2 fans events out per user).
     pub sessions: Vec<String>,
     pub connect_concurrency: usize,
 }
@@ -206,6 +211,8 @@ struct Conn {
     stream: TcpStream,
     client: usize,
     room: usize,
+    /// The room's id (project only; 0 for the peers).
+    room_id: i64,
     mask: [u8; 4],
     /// Bytes of a frame cut by the end of a read.
     carry: RefCell<Vec<u8>>,
@@ -265,10 +272,22 @@ pub fn run(cfg: Config) -> Result<Report> {
 }
 
 async fn run_local(cfg: Config) -> Result<Report> {
-    if cfg.kind == Kind::Project && cfg.sessions.is_empty() {
-        bail!("the project needs session cookies");
-    }
     let clients = cfg.rooms * cfg.clients_per_room;
+    if cfg.kind == Kind::Project {
+        if cfg.sessions.len() < clients {
+            bail!(
+                "the project needs one session per client: {} for {clients}",
+                cfg.sessions.len()
+            );
+        }
+        if cfg.room_ids.len() != cfg.rooms {
+            bail!(
+                "the project needs every room's id: {} for {}",
+                cfg.room_ids.len(),
+                cfg.rooms
+            );
+        }
+    }
     let senders = cfg.rooms * cfg.senders_per_room;
     let steps = cfg.steps.len();
     let sh = Rc::new(Shared {
@@ -553,7 +572,8 @@ async fn client_task(sh: Rc<Shared>, client: usize, gate: Rc<Semaphore>) {
     }
 }
 
-/// Connects, upgrades and joins the client's room.
+/// Connects, upgrades and joins the client's room (the project's user is a
+/// member already: its connection resumes).
 async fn connect(sh: &Shared, client: usize) -> Result<Conn> {
     let cfg = &sh.cfg;
     let room = client / cfg.clients_per_room;
@@ -568,8 +588,7 @@ async fn connect(sh: &Shared, client: usize) -> Result<Conn> {
         .with_context(|| format!("connect {}", cfg.addr))?;
     stream.set_nodelay(true)?;
     let host = cfg.addr.to_string();
-    let cookie =
-        (!cfg.sessions.is_empty()).then(|| cfg.sessions[client % cfg.sessions.len()].as_str());
+    let cookie = cfg.sessions.get(client).map(String::as_str);
     let request = wire::handshake_request(
         &host,
         cfg.kind.path(),
@@ -606,6 +625,7 @@ async fn connect(sh: &Shared, client: usize) -> Result<Conn> {
         stream,
         client,
         room,
+        room_id: cfg.room_ids.get(room).copied().unwrap_or(0),
         mask: rand::random(),
         carry: RefCell::new(Vec::new()),
         writing: Cell::new(false),
@@ -794,7 +814,6 @@ async fn send_task(sh: Rc<Shared>, conn: Rc<Conn>, sender: usize) {
     };
     // Senders are spread over the period so they do not all fire at once.
     let offset: f64 = rand::random();
-    let room = sh.room_name(conn.room);
     let mut seq = 0u32;
     let mut buf = Vec::with_capacity(16 * 1024);
     let mut step_start = start;
@@ -831,7 +850,7 @@ async fn send_task(sh: Rc<Shared>, conn: Rc<Conn>, sender: usize) {
                         let id = client_id(sh.nonce, sender as u32, seq);
                         sh.cfg
                             .kind
-                            .send(&mut buf, conn.mask, &room, &id, &stamp.encode());
+                            .send(&mut buf, conn.mask, conn.room_id, &id, &stamp.encode());
                         track::record(&mut lag, now.duration_since(due(i)).as_micros() as u64);
                         seq += 1;
                         i += 1;

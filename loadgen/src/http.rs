@@ -1,5 +1,6 @@
 //! The few plain HTTP/1.1 requests the project's adapter needs: guest
-//! sign-in, room creation and posting (for the page scenario's history).
+//! sign-in, room creation, resolution and joining, and posting (for the
+//! page scenario's history).
 
 use anyhow::{bail, Context, Result};
 use std::net::SocketAddr;
@@ -73,6 +74,32 @@ pub async fn create_room(addr: SocketAddr, cookie: &str, name: &str) -> Result<(
     match res.status {
         200 | 409 => Ok(()),
         status => bail!("create_room {name} answered {status}: {}", res.body),
+    }
+}
+
+/// The id of the public room called `name`.
+pub async fn resolve_room(addr: SocketAddr, cookie: &str, name: &str) -> Result<i64> {
+    let res = post_form(addr, "/api/resolve_room", Some(cookie), &[("name", name)]).await?;
+    if res.status != 200 {
+        bail!("resolve_room {name} answered {}: {}", res.status, res.body);
+    }
+    res.body
+        .trim()
+        .parse()
+        .with_context(|| format!("resolve_room {name} answered {:?}", res.body))
+}
+
+/// Makes the session's user a member of room `room_id` (a member already
+/// stays one: joins are idempotent).
+pub async fn join_room(addr: SocketAddr, cookie: &str, room_id: i64) -> Result<()> {
+    let client_id = crate::adapter::client_id(rand::random(), rand::random(), 0);
+    let client_id = std::str::from_utf8(&client_id)?;
+    let room = room_id.to_string();
+    let form = [("room_id", room.as_str()), ("client_id", client_id)];
+    let res = post_form(addr, "/api/join_room", Some(cookie), &form).await?;
+    match res.status {
+        200 => Ok(()),
+        status => bail!("join_room {room_id} answered {status}: {}", res.body),
     }
 }
 

@@ -87,12 +87,10 @@ struct RunArgs {
     first_source: u8,
     #[arg(long, default_value = "r")]
     room_prefix: String,
-    /// Session cache for the project (one cookie per line).
+    /// Session cache for the project (one cookie per line; one guest per
+    /// client, signed in as needed).
     #[arg(long)]
     sessions: Option<PathBuf>,
-    /// Most guests to sign in for the project (clients share them round-robin).
-    #[arg(long, default_value_t = 1000)]
-    max_sessions: usize,
     #[arg(long, default_value_t = 64)]
     connect_concurrency: usize,
     /// Where to write the JSON report (stdout if absent).
@@ -128,21 +126,27 @@ fn local<T>(fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
 
 fn run(args: RunArgs) -> Result<()> {
     let clients = args.rooms * args.clients_per_room;
-    let sessions = match args.kind {
+    // The project: one guest per client (protocol v2 fans out per user),
+    // each a member of its client's room before connecting.
+    let (sessions, room_ids) = match args.kind {
         Kind::Project => local(async {
-            let sessions = prepare::sessions(
-                args.addr,
-                clients.min(args.max_sessions).max(1),
-                args.sessions.as_deref(),
-            )
-            .await
-            .context("signing in guests")?;
-            prepare::rooms(args.addr, &sessions[0], &args.room_prefix, args.rooms)
+            let sessions = prepare::sessions(args.addr, clients.max(1), args.sessions.as_deref())
+                .await
+                .context("signing in guests")?;
+            // Each room is created by its first client's user (a creator is
+            // a member: one creator for all rooms would be in all of them).
+            let creators: Vec<String> = (0..args.rooms)
+                .map(|r| sessions[r * args.clients_per_room].clone())
+                .collect();
+            let room_ids = prepare::rooms(args.addr, &creators, &args.room_prefix)
                 .await
                 .context("creating rooms")?;
-            Ok(sessions)
+            prepare::memberships(args.addr, &sessions, &room_ids, args.clients_per_room)
+                .await
+                .context("joining rooms")?;
+            Ok((sessions, room_ids))
         })?,
-        _ => Vec::new(),
+        _ => (Vec::new(), Vec::new()),
     };
     let mut steps = Vec::new();
     if args.warmup_secs > 0.0 {
@@ -176,6 +180,7 @@ fn run(args: RunArgs) -> Result<()> {
             .map(|i| Ipv4Addr::new(127, 0, 0, args.first_source.saturating_add(i)))
             .collect(),
         room_prefix: args.room_prefix.clone(),
+        room_ids,
         sessions,
         connect_concurrency: args.connect_concurrency,
     };

@@ -1,6 +1,10 @@
 //! What the project's clients need before they connect: signed-in guests
-//! (cached in a file, so later runs against the same database reuse them)
-//! and rooms.
+//! (cached in a file, so later runs against the same database reuse them),
+//! rooms, and each client's user a member of its room.
+//!
+//! One user per client: protocol v2 fans a room's events out to every
+//! connection of every member, so a user shared by clients of different
+//! rooms would give each of those connections every room's traffic.
 
 use crate::http;
 use anyhow::{Context, Result};
@@ -51,17 +55,56 @@ pub async fn sessions(addr: SocketAddr, count: usize, cache: Option<&Path>) -> R
     Ok(cookies)
 }
 
-/// Creates rooms `prefix0 .. prefix{count-1}` (existing ones are fine).
-pub async fn rooms(addr: SocketAddr, cookie: &str, prefix: &str, count: usize) -> Result<()> {
+/// Creates rooms `prefix0 .. prefix{n-1}`, room `i` by the user of
+/// `creators[i]` (existing ones are fine); returns their ids, in that order.
+/// (`create_room` answers no id, so each is resolved by name.)
+///
+/// A creator becomes the room's owner and member: pass a user of the
+/// room's own clients (say its first), never one user for every room, or
+/// that user's client would receive every room's events.
+pub async fn rooms(addr: SocketAddr, creators: &[String], prefix: &str) -> Result<Vec<i64>> {
     let gate = Rc::new(Semaphore::new(PARALLEL));
-    let tasks: Vec<_> = (0..count)
-        .map(|i| {
+    let tasks: Vec<_> = creators
+        .iter()
+        .enumerate()
+        .map(|(i, cookie)| {
             let gate = gate.clone();
-            let cookie = cookie.to_owned();
+            let cookie = cookie.clone();
             let name = format!("{prefix}{i}");
             async move {
                 let _permit = gate.acquire().await;
-                http::create_room(addr, &cookie, &name).await
+                http::create_room(addr, &cookie, &name).await?;
+                http::resolve_room(addr, &cookie, &name).await
+            }
+        })
+        .collect();
+    futures_join(tasks).await
+}
+
+/// Makes client `i`'s user (`sessions[i]`) a member of its room,
+/// `room_ids[i / clients_per_room]`. Joins are idempotent, so a run against
+/// a database prepared before only re-asserts them.
+pub async fn memberships(
+    addr: SocketAddr,
+    sessions: &[String],
+    room_ids: &[i64],
+    clients_per_room: usize,
+) -> Result<()> {
+    let clients = room_ids.len() * clients_per_room;
+    anyhow::ensure!(
+        sessions.len() >= clients,
+        "one user per client: {} sessions for {clients} clients",
+        sessions.len()
+    );
+    let gate = Rc::new(Semaphore::new(PARALLEL));
+    let tasks: Vec<_> = (0..clients)
+        .map(|i| {
+            let gate = gate.clone();
+            let cookie = sessions[i].clone();
+            let room_id = room_ids[i / clients_per_room];
+            async move {
+                let _permit = gate.acquire().await;
+                http::join_room(addr, &cookie, room_id).await
             }
         })
         .collect();

@@ -466,7 +466,7 @@ pub fn markdown(c: &Value) -> String {
         ),
         row(
             c,
-            "connect + join time (10 000 clients)",
+            "connect + join time, project: connect + resume (10 000 clients)",
             "s",
             1,
             true,
@@ -474,6 +474,11 @@ pub fn markdown(c: &Value) -> String {
         ),
     ]));
     md.push_str(&totals_table(c, "many"));
+    md.push_str(
+        "\nThe project's clients are members of their rooms before they connect (protocol v2: \
+         one guest per client, joined over HTTP while preparing, not timed), so its time is \
+         connect + resume (`hello`, `resume`, `resumed`); the peers' is connect + join.\n",
+    );
 
     // Scenario 4.
     let idle_max = meta["idle_max"].as_u64().unwrap_or(0);

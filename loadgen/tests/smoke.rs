@@ -38,7 +38,12 @@ fn peers() -> PathBuf {
     }
 }
 
-fn config(kind: Kind, addr: SocketAddr, sessions: Vec<String>) -> engine::Config {
+fn config(
+    kind: Kind,
+    addr: SocketAddr,
+    sessions: Vec<String>,
+    room_ids: Vec<i64>,
+) -> engine::Config {
     engine::Config {
         kind,
         addr,
@@ -60,6 +65,7 @@ fn config(kind: Kind, addr: SocketAddr, sessions: Vec<String>) -> engine::Config
         server_pid: None,
         sources: vec![[127, 0, 0, 2].into(), [127, 0, 0, 3].into()],
         room_prefix: "smoke-".into(),
+        room_ids,
         sessions,
         connect_concurrency: 4,
     }
@@ -68,6 +74,22 @@ fn config(kind: Kind, addr: SocketAddr, sessions: Vec<String>) -> engine::Config
 /// Every message sent reached every client of its room exactly once.
 fn assert_complete(report: &Report) {
     let t = &report.totals;
+    eprintln!(
+        "{}: {} connected in {:.3} s, sent {}, delivered {}/{}, lost {}, dup {}, misrouted {}, \
+         foreign {}, p50 {} µs, p99 {} µs",
+        report.server.name(),
+        report.connected,
+        report.setup_s,
+        t.sent,
+        t.delivered,
+        t.expected,
+        t.lost,
+        t.duplicated,
+        t.misrouted,
+        t.foreign,
+        t.latency.p50_us,
+        t.latency.p99_us
+    );
     assert_eq!(report.connect_errors, 0, "{:?}", report.first_connect_error);
     assert_eq!(report.connected, 6);
     assert!(t.sent >= 20, "about 20 msg/s from each of 4 senders: {t:?}");
@@ -146,16 +168,32 @@ fn project_adapter_delivers_everything() {
         .enable_all()
         .build()
         .unwrap();
-    let sessions = tokio::task::LocalSet::new().block_on(&rt, async {
-        // Fewer guests than clients: sessions are shared round-robin.
-        let sessions = prepare::sessions(addr, 4, None).await.expect("sign in");
-        prepare::rooms(addr, &sessions[0], "smoke-", 2)
+    let (sessions, room_ids) = tokio::task::LocalSet::new().block_on(&rt, async {
+        // One guest per client (v2 fans out per user), each room created by
+        // its first client's user.
+        let sessions = prepare::sessions(addr, 6, None).await.expect("sign in");
+        assert_eq!(sessions.len(), 6);
+        let creators = [sessions[0].clone(), sessions[3].clone()];
+        let room_ids = prepare::rooms(addr, &creators, "smoke-")
             .await
             .expect("rooms");
-        sessions
+        prepare::memberships(addr, &sessions, &room_ids, 3)
+            .await
+            .expect("join");
+        // A second preparation (the next scenario of a bench run) finds the
+        // same rooms (409, then resolved) and joins again harmlessly.
+        let again = prepare::rooms(addr, &creators, "smoke-")
+            .await
+            .expect("rooms again");
+        assert_eq!(again, room_ids);
+        assert_ne!(room_ids[0], room_ids[1]);
+        prepare::memberships(addr, &sessions, &room_ids, 3)
+            .await
+            .expect("join again");
+        (sessions, room_ids)
     });
     drop(rt);
-    assert_complete(&engine::run(config(Kind::Project, addr, sessions)).expect("run"));
+    assert_complete(&engine::run(config(Kind::Project, addr, sessions, room_ids)).expect("run"));
 }
 
 #[test]
@@ -164,7 +202,7 @@ fn python_adapter_delivers_everything() {
         &workspace().join("bench/work/venv/bin/python"),
         &peers().join("seed_ws_chat.py"),
     );
-    assert_complete(&engine::run(config(Kind::Python, addr, Vec::new())).expect("run"));
+    assert_complete(&engine::run(config(Kind::Python, addr, Vec::new(), Vec::new())).expect("run"));
 }
 
 #[test]
@@ -173,5 +211,7 @@ fn socketio_adapter_delivers_everything() {
         Path::new("node"),
         &workspace().join("bench/work/peers/socketio_chat.js"),
     );
-    assert_complete(&engine::run(config(Kind::Socketio, addr, Vec::new())).expect("run"));
+    assert_complete(
+        &engine::run(config(Kind::Socketio, addr, Vec::new(), Vec::new())).expect("run"),
+    );
 }
