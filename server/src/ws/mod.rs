@@ -110,7 +110,7 @@ async fn connection(socket: WebSocket, state: AppState, user: Me, session: [u8; 
         state: state.clone(),
         rooms: HashMap::new(),
         typed_at: None,
-        churn: (Instant::now(), 0),
+        churn: Churn::new(),
     };
     // Once shutdown begins, frames are no longer acted on: every send taken
     // before it reaches the committer, which commits all it accepted before
@@ -227,6 +227,43 @@ async fn wind_down<T>(
     }
 }
 
+/// Counts room switches (v1: subscribe/unsubscribe; v2: open/close) of one
+/// connection in a fixed window: each one notifies a whole room, so a loop
+/// of them must not flood everyone else.
+pub(crate) struct Churn {
+    since: Instant,
+    count: u32,
+}
+
+impl Churn {
+    /// Switches allowed per connection per window (`Config::ws_churn_window`).
+    pub(crate) const LIMIT: u32 = 30;
+
+    pub(crate) fn new() -> Self {
+        Self {
+            since: Instant::now(),
+            count: 0,
+        }
+    }
+
+    /// Counts one switch; `rate_limited` (with `retry_after`) past the limit.
+    /// `what` names the frames counted, for the message.
+    pub(crate) fn count(&mut self, window: Duration, what: &str) -> Result<(), ApiError> {
+        if self.since.elapsed() >= window {
+            self.since = Instant::now();
+            self.count = 0;
+        }
+        self.count += 1;
+        if self.count > Self::LIMIT {
+            return Err(ApiError::rate_limited(
+                format!("At most {} {what} per {} s.", Self::LIMIT, window.as_secs()),
+                window.saturating_sub(self.since.elapsed()),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Which side of a connection ended it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ended {
@@ -267,12 +304,8 @@ struct Session {
     typed_at: Option<Instant>,
     /// Subscribes and unsubscribes in the current window: each one notifies
     /// a whole room, so a loop of them must not flood everyone else.
-    churn: (Instant, u32),
+    churn: Churn,
 }
-
-/// Subscribes and unsubscribes allowed per connection per window
-/// (`Config::ws_churn_window`; typing: `Config::ws_typing_every`).
-const CHURN_LIMIT: u32 = 30;
 
 impl Handler for Session {
     fn link(&self) -> &dyn Kick {
@@ -305,7 +338,8 @@ impl Session {
             frame,
             ClientFrame::Subscribe { .. } | ClientFrame::Unsubscribe { .. }
         ) {
-            if let Err(err) = self.count_churn() {
+            let window = self.state.config.ws_churn_window;
+            if let Err(err) = self.churn.count(window, "subscribes and unsubscribes") {
                 return self.error(err).await;
             }
         }
@@ -383,27 +417,6 @@ impl Session {
             },
             ClientFrame::Ping => self.conn.reply(&ServerFrame::Pong).await,
         }
-    }
-
-    /// Counts one subscribe or unsubscribe against the connection's window.
-    fn count_churn(&mut self) -> Result<(), ApiError> {
-        let window = self.state.config.ws_churn_window;
-        let (since, count) = &mut self.churn;
-        if since.elapsed() >= window {
-            *since = Instant::now();
-            *count = 0;
-        }
-        *count += 1;
-        if *count > CHURN_LIMIT {
-            return Err(ApiError::rate_limited(
-                format!(
-                    "At most {CHURN_LIMIT} subscribes and unsubscribes per {} s.",
-                    window.as_secs()
-                ),
-                window.saturating_sub(since.elapsed()),
-            ));
-        }
-        Ok(())
     }
 
     /// The joined room called `name`.

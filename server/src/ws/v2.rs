@@ -7,7 +7,7 @@
 use super::{
     read_loop, wind_down,
     writer::{write_loop, Link, Sink, Writer, REPLAY_PAGE},
-    Close, Ended, Handler, Kick,
+    Churn, Close, Ended, Handler, Kick,
 };
 use crate::{
     chat::{
@@ -112,7 +112,7 @@ pub(super) async fn connection(socket: WebSocket, state: AppState, me: Me, sessi
         state: state.clone(),
         resumed: false,
         typed_at: None,
-        churn: (Instant::now(), 0),
+        churn: Churn::new(),
     };
     let ended = tokio::select! {
         () = read_loop(&mut session, &mut stream, &state) => Ended::Reader,
@@ -132,12 +132,8 @@ struct Session {
     /// When a `typing` frame was last relayed.
     typed_at: Option<Instant>,
     /// Opens and closes in the current window.
-    churn: (Instant, u32),
+    churn: Churn,
 }
-
-/// Opens and closes allowed per connection per window
-/// (`Config::ws_churn_window`).
-const CHURN_LIMIT: u32 = 30;
 
 impl Handler for Session {
     fn link(&self) -> &dyn Kick {
@@ -202,7 +198,10 @@ impl Session {
                 }
             }
             ClientFrame::Open { room_id, since } => {
-                let opened = match self.count_churn() {
+                let opened = match self
+                    .churn
+                    .count(self.state.config.ws_churn_window, "opens and closes")
+                {
                     Ok(()) => self.open(room_id, since).await,
                     Err(err) => Err(err),
                 };
@@ -210,7 +209,10 @@ impl Session {
                     self.fail(err, Some(room_id), None).await;
                 }
             }
-            ClientFrame::Close { room_id } => match self.count_churn() {
+            ClientFrame::Close { room_id } => match self
+                .churn
+                .count(self.state.config.ws_churn_window, "opens and closes")
+            {
                 Ok(()) => {
                     self.state.hub2.close(&self.conn, room_id);
                 }
@@ -412,27 +414,6 @@ impl Session {
             Ok(_) | Err(HubError::Gone) => Ok(()),
             Err(err) => Err(ApiError::new(ErrorCode::BadFrame, err.to_string())),
         }
-    }
-
-    /// Counts one open or close against the connection's window.
-    fn count_churn(&mut self) -> Result<(), ApiError> {
-        let window = self.state.config.ws_churn_window;
-        let (since, count) = &mut self.churn;
-        if since.elapsed() >= window {
-            *since = Instant::now();
-            *count = 0;
-        }
-        *count += 1;
-        if *count > CHURN_LIMIT {
-            return Err(ApiError::rate_limited(
-                format!(
-                    "At most {CHURN_LIMIT} opens and closes per {} s.",
-                    window.as_secs()
-                ),
-                window.saturating_sub(since.elapsed()),
-            ));
-        }
-        Ok(())
     }
 }
 
