@@ -1539,4 +1539,45 @@ async fn rooms_open_by_id_old_names_redirect_and_outsiders_preview() {
     let (status, _, html) = app.get(&bob, "/browse?q=team").await;
     assert_eq!(status, 200);
     assert!(html.contains("# Team Chat") && html.contains("2 members"));
+
+    // Without JavaScript: Leave goes home, Join opens the room (302s), and
+    // the sidebar follows.
+    let plain = |endpoint: &str, form: Vec<(&'static str, String)>| {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("HTTP client")
+            .post(app.url(&format!("/api/{endpoint}")))
+            .header("Origin", app.origin())
+            .header("Accept", "text/html")
+            .header("Cookie", bob.as_str())
+            .form(&form)
+            .send()
+    };
+    let form = || {
+        vec![
+            ("room_id", id.to_string()),
+            ("client_id", uuid::Uuid::new_v4().to_string()),
+        ]
+    };
+    let left = plain("leave_room", form()).await.expect("leave");
+    assert_eq!(
+        (
+            left.status().as_u16(),
+            left.headers()["location"].to_str().ok()
+        ),
+        (302, Some("/"))
+    );
+    let (_, page, _) = app.call(Some(&bob), "page", &[]).await;
+    assert!(!page["rooms"].to_string().contains("Team Chat"), "{page}");
+    let joined = plain("join_room", form()).await.expect("join");
+    assert_eq!(
+        (
+            joined.status().as_u16(),
+            joined.headers()["location"].to_str().ok()
+        ),
+        (302, Some(format!("/r/{id}/team-chat").as_str()))
+    );
+    let (_, page, _) = app.call(Some(&bob), "page", &[]).await;
+    assert!(page["rooms"].to_string().contains("Team Chat"), "{page}");
 }
