@@ -7,16 +7,19 @@
 //! database apart from the room `general`, which every new user joins. Ids
 //! are compared, never guessed.
 
-use app::protocol::{ApiError, ErrorCode, Role as WireRole, RoomKind, UserInfo};
-use server::chat::policy::Standing;
+use app::protocol::{
+    ApiError, DirectoryEntry, ErrorCode, Event, EventKind, MemberInfo, Message, Role as WireRole,
+    RoomKind, RoomSummary, UserInfo,
+};
+use server::chat::policy::{Access, Standing};
 use server::commit::{
     plan::Command,
     write::{commit_batch, Entry, Receipt},
 };
 use server::store::{
     sqlite::{SqliteHook, SqliteStore},
-    AppendedEvent, Claim, Done, MemberChange, MemberState, Membership, MessageRow, NewEvent,
-    NewRoom, OidcFlow, Profile, ReadState, Role, RoomChange, RoomRow, Store, StoreError,
+    AppendedEvent, AroundPage, Claim, Done, MemberChange, MemberState, Membership, MessageRow,
+    NewEvent, NewRoom, OidcFlow, Profile, ReadState, Role, RoomChange, RoomRow, Store, StoreError,
     StoredMessage,
 };
 use std::collections::HashSet;
@@ -63,6 +66,15 @@ fn join(room_id: i64) -> Command {
     }
 }
 
+/// A read marker move (it has no client_id).
+fn mark_read(actor: &UserInfo, room_id: i64, seq: i64) -> Entry {
+    Entry {
+        actor: actor.clone(),
+        client_id: None,
+        command: Command::MarkRead { room_id, seq },
+    }
+}
+
 /// Commits `batch` at `NOW` through the committer's write path.
 async fn commit(store: &Store, batch: &[Entry]) -> Vec<Answer> {
     commit_at(store, batch, NOW).await
@@ -83,6 +95,26 @@ fn code(answer: &Answer) -> ErrorCode {
 /// The seq of each answer's first event; every answer must be accepted.
 fn seqs(answers: &[Answer]) -> Vec<Option<i64>> {
     answers.iter().map(|a| ok(a).seq).collect()
+}
+
+/// Creates a public room owned by `owner` through the committer (its
+/// owner's `member_joined` takes seq 1); its id.
+async fn create(store: &Store, owner: &UserInfo, name: &str, key: &str) -> i64 {
+    let answers = commit(
+        store,
+        &[entry(
+            owner,
+            &format!("create-{key}"),
+            Command::CreateRoom {
+                name: name.into(),
+                name_key: key.into(),
+                topic: String::new(),
+            },
+        )],
+    )
+    .await;
+    assert_eq!(ok(&answers[0]).seq, Some(1), "the owner's join");
+    ok(&answers[0]).room_id
 }
 
 #[tokio::test]
@@ -207,6 +239,11 @@ pub async fn contract(store: Store) {
     rooms(&store).await;
     events(&store).await;
     event_tx(&store).await;
+    read_side(&store).await;
+    directory(&store).await;
+    member_list(&store).await;
+    replay(&store).await;
+    around(&store).await;
 }
 
 async fn health(store: &Store) {
@@ -986,6 +1023,630 @@ async fn event_tx(store: &Store) {
     drop(tx);
 }
 
+/// Access facts, the sidebar's summaries and name lookups, from state the
+/// committer wrote.
+async fn read_side(store: &Store) {
+    let r = &store.rooms;
+    let ann = guest(store, "rs-ann").await;
+    let bob = guest(store, "rs-bob").await;
+    let cat = guest(store, "rs-cat").await;
+    // Created in the opposite order of their names: ids do not sort them.
+    let zed = create(store, &ann, "RS-Zed", "rs-zed").await;
+    let alpha = create(store, &ann, "RS-Alpha", "rs-alpha").await;
+    let general = general(store).await.id;
+    // zed: 1 ann joins (create), 2 bob joins, then posts 3..=7.
+    let answers = commit(
+        store,
+        &[
+            entry(&bob, "j-zed", join(zed)),
+            entry(&ann, "a1", post(zed, "a1")),
+            entry(&bob, "b1", post(zed, "b1")),
+            entry(&ann, "a2", post(zed, "a2")),
+            entry(&bob, "b2", post(zed, "b2")),
+            entry(&bob, "b3", post(zed, "b3")),
+        ],
+    )
+    .await;
+    assert_eq!(
+        seqs(&answers),
+        (2..=7).map(Some).collect::<Vec<_>>(),
+        "dense seqs"
+    );
+
+    // Access: the room's kind and where the user stands; None for no room.
+    let public = |standing| {
+        Some(Access {
+            kind: RoomKind::Public,
+            standing,
+        })
+    };
+    assert_eq!(
+        r.access(zed, ann.id).await.unwrap(),
+        public(Standing::Member(WireRole::Owner))
+    );
+    assert_eq!(
+        r.access(zed, bob.id).await.unwrap(),
+        public(Standing::Member(WireRole::Member))
+    );
+    assert_eq!(
+        r.access(zed, cat.id).await.unwrap(),
+        public(Standing::Outsider)
+    );
+    assert_eq!(r.access(i64::from(i32::MAX), ann.id).await.unwrap(), None);
+
+    // my_rooms: joined rooms in name-key order; unread counts others' posts
+    // above the read marker only (a join has read up to itself).
+    let mine = r.my_rooms(ann.id).await.unwrap();
+    assert_eq!(
+        mine.iter().map(|s| s.id).collect::<Vec<_>>(),
+        [general, alpha, zed],
+        "'general' < 'rs-alpha' < 'rs-zed', whatever the ids"
+    );
+    let zed_for_ann = RoomSummary {
+        id: zed,
+        kind: RoomKind::Public,
+        name: Some("RS-Zed".into()),
+        topic: String::new(),
+        last_seq: 7,
+        member_count: 2,
+        role: Some(WireRole::Owner),
+        last_read_seq: 1,
+        unread: 3,
+        mentions: 0,
+    };
+    assert_eq!(mine[2], zed_for_ann, "bob's b1, b2, b3; not ann's own");
+    let bobs = r.my_rooms(bob.id).await.unwrap();
+    assert_eq!(
+        bobs.iter().map(|s| s.id).collect::<Vec<_>>(),
+        [general, zed]
+    );
+    assert_eq!(
+        (bobs[1].role, bobs[1].last_read_seq, bobs[1].unread),
+        (Some(WireRole::Member), 2, 2),
+        "ann's a1 and a2, above bob's join"
+    );
+    assert!(r
+        .my_rooms(cat.id)
+        .await
+        .unwrap()
+        .iter()
+        .all(|s| s.id != zed));
+
+    // The marker moves: only what is above it stays unread.
+    let marked = commit(store, &[mark_read(&ann, zed, 6), mark_read(&bob, zed, 4)]).await;
+    assert!(marked.iter().all(|a| a.is_ok()));
+    let mine = r.my_rooms(ann.id).await.unwrap();
+    assert_eq!((mine[2].last_read_seq, mine[2].unread), (6, 1), "b3");
+    let bobs = r.my_rooms(bob.id).await.unwrap();
+    assert_eq!((bobs[1].last_read_seq, bobs[1].unread), (4, 1), "a2");
+
+    // Unread stops counting at 1000.
+    let batch: Vec<Entry> = std::iter::once(entry(&bob, "j-alpha", join(alpha)))
+        .chain((0..1001).map(|i| entry(&bob, &format!("many-{i}"), post(alpha, "x"))))
+        .collect();
+    assert!(commit(store, &batch).await.iter().all(|a| a.is_ok()));
+    let mine = r.my_rooms(ann.id).await.unwrap();
+    assert_eq!(
+        (
+            mine[1].id,
+            mine[1].unread,
+            mine[1].last_seq,
+            mine[1].member_count
+        ),
+        (alpha, 1000, 1003, 2)
+    );
+
+    // summary: the same shape for one room; for a non-member no role and
+    // nothing unread, whatever the room holds.
+    let zed_for_ann = RoomSummary {
+        last_read_seq: 6,
+        unread: 1,
+        ..zed_for_ann
+    };
+    assert_eq!(
+        r.summary(zed, ann.id).await.unwrap(),
+        Some(zed_for_ann.clone())
+    );
+    assert_eq!(
+        r.summary(zed, cat.id).await.unwrap(),
+        Some(RoomSummary {
+            role: None,
+            last_read_seq: 0,
+            unread: 0,
+            mentions: 0,
+            ..zed_for_ann
+        })
+    );
+    assert_eq!(r.summary(i64::from(i32::MAX), ann.id).await.unwrap(), None);
+
+    // A member who left is an outsider again, and the room leaves their list.
+    let left = commit(
+        store,
+        &[entry(&bob, "l-alpha", Command::Leave { room_id: alpha })],
+    )
+    .await;
+    assert!(left[0].is_ok());
+    assert_eq!(
+        r.access(alpha, bob.id).await.unwrap(),
+        public(Standing::Outsider)
+    );
+    assert!(r
+        .my_rooms(bob.id)
+        .await
+        .unwrap()
+        .iter()
+        .all(|s| s.id != alpha));
+    assert_eq!(r.summary(alpha, bob.id).await.unwrap().unwrap().role, None);
+
+    // Public rooms by name key; a rename moves the key.
+    assert_eq!(r.public_by_name("rs-zed").await.unwrap(), Some(zed));
+    assert_eq!(r.public_by_name("RS-Zed").await.unwrap(), None, "keys only");
+    assert_eq!(r.public_by_name("rs-nothing").await.unwrap(), None);
+    let renamed = commit(
+        store,
+        &[entry(
+            &ann,
+            "rename-alpha",
+            Command::Rename {
+                room_id: alpha,
+                name: "ZZ-Omega".into(),
+                name_key: "zz-omega".into(),
+            },
+        )],
+    )
+    .await;
+    assert!(renamed[0].is_ok());
+    assert_eq!(r.public_by_name("rs-alpha").await.unwrap(), None);
+    assert_eq!(r.public_by_name("zz-omega").await.unwrap(), Some(alpha));
+    // The order follows the new key: 'general' < 'rs-zed' < 'zz-omega'.
+    let mine = r.my_rooms(ann.id).await.unwrap();
+    assert_eq!(
+        mine.iter().map(|s| s.id).collect::<Vec<_>>(),
+        [general, zed, alpha]
+    );
+
+    // last_seqs: the rooms that exist, however many are asked at once.
+    let mut asked: Vec<i64> = (1..=40_000).map(|i| i64::from(i32::MAX) - i).collect();
+    asked.extend([zed, alpha]);
+    let mut got = r.last_seqs(&asked).await.unwrap();
+    got.sort_unstable();
+    let mut want = vec![(zed, 7), (alpha, 1005)];
+    want.sort_unstable();
+    assert_eq!(got, want);
+    assert!(r.last_seqs(&[]).await.unwrap().is_empty());
+}
+
+/// The directory: public rooms whose key contains the query literally, in
+/// key order, paged by an opaque cursor.
+async fn directory(store: &Store) {
+    let r = &store.rooms;
+    let ann = guest(store, "dq-ann").await;
+    let bob = guest(store, "dq-bob").await;
+    // '%' sorts before '-': "dq%x" comes first.
+    let mut ids = std::collections::HashMap::new();
+    for key in ["dq-e", "dq-c", "dq%x", "dq-a", "dq-d", "dq-b"] {
+        ids.insert(key, create(store, &ann, &key.to_uppercase(), key).await);
+    }
+    assert!(commit(store, &[entry(&bob, "dq-join", join(ids["dq-b"]))]).await[0].is_ok());
+    let keys = |rooms: &[DirectoryEntry]| {
+        rooms
+            .iter()
+            .map(|e| {
+                let key = ids.iter().find(|(_, id)| **id == e.id).map(|(k, _)| *k);
+                key.unwrap_or("?")
+            })
+            .collect::<Vec<_>>()
+    };
+
+    // Three pages of two; `next` only while more follow.
+    let page1 = r.directory(bob.id, "dq", None, 2).await.unwrap();
+    assert_eq!(keys(&page1.rooms), ["dq%x", "dq-a"]);
+    let next = page1.next.clone().expect("more after page 1");
+    let page2 = r.directory(bob.id, "dq", Some(&next), 2).await.unwrap();
+    assert_eq!(keys(&page2.rooms), ["dq-b", "dq-c"]);
+    let next = page2.next.clone().expect("more after page 2");
+    let page3 = r.directory(bob.id, "dq", Some(&next), 2).await.unwrap();
+    assert_eq!(keys(&page3.rooms), ["dq-d", "dq-e"]);
+    assert_eq!(page3.next, None, "the last page");
+    // Each entry as stored, and `joined` for the viewer.
+    assert_eq!(
+        page2.rooms[0],
+        DirectoryEntry {
+            id: ids["dq-b"],
+            name: "DQ-B".into(),
+            topic: String::new(),
+            member_count: 2,
+            joined: true,
+        }
+    );
+    assert!(!page2.rooms[1].joined);
+    let as_ann = r.directory(ann.id, "dq", None, 10).await.unwrap();
+    assert_eq!(as_ann.rooms.len(), 6);
+    assert!(as_ann.rooms.iter().all(|e| e.joined), "ann owns them all");
+    assert_eq!(as_ann.next, None);
+
+    // The query is literal: '%' and '_' are no wildcards.
+    let pct = r.directory(bob.id, "q%", None, 10).await.unwrap();
+    assert_eq!(keys(&pct.rooms), ["dq%x"]);
+    assert!(r
+        .directory(bob.id, "q_", None, 10)
+        .await
+        .unwrap()
+        .rooms
+        .is_empty());
+    assert_eq!(
+        keys(&r.directory(bob.id, "q-c", None, 10).await.unwrap().rooms),
+        ["dq-c"]
+    );
+    // An empty query lists every public room, general too, in key order.
+    let everything = r.directory(bob.id, "", None, 1000).await.unwrap();
+    assert!(everything.rooms.iter().any(|e| e.name == "general"));
+    assert_eq!(
+        everything
+            .rooms
+            .iter()
+            .filter(|e| ids.values().any(|id| *id == e.id))
+            .count(),
+        6
+    );
+    assert_eq!(everything.next, None);
+
+    // Any cursor is read as a place in key order, never an error.
+    let odd = r.directory(bob.id, "dq", Some("dq-bb"), 10).await.unwrap();
+    assert_eq!(keys(&odd.rooms), ["dq-c", "dq-d", "dq-e"]);
+    let start = r.directory(bob.id, "dq", Some(""), 1).await.unwrap();
+    assert_eq!(keys(&start.rooms), ["dq%x"]);
+    assert!(start.next.is_some());
+    let past = r
+        .directory(bob.id, "dq", Some("\u{10FFFF}"), 10)
+        .await
+        .unwrap();
+    assert!(past.rooms.is_empty() && past.next.is_none());
+}
+
+/// Member lists: joined members in join order, paged by user id.
+async fn member_list(store: &Store) {
+    let r = &store.rooms;
+    let u1 = guest(store, "ml-1").await;
+    let u2 = store
+        .accounts
+        .sign_in_identity(
+            "https://id.example",
+            "ml-2",
+            &Profile {
+                name: "ml-2".into(),
+                email: Some("ml2@x.example".into()),
+                picture: Some("https://pics.example/ml-2".into()),
+            },
+            NOW,
+        )
+        .await
+        .unwrap()
+        .public();
+    let u3 = guest(store, "ml-3").await;
+    let u4 = guest(store, "ml-4").await;
+    let outsider = guest(store, "ml-5").await;
+    // u3 creates it at T; u4 joins at T+1; u1 and u2 at T+2: neither id nor
+    // arrival order alone gives the list.
+    let t = NOW + HOUR;
+    let created = commit_at(
+        store,
+        &[entry(
+            &u3,
+            "ml-create",
+            Command::CreateRoom {
+                name: "ML".into(),
+                name_key: "ml".into(),
+                topic: String::new(),
+            },
+        )],
+        t,
+    )
+    .await;
+    let room = ok(&created[0]).room_id;
+    assert!(commit_at(store, &[entry(&u4, "ml-j", join(room))], t + 1).await[0].is_ok());
+    let joined = commit_at(
+        store,
+        &[
+            entry(&u2, "ml-j", join(room)),
+            entry(&u1, "ml-j", join(room)),
+        ],
+        t + 2,
+    )
+    .await;
+    assert!(joined.iter().all(|a| a.is_ok()));
+    let info = |user: &UserInfo, role, joined_at| MemberInfo {
+        user: user.clone(),
+        role,
+        joined_at,
+    };
+    let all = vec![
+        info(&u3, WireRole::Owner, t),
+        info(&u4, WireRole::Member, t + 1),
+        info(&u1, WireRole::Member, t + 2),
+        info(&u2, WireRole::Member, t + 2),
+    ];
+    assert_eq!(r.members(room, None, 10).await.unwrap(), all);
+    assert_eq!(r.members(room, None, 2).await.unwrap(), all[..2]);
+    assert_eq!(r.members(room, Some(u4.id), 2).await.unwrap(), all[2..]);
+    assert_eq!(r.members(room, Some(u1.id), 2).await.unwrap(), all[3..]);
+    assert!(r.members(room, Some(u2.id), 2).await.unwrap().is_empty());
+    // A cursor that is no member has no place: the list starts over.
+    assert_eq!(
+        r.members(room, Some(outsider.id), 1).await.unwrap(),
+        all[..1]
+    );
+    // Who left is no longer listed.
+    assert!(commit(
+        store,
+        &[entry(&u1, "ml-l", Command::Leave { room_id: room })]
+    )
+    .await[0]
+        .is_ok());
+    assert_eq!(
+        r.members(room, None, 10).await.unwrap(),
+        [all[0].clone(), all[1].clone(), all[3].clone()]
+    );
+    assert!(r
+        .members(i64::from(i32::MAX), None, 10)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+/// Replay renders every kind the committer writes, from the log and the
+/// messages as they are now, seqs dense.
+async fn replay(store: &Store) {
+    let e = &store.events;
+    let ann = guest(store, "rp-ann").await;
+    let bob = store
+        .accounts
+        .sign_in_identity(
+            "https://id.example",
+            "rp-bob",
+            &Profile {
+                name: "rp-bob".into(),
+                email: None,
+                picture: Some("https://pics.example/rp-bob".into()),
+            },
+            NOW,
+        )
+        .await
+        .unwrap()
+        .public();
+    let cat = guest(store, "rp-cat").await;
+    let room = create(store, &ann, "RP", "rp").await;
+    let answers = commit(
+        store,
+        &[
+            entry(
+                &bob,
+                "rp-1",
+                Command::Join {
+                    room_id: room,
+                    silent: true,
+                },
+            ),
+            entry(
+                &bob,
+                "rp-2",
+                Command::Post {
+                    room_id: room,
+                    body: "hi @rp-ann".into(),
+                    mentions: vec![ann.id],
+                    reply_to: None,
+                },
+            ),
+            entry(
+                &ann,
+                "rp-3",
+                Command::Rename {
+                    room_id: room,
+                    name: "RP 2".into(),
+                    name_key: "rp 2".into(),
+                },
+            ),
+            entry(
+                &ann,
+                "rp-4",
+                Command::SetTopic {
+                    room_id: room,
+                    topic: "plans".into(),
+                },
+            ),
+            entry(&bob, "rp-5", Command::Leave { room_id: room }),
+            entry(&cat, "rp-6", join(room)),
+        ],
+    )
+    .await;
+    assert_eq!(seqs(&answers), (2..=7).map(Some).collect::<Vec<_>>());
+    let hi = ok(&answers[1]).message_id.unwrap();
+    let reply = commit(
+        store,
+        &[entry(
+            &cat,
+            "rp-7",
+            Command::Post {
+                room_id: room,
+                body: "hello".into(),
+                mentions: Vec::new(),
+                reply_to: Some(hi),
+            },
+        )],
+    )
+    .await;
+    let reply_id = ok(&reply[0]).message_id.unwrap();
+    let at = |seq, kind| Event {
+        room_id: room,
+        seq,
+        ts: NOW,
+        kind,
+    };
+    let message = |id, seq, author: &UserInfo, body: &str, client_id: &str| Message {
+        id,
+        seq,
+        author: author.clone(),
+        body: body.into(),
+        ts: NOW,
+        client_id: client_id.into(),
+        edited_at: None,
+        deleted: false,
+        reply_to: None,
+        mentions: Vec::new(),
+    };
+    let want = vec![
+        at(
+            1,
+            EventKind::MemberJoined {
+                user: ann.clone(),
+                role: WireRole::Owner,
+                silent: false,
+            },
+        ),
+        at(
+            2,
+            EventKind::MemberJoined {
+                user: bob.clone(),
+                role: WireRole::Member,
+                silent: true,
+            },
+        ),
+        at(
+            3,
+            EventKind::Posted {
+                message: Message {
+                    mentions: vec![ann.id],
+                    ..message(hi, 3, &bob, "hi @rp-ann", "rp-2")
+                },
+            },
+        ),
+        at(
+            4,
+            EventKind::Renamed {
+                name: "RP 2".into(),
+                old_name: "RP".into(),
+                by: ann.clone(),
+            },
+        ),
+        at(
+            5,
+            EventKind::TopicChanged {
+                topic: "plans".into(),
+                by: ann.clone(),
+            },
+        ),
+        at(6, EventKind::MemberLeft { user: bob.clone() }),
+        at(
+            7,
+            EventKind::MemberJoined {
+                user: cat.clone(),
+                role: WireRole::Member,
+                silent: false,
+            },
+        ),
+        at(
+            8,
+            EventKind::Posted {
+                message: Message {
+                    reply_to: Some(hi),
+                    ..message(reply_id, 8, &cat, "hello", "rp-7")
+                },
+            },
+        ),
+    ];
+    assert_eq!(e.replay(room, 0, 100).await.unwrap(), want);
+    assert_eq!(e.replay(room, 3, 2).await.unwrap(), want[3..5]);
+    assert_eq!(e.replay(room, 7, 100).await.unwrap(), want[7..]);
+    assert!(e.replay(room, 8, 100).await.unwrap().is_empty());
+    assert!(e
+        .replay(i64::from(i32::MAX), 0, 100)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // A sign-up's silent join of general, as accounts write it.
+    let before = general(store).await;
+    let dan = guest(store, "rp-dan").await;
+    assert_eq!(
+        e.replay(before.id, before.last_seq, 10).await.unwrap(),
+        [Event {
+            room_id: before.id,
+            seq: before.last_seq + 1,
+            ts: NOW,
+            kind: EventKind::MemberJoined {
+                user: dan,
+                role: WireRole::Member,
+                silent: true,
+            },
+        }]
+    );
+}
+
+/// Pages around one message: half before, the message, the rest after.
+async fn around(store: &Store) {
+    let e = &store.events;
+    let ann = guest(store, "ar-ann").await;
+    let room = create(store, &ann, "AR", "ar").await;
+    let other = create(store, &ann, "AR 2", "ar 2").await;
+    let batch: Vec<Entry> = (1..=7)
+        .map(|i| entry(&ann, &format!("ar-{i}"), post(room, &format!("p{i}"))))
+        .chain([entry(&ann, "ar-other", post(other, "elsewhere"))])
+        .collect();
+    let answers = commit(store, &batch).await;
+    let id = |i: usize| ok(&answers[i - 1]).message_id.unwrap();
+    let page = |p: &AroundPage| {
+        (
+            p.messages
+                .iter()
+                .map(|m| m.body.clone())
+                .collect::<Vec<_>>(),
+            p.has_before,
+            p.has_after,
+        )
+    };
+    let around = |i: usize, limit: u32| async move {
+        page(
+            &e.around(room, id(i), limit)
+                .await
+                .unwrap()
+                .expect("in the room"),
+        )
+    };
+    let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    // At the start: nothing before; the rest after.
+    assert_eq!(around(1, 4).await, (strings(&["p1", "p2"]), false, true));
+    // In the middle: two before, one after.
+    assert_eq!(
+        around(4, 4).await,
+        (strings(&["p2", "p3", "p4", "p5"]), true, true)
+    );
+    assert_eq!(
+        around(4, 7).await,
+        (
+            strings(&["p1", "p2", "p3", "p4", "p5", "p6", "p7"]),
+            false,
+            false
+        )
+    );
+    // At the end: nothing after.
+    assert_eq!(
+        around(7, 4).await,
+        (strings(&["p5", "p6", "p7"]), true, false)
+    );
+    // The messages are whole.
+    let full = e.around(room, id(4), 1).await.unwrap().unwrap();
+    assert_eq!(full.messages.len(), 1);
+    let m = &full.messages[0];
+    assert_eq!(
+        (m.id, m.seq, m.author.id, m.client_id.as_str(), m.ts),
+        (id(4), 5, ann.id, "ar-4", NOW)
+    );
+    // Not in that room (or nowhere): None.
+    assert_eq!(e.around(other, id(4), 4).await.unwrap(), None);
+    assert_eq!(e.around(room, id(8), 4).await.unwrap(), None);
+    assert_eq!(e.around(room, i64::MAX, 4).await.unwrap(), None);
+}
+
 /// A hook that records what it was given, and fails when told to.
 struct Recorder {
     seen: Mutex<Vec<AppendedEvent>>,
@@ -1085,4 +1746,262 @@ async fn sqlite_hook_failure_rolls_back_messages_and_events() {
         (ok(&retry[0]).seq, ok(&retry[0]).duplicate),
         (Some(2), false)
     );
+}
+
+/// A fresh SQLite store and a pool on its file, for rows no command writes
+/// yet.
+async fn sqlite() -> (Store, sqlx::SqlitePool, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("chat.db").display());
+    let store = server::store::open(&url).await.unwrap();
+    let db = sqlx::SqlitePool::connect(&url).await.unwrap();
+    (store, db, dir)
+}
+
+/// Summaries, access and the directory over rows no command writes yet
+/// (a DM, a private room, invitations, bans, mention counts, a deleted
+/// post), written with SQL.
+#[tokio::test]
+async fn sqlite_read_side_reads_dms_invitations_bans_mentions_and_deletions() {
+    let (store, db, _dir) = sqlite().await;
+    let r = &store.rooms;
+    let (ann, bob, cat) = (
+        guest(&store, "ann").await,
+        guest(&store, "bob").await,
+        guest(&store, "cat").await,
+    );
+    let general = general(&store).await.id;
+    let room = create(&store, &ann, "Room", "room").await;
+    let dm: i64 = sqlx::query_scalar(
+        "INSERT INTO rooms (kind, dm_key, member_count, created_at)
+         VALUES ('dm', ?, 2, ?) RETURNING id",
+    )
+    .bind(format!("{},{}", ann.id, bob.id))
+    .bind(NOW)
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    let secret: i64 = sqlx::query_scalar(
+        "INSERT INTO rooms (kind, name, name_key, created_at)
+         VALUES ('private', 'Room Secret', 'room secret', ?) RETURNING id",
+    )
+    .bind(NOW)
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    for (room_id, user_id, state) in [
+        (dm, ann.id, "joined"),
+        (dm, bob.id, "joined"),
+        (secret, cat.id, "invited"),
+        (room, cat.id, "banned"),
+    ] {
+        sqlx::query("INSERT INTO members (room_id, user_id, state, joined_at) VALUES (?, ?, ?, ?)")
+            .bind(room_id)
+            .bind(user_id)
+            .bind(state)
+            .bind(NOW)
+            .execute(&db)
+            .await
+            .unwrap();
+    }
+
+    // DMs have no name: first, by id.
+    let mine = r.my_rooms(ann.id).await.unwrap();
+    assert_eq!(
+        mine.iter().map(|s| s.id).collect::<Vec<_>>(),
+        [dm, general, room]
+    );
+    assert_eq!(
+        (mine[0].kind, mine[0].name.as_deref()),
+        (RoomKind::Dm, None)
+    );
+
+    // Invited and banned: their standing, no role, not in their list, not
+    // listed as members, not `joined` in the directory.
+    let access = |kind, standing| Some(Access { kind, standing });
+    assert_eq!(
+        r.access(secret, cat.id).await.unwrap(),
+        access(RoomKind::Private, Standing::Invited)
+    );
+    assert_eq!(
+        r.access(room, cat.id).await.unwrap(),
+        access(RoomKind::Public, Standing::Banned)
+    );
+    assert_eq!(
+        r.access(dm, cat.id).await.unwrap(),
+        access(RoomKind::Dm, Standing::Outsider)
+    );
+    assert_eq!(
+        r.access(dm, bob.id).await.unwrap(),
+        access(RoomKind::Dm, Standing::Member(WireRole::Member))
+    );
+    for id in [secret, room] {
+        let seen = r.summary(id, cat.id).await.unwrap().unwrap();
+        assert_eq!(
+            (seen.role, seen.last_read_seq, seen.unread),
+            (None, 0, 0),
+            "room {id}"
+        );
+    }
+    assert_eq!(
+        r.my_rooms(cat.id)
+            .await
+            .unwrap()
+            .iter()
+            .map(|s| s.id)
+            .collect::<Vec<_>>(),
+        [general]
+    );
+    assert_eq!(
+        r.members(room, None, 10).await.unwrap().len(),
+        1,
+        "ann only"
+    );
+    // A private room is not in the directory, nor found by name.
+    let listed = r.directory(cat.id, "room", None, 10).await.unwrap();
+    assert_eq!(listed.rooms.len(), 1);
+    assert_eq!((listed.rooms[0].id, listed.rooms[0].joined), (room, false));
+    assert_eq!(r.public_by_name("room secret").await.unwrap(), None);
+
+    // Bob posts three (seqs 3..=5); the second is deleted, so two count.
+    assert!(commit(&store, &[entry(&bob, "j", join(room))]).await[0].is_ok());
+    let posted = commit(
+        &store,
+        &[
+            entry(&bob, "p1", post(room, "p1")),
+            entry(&bob, "p2", post(room, "p2")),
+            entry(&bob, "p3", post(room, "p3")),
+        ],
+    )
+    .await;
+    assert_eq!(seqs(&posted), [Some(3), Some(4), Some(5)]);
+    let id = |i: usize| ok(&posted[i]).message_id.unwrap();
+    sqlx::query("UPDATE messages SET body = '', deleted_at = ? WHERE id = ?")
+        .bind(NOW + 1)
+        .bind(id(1))
+        .execute(&db)
+        .await
+        .unwrap();
+    let zoom = |s: Option<RoomSummary>| {
+        let s = s.unwrap();
+        (s.last_read_seq, s.unread, s.mentions)
+    };
+    assert_eq!(zoom(r.summary(room, ann.id).await.unwrap()), (1, 2, 0));
+
+    // Mentions of ann in p1 and p3: the count the marker keeps.
+    for (seq, message_id) in [(3, id(0)), (5, id(2))] {
+        sqlx::query("INSERT INTO mentions (user_id, room_id, seq, message_id) VALUES (?, ?, ?, ?)")
+            .bind(ann.id)
+            .bind(room)
+            .bind(seq)
+            .bind(message_id)
+            .execute(&db)
+            .await
+            .unwrap();
+    }
+    assert!(commit(&store, &[mark_read(&ann, room, 1)]).await[0].is_ok());
+    assert_eq!(zoom(r.summary(room, ann.id).await.unwrap()), (1, 2, 2));
+    assert_eq!(
+        r.my_rooms(ann.id).await.unwrap()[2].mentions,
+        2,
+        "my_rooms reads the same count"
+    );
+    assert!(commit(&store, &[mark_read(&ann, room, 4)]).await[0].is_ok());
+    assert_eq!(zoom(r.summary(room, ann.id).await.unwrap()), (4, 1, 1));
+}
+
+/// Replay and pages around a message show messages as they are now (edited,
+/// deleted), and a replay skips the kinds this build cannot render.
+#[tokio::test]
+async fn sqlite_replay_shows_messages_as_they_are_now_and_skips_unknown_kinds() {
+    let (store, db, _dir) = sqlite().await;
+    let e = &store.events;
+    let ann = guest(&store, "ann").await;
+    let room = create(&store, &ann, "Room", "room").await;
+    let posted = commit(
+        &store,
+        &[
+            entry(&ann, "p1", post(room, "first")),
+            entry(&ann, "p2", post(room, "second")),
+        ],
+    )
+    .await;
+    let (first, second) = (
+        ok(&posted[0]).message_id.unwrap(),
+        ok(&posted[1]).message_id.unwrap(),
+    );
+    sqlx::query("UPDATE messages SET body = 'first, edited', edited_at = ? WHERE id = ?")
+        .bind(NOW + 5)
+        .bind(first)
+        .execute(&db)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE messages SET body = '', deleted_at = ? WHERE id = ?")
+        .bind(NOW + 6)
+        .bind(second)
+        .execute(&db)
+        .await
+        .unwrap();
+    let events = e.replay(room, 1, 10).await.unwrap();
+    let messages: Vec<Message> = events
+        .into_iter()
+        .map(|ev| match ev.kind {
+            EventKind::Posted { message } => message,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        messages
+            .iter()
+            .map(|m| (m.id, m.body.as_str(), m.edited_at, m.deleted))
+            .collect::<Vec<_>>(),
+        [
+            (first, "first, edited", Some(NOW + 5), false),
+            (second, "", None, true)
+        ]
+    );
+    // History and the page around a message read the same rows.
+    let page = e.around(room, first, 4).await.unwrap().unwrap();
+    assert_eq!(
+        page.messages
+            .into_iter()
+            .map(|m| m.into_v2())
+            .collect::<Vec<_>>(),
+        messages
+    );
+    let history = e.history(room, None, 10).await.unwrap();
+    assert_eq!(
+        (history.messages[0].edited_at, history.messages[1].deleted),
+        (Some(NOW + 5), true)
+    );
+
+    // Seqs 4 and 5: a kind the committer does not write yet and one no
+    // build knows. Both are skipped; what follows is replayed.
+    sqlx::query("UPDATE rooms SET last_seq = last_seq + 2 WHERE id = ?")
+        .bind(room)
+        .execute(&db)
+        .await
+        .unwrap();
+    for (seq, kind) in [(4, "reaction_added"), (5, "hologram")] {
+        sqlx::query(
+            "INSERT INTO room_events (room_id, seq, kind, actor_id, payload, ts)
+             VALUES (?, ?, ?, ?, '{}', ?)",
+        )
+        .bind(room)
+        .bind(seq)
+        .bind(kind)
+        .bind(ann.id)
+        .bind(NOW)
+        .execute(&db)
+        .await
+        .unwrap();
+    }
+    let after = commit(&store, &[entry(&ann, "p3", post(room, "third"))]).await;
+    assert_eq!(seqs(&after), [Some(6)]);
+    let events = e.replay(room, 0, 10).await.unwrap();
+    assert_eq!(
+        events.iter().map(|ev| ev.seq).collect::<Vec<_>>(),
+        [1, 2, 3, 6]
+    );
+    assert!(matches!(&events[3].kind, EventKind::Posted { message } if message.body == "third"));
 }

@@ -104,16 +104,17 @@ impl Chat {
             .await
     }
 
-    /// Posts and waits for the commit: the stored message. A resend of a
-    /// `client_id` the user has posted before is answered with the message
-    /// stored the first time, wherever it was posted.
+    /// Posts and waits for the commit: the id of the room it is stored in
+    /// and the stored message. A resend of a `client_id` the user has posted
+    /// before is answered with the message stored the first time, wherever
+    /// it was posted.
     pub async fn post_and_wait(
         &self,
         user: &UserInfo,
         room_id: i64,
         client_id: &str,
         body: &str,
-    ) -> Result<Message, ApiError> {
+    ) -> Result<(i64, Message), ApiError> {
         validate_body(body)?;
         let client_id = validate_client_id(client_id)?;
         let receipt = self
@@ -135,18 +136,21 @@ impl Chat {
             ));
         };
         if !receipt.duplicate {
-            return Ok(Message {
-                id,
-                seq,
-                author: user.clone(),
-                body: body.to_owned(),
-                ts: receipt.ts,
-                client_id,
-                edited_at: None,
-                deleted: false,
-                reply_to: None,
-                mentions: Vec::new(),
-            });
+            return Ok((
+                receipt.room_id,
+                Message {
+                    id,
+                    seq,
+                    author: user.clone(),
+                    body: body.to_owned(),
+                    ts: receipt.ts,
+                    client_id,
+                    edited_at: None,
+                    deleted: false,
+                    reply_to: None,
+                    mentions: Vec::new(),
+                },
+            ));
         }
         let stored = self
             .store()
@@ -157,7 +161,7 @@ impl Chat {
         stored
             .into_iter()
             .next()
-            .map(|m| m.into_v2())
+            .map(|m| (receipt.room_id, m.into_v2()))
             .ok_or_else(|| ApiError::new(ErrorCode::Internal, "The original message is gone."))
     }
 

@@ -373,12 +373,17 @@ impl Backend for AppBackend {
             })?;
         // The v1 form posts to any public room: it joins first (until S13).
         crate::commit::join_v1(&self.0.store, &self.0.committer, &user, room_id).await?;
-        let message = self
+        let (stored_in, message) = self
             .0
             .chat
             .post_and_wait(&user, room_id, client_id, body)
             .await?;
-        Ok(v1_message(message, room))
+        // A resend is answered as it was stored, in the room it was stored in.
+        let stored_in = self.0.hub.room_by_id(stored_in);
+        Ok(v1_message(
+            message,
+            stored_in.as_ref().map_or(room, |r| &r.name),
+        ))
     }
 
     fn session_cookie(&self, token: Option<&str>) -> String {

@@ -293,7 +293,10 @@ impl Remote {
                 .insert("Origin", HeaderValue::from_str(origin).unwrap());
         }
         let (socket, _) = tokio_tungstenite::connect_async(request).await?;
-        Ok(Client { socket })
+        Ok(Client {
+            socket,
+            pending: Default::default(),
+        })
     }
 }
 
@@ -668,6 +671,8 @@ pub async fn stored(db: &sqlx::SqlitePool, client_id: Option<&str>) -> i64 {
 /// A WebSocket client speaking JSON frames.
 pub struct Client {
     pub socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// Frames read past by [`Client::command`], handed out first.
+    pending: std::collections::VecDeque<Value>,
 }
 
 impl Client {
@@ -690,6 +695,14 @@ impl Client {
     /// deadline for the whole wait, so pings and other non-text frames cannot
     /// extend it.
     async fn recv_by(&mut self, deadline: tokio::time::Instant) -> Option<Value> {
+        if let Some(frame) = self.pending.pop_front() {
+            return Some(frame);
+        }
+        self.recv_from_socket(deadline).await
+    }
+
+    /// The next text frame from the socket itself (not the pending ones).
+    async fn recv_from_socket(&mut self, deadline: tokio::time::Instant) -> Option<Value> {
         loop {
             let message = tokio::time::timeout_at(deadline, self.socket.next())
                 .await
@@ -800,17 +813,22 @@ impl Client {
         let client_id = uuid::Uuid::new_v4().to_string();
         frame["client_id"] = json!(client_id);
         self.send(frame).await;
+        // Frames before the answer are kept for the test's next reads.
         let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
+        let mut before = std::collections::VecDeque::new();
+        let reply = loop {
             let reply = self
-                .recv_by(deadline)
+                .recv_from_socket(deadline)
                 .await
                 .expect("no answer to the command");
             if reply["client_id"] == client_id.as_str() {
-                assert_eq!(reply["type"], "ack", "{reply}");
-                return reply;
+                break reply;
             }
-        }
+            before.push_back(reply);
+        };
+        self.pending.append(&mut before);
+        assert_eq!(reply["type"], "ack", "{reply}");
+        reply
     }
 
     /// v2: opens a room and returns its `presence` snapshot.
