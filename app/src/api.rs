@@ -4,7 +4,7 @@
 //! `server/` while the routes stay here.
 
 use crate::protocol::{
-    ApiError, ChatMessage, DirectoryPage, ErrorCode, Me, RoomInfo, RoomSummary, UserInfo,
+    ApiError, ChatMessage, DirectoryPage, ErrorCode, Me, MemberInfo, Message, RoomSummary, UserInfo,
 };
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -18,14 +18,63 @@ use server_fn::{
 pub struct PageData {
     /// The signed-in user, if any (the only user here with an email).
     pub me: Option<Me>,
-    /// Every room, oldest first (empty when signed out).
-    pub rooms: Vec<RoomInfo>,
-    /// The room asked for, when it exists.
-    pub room: Option<RoomPage>,
-    /// The room asked for, when it does not exist.
-    pub missing_room: Option<String>,
+    /// The rooms the user belongs to, in the server's order (empty when
+    /// signed out).
+    pub rooms: Vec<RoomSummary>,
+    /// What the main pane shows.
+    pub view: View,
     /// The ways to sign in this server offers.
     pub sign_in: SignInOptions,
+}
+
+/// What the main pane of a page shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum View {
+    /// No room chosen.
+    Home,
+    /// A room: its member's view, or a preview for anyone else.
+    Room(RoomPage),
+    /// The directory of public rooms, filtered by `q`.
+    Browse { page: DirectoryPage, q: String },
+    /// No such room, or one the user may not see (the two look the same).
+    NotFound,
+    /// The page lives at another path (`/rooms/<name>` → `/r/<id>/<slug>`).
+    Redirect(String),
+}
+
+/// Which page is asked for, as the server function's arguments say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PageRoute {
+    /// `/`.
+    Home,
+    /// `/r/<id>/<slug>` (an id that does not parse is `Room(0)`: no room).
+    Room(i64),
+    /// `/rooms/<name>`: the public room with that name, by redirect.
+    Named(String),
+    /// `/browse?q=&after=`.
+    Browse { q: String, after: Option<String> },
+}
+
+impl PageRoute {
+    /// The route from `load_page`'s arguments (`room_id` first, then
+    /// `room`, then `browse`; none of them is the home page).
+    pub fn from_args(
+        room_id: Option<i64>,
+        room: Option<String>,
+        browse: Option<bool>,
+        q: Option<String>,
+        after: Option<String>,
+    ) -> Self {
+        match (room_id, room, browse) {
+            (Some(id), _, _) => PageRoute::Room(id),
+            (None, Some(name), _) => PageRoute::Named(name),
+            (None, None, Some(true)) => PageRoute::Browse {
+                q: q.unwrap_or_default(),
+                after: after.filter(|a| !a.is_empty()),
+            },
+            _ => PageRoute::Home,
+        }
+    }
 }
 
 /// The ways to sign in, as configured.
@@ -46,16 +95,26 @@ pub struct ProviderLink {
     pub name: String,
 }
 
-/// One room's latest history and who is online in it.
+/// One room as its page shows it: the latest history, the members, and
+/// who is online. `summary.role` is `None` while the user only previews it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoomPage {
-    pub info: RoomInfo,
+    pub summary: RoomSummary,
     /// The latest messages, ascending by `seq`.
-    pub messages: Vec<ChatMessage>,
+    pub messages: Vec<Message>,
     /// Whether older messages exist.
     pub has_more: bool,
+    /// The first page of members, in join order.
+    pub members: Vec<MemberInfo>,
     /// Who is online, as others see them (no emails).
     pub online: Vec<UserInfo>,
+}
+
+impl RoomPage {
+    /// Whether the user only previews the room (not a member).
+    pub fn is_preview(&self) -> bool {
+        self.summary.role.is_none()
+    }
 }
 
 impl FromServerFnError for ApiError {
@@ -77,8 +136,8 @@ impl FromServerFnError for ApiError {
 #[cfg(feature = "ssr")]
 #[async_trait::async_trait]
 pub trait Backend: Send + Sync + 'static {
-    /// Page data for the session's user; `room` selects a room's history.
-    async fn page(&self, session: Option<&str>, room: Option<&str>) -> Result<PageData, ApiError>;
+    /// Page data for the session's user and the page `route` names.
+    async fn page(&self, session: Option<&str>, route: &PageRoute) -> Result<PageData, ApiError>;
     /// Creates a guest user and a session; returns the session token.
     async fn sign_in_guest(&self, name: &str) -> Result<String, ApiError>;
     /// Creates a local account and a session; returns the session token.
@@ -107,7 +166,7 @@ pub trait Backend: Send + Sync + 'static {
         client_id: Option<&str>,
         name: &str,
         topic: &str,
-    ) -> Result<RoomInfo, ApiError>;
+    ) -> Result<RoomSummary, ApiError>;
     /// Joins a public room (idempotent).
     async fn join_room(
         &self,
@@ -224,6 +283,18 @@ mod ssr {
         }
     }
 
+    /// Answers the page being rendered with a 302 to `path` (whatever the
+    /// request accepts: a page GET is never a server-function call).
+    pub fn redirect_page(path: &str) {
+        if let (Some(res), Ok(location)) = (
+            use_context::<leptos_axum::ResponseOptions>(),
+            HeaderValue::from_str(path),
+        ) {
+            res.set_status(http::StatusCode::FOUND);
+            res.insert_header(header::LOCATION, location);
+        }
+    }
+
     /// A plain HTML form (no JavaScript) cannot show an error itself, so it is
     /// sent back to the page it came from with `?error=` for the page to show.
     /// Clients running the WASM app get the error as the function's result.
@@ -254,7 +325,7 @@ mod ssr {
 }
 
 #[cfg(feature = "ssr")]
-pub use ssr::{ClientIp, SharedBackend};
+pub use ssr::{redirect_page, ClientIp, SharedBackend};
 
 /// The form fields the server function at `path` (e.g. `/api/sign_in_guest`)
 /// takes, or `None` when no server function here has that path. The server
@@ -347,11 +418,19 @@ pub fn session_cookie(headers: &http::HeaderMap) -> Option<&str> {
         .map(|(_, value)| value)
 }
 
-/// Loads what a page shows: the user, the rooms, and a room's latest history.
+/// Loads what a page shows: the user, their rooms, and the main pane (see
+/// [`PageRoute::from_args`] for which arguments name which page).
 #[server(endpoint = "page")]
-pub async fn load_page(room: Option<String>) -> Result<PageData, ApiError> {
+pub async fn load_page(
+    room_id: Option<i64>,
+    room: Option<String>,
+    browse: Option<bool>,
+    q: Option<String>,
+    after: Option<String>,
+) -> Result<PageData, ApiError> {
+    let route = PageRoute::from_args(room_id, room, browse, q, after);
     let page = ssr::backend()?
-        .page(ssr::session_token().as_deref(), room.as_deref())
+        .page(ssr::session_token().as_deref(), &route)
         .await;
     page.inspect_err(ssr::set_status)
 }
@@ -415,14 +494,15 @@ pub async fn sign_out() -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Creates a room and opens it. `client_id` makes a resend harmless (the
-/// v1 form sends none); `topic` may be left out.
+/// Creates a room and opens it (at `/r/<id>/<slug>`). `client_id` makes a
+/// resend harmless (a client that sends none gets a fresh one); `topic` may
+/// be left out.
 #[server(endpoint = "create_room")]
 pub async fn create_room(
     name: String,
     client_id: Option<String>,
     topic: Option<String>,
-) -> Result<RoomInfo, ApiError> {
+) -> Result<RoomSummary, ApiError> {
     let backend = ssr::backend()?;
     match backend
         .create_room(
@@ -434,7 +514,7 @@ pub async fn create_room(
         .await
     {
         Ok(room) => {
-            leptos_axum::redirect(&crate::room_href(&room.name));
+            leptos_axum::redirect(&crate::urls::room_href_v2(room.id, room.display_name()));
             Ok(room)
         }
         Err(err) => ssr::fail(err),
@@ -458,24 +538,36 @@ pub async fn post_message(
     }
 }
 
-/// Joins a public room.
+/// Joins a public room, then opens it.
 #[server(endpoint = "join_room")]
 pub async fn join_room(room_id: i64, client_id: String) -> Result<RoomSummary, ApiError> {
     let backend = ssr::backend()?;
     let joined = backend
         .join_room(ssr::session_token().as_deref(), room_id, &client_id)
         .await;
-    joined.or_else(ssr::fail)
+    match joined {
+        Ok(room) => {
+            leptos_axum::redirect(&crate::urls::room_href_v2(room.id, room.display_name()));
+            Ok(room)
+        }
+        Err(err) => ssr::fail(err),
+    }
 }
 
-/// Leaves a room.
+/// Leaves a room, then goes home.
 #[server(endpoint = "leave_room")]
 pub async fn leave_room(room_id: i64, client_id: String) -> Result<(), ApiError> {
     let backend = ssr::backend()?;
     let left = backend
         .leave_room(ssr::session_token().as_deref(), room_id, &client_id)
         .await;
-    left.or_else(ssr::fail)
+    match left {
+        Ok(()) => {
+            leptos_axum::redirect("/");
+            Ok(())
+        }
+        Err(err) => ssr::fail(err),
+    }
 }
 
 /// Renames a room (its owner only).
@@ -533,4 +625,49 @@ pub async fn resolve_room(name: String) -> Result<i64, ApiError> {
         .resolve_room(ssr::session_token().as_deref(), &name)
         .await;
     id.or_else(ssr::fail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_routes_come_from_the_first_argument_given() {
+        let route = |id, name: Option<&str>, browse, q: Option<&str>, after: Option<&str>| {
+            PageRoute::from_args(
+                id,
+                name.map(str::to_owned),
+                browse,
+                q.map(str::to_owned),
+                after.map(str::to_owned),
+            )
+        };
+        assert_eq!(route(None, None, None, None, None), PageRoute::Home);
+        assert_eq!(
+            route(Some(7), Some("x"), Some(true), None, None),
+            PageRoute::Room(7)
+        );
+        assert_eq!(
+            route(None, Some("Team Chat"), Some(true), None, None),
+            PageRoute::Named("Team Chat".into())
+        );
+        assert_eq!(
+            route(None, None, Some(true), Some("tea"), Some("")),
+            PageRoute::Browse {
+                q: "tea".into(),
+                after: None
+            }
+        );
+        assert_eq!(
+            route(None, None, Some(true), None, Some("k")),
+            PageRoute::Browse {
+                q: String::new(),
+                after: Some("k".into())
+            }
+        );
+        assert_eq!(
+            route(None, None, Some(false), Some("q"), None),
+            PageRoute::Home
+        );
+    }
 }

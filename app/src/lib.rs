@@ -6,7 +6,7 @@
 //!   and the `Backend` trait the server implements for them.
 //! - [`client`]: the browser's live state and its WebSocket connection.
 //! - [`components`]: the pages and panes.
-//! - [`urls`]: the app's paths (rooms by name for v1, by id and slug for v2).
+//! - [`urls`]: the app's paths (`/r/<id>/<slug>`; `/rooms/<name>` redirects there).
 //!
 //! Feature `ssr` builds the server side, `hydrate` the WASM side.
 
@@ -61,11 +61,13 @@ pub fn App() -> impl IntoView {
         <Router>
             <Routes fallback=components::NotFound>
                 <Route path=path!("/") view=components::ChatPage ssr=SsrMode::Async />
+                <Route path=path!("/r/:id/:slug?") view=components::ChatPage ssr=SsrMode::Async />
                 <Route
                     path=path!("/rooms/:name")
                     view=components::ChatPage
                     ssr=SsrMode::Async
                 />
+                <Route path=path!("/browse") view=components::ChatPage ssr=SsrMode::Async />
             </Routes>
         </Router>
     }

@@ -1,6 +1,44 @@
-import { test, expect, type Browser, type BrowserContext, type Page } from '@playwright/test';
+import { test, expect, type Page } from '@playwright/test';
 import { spawn } from 'node:child_process';
 import * as path from 'node:path';
+import {
+  RUN,
+  browse,
+  committed,
+  committedBodies,
+  composer,
+  composerError,
+  createRoom,
+  createRoomError,
+  directoryRow,
+  escapeRegExp,
+  expectConversation,
+  expectInRoom,
+  expectLive,
+  expectOnline,
+  joinBar,
+  joinFromPreview,
+  joinRoom,
+  me,
+  messages,
+  namedPath,
+  notices,
+  online,
+  openSignedOut,
+  pane,
+  person,
+  previewFromBrowse,
+  roomLink,
+  roomLinks,
+  roomPath,
+  send,
+  seqs,
+  signIn,
+  signInButton,
+  signInError,
+  signInName,
+  unique,
+} from './helpers';
 
 /*
  * User stories for the chat app, driven through a real browser.
@@ -8,133 +46,9 @@ import * as path from 'node:path';
  * The database persists across tests and runs, so every room and person gets
  * a name that is unique to this run (`unique`). The WASM app hydrates the
  * server-rendered page; anything live waits for the status badge to say the
- * WebSocket is connected first (`expectLive`).
+ * WebSocket is connected first (`expectLive`). Rooms open at `/r/<id>/<slug>`;
+ * the old `/rooms/<name>` redirects there.
  */
-
-const RUN = Date.now().toString();
-let counter = 0;
-
-/** A name unique to this run, e.g. "Ann 1732500000000-3" (well under 32 chars). */
-function unique(prefix: string): string {
-  counter += 1;
-  return `${prefix} ${RUN}-${counter}`;
-}
-
-function escapeRegExp(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-}
-
-/** The path the app links a room under (its percent-encoded name). */
-function roomPath(name: string): string {
-  return `/rooms/${encodeURIComponent(name)}`;
-}
-
-// ---- locators ---------------------------------------------------------------
-
-const me = (page: Page) => page.getByTestId('me');
-const roomLinks = (page: Page) => page.locator('nav.rooms a');
-const roomLink = (page: Page, name: string) =>
-  page.locator('nav.rooms').getByRole('link', { name: `# ${name}`, exact: true });
-const pane = (page: Page, name: string) => page.locator(`main.pane[data-room="${name}"]`);
-const messages = (page: Page) => page.locator('ol.messages li.msg');
-const committed = (page: Page) => page.locator('ol.messages li.msg[data-seq]');
-const committedBodies = (page: Page) => page.locator('ol.messages li.msg[data-seq] p.body');
-const notices = (page: Page) => page.locator('ol.messages li.notice');
-const online = (page: Page) => page.locator('ul[data-testid="online"] li');
-const composer = (page: Page) => page.locator('form.composer textarea[aria-label="Message"]');
-const composerError = (page: Page) => page.locator('form.composer p.error[role="alert"]');
-const signInName = (page: Page) => page.locator('input#display-name');
-const signInButton = (page: Page) => page.getByRole('button', { name: 'Sign in as guest' });
-const signInError = (page: Page) => page.locator('main.signin p.error[role="alert"]');
-const createRoomError = (page: Page) => page.locator('form.create-room p.error[role="alert"]');
-
-// ---- steps --------------------------------------------------------------------
-
-/** Waits until the WebSocket is connected (the badge says "live"). */
-async function expectLive(page: Page) {
-  await expect(page.locator('.status[data-status="online"]')).toHaveText('live');
-}
-
-/**
- * Lets the WASM bundle load and hydrate before the page is used. The signed-out
- * page has no visible hydration marker, so settle for the network going quiet
- * (the forms also work as plain HTML posts, so this is only to avoid racing).
- */
-async function settle(page: Page) {
-  await page.waitForLoadState('networkidle');
-}
-
-async function openSignedOut(page: Page) {
-  await page.goto('/');
-  await settle(page);
-  await expect(signInName(page)).toBeVisible();
-  await expect(signInButton(page)).toBeVisible();
-}
-
-/** Signs in as a guest called `name` and waits until the chat is live. */
-async function signIn(page: Page, name: string) {
-  await openSignedOut(page);
-  await signInName(page).fill(name);
-  await signInButton(page).click();
-  await expect(me(page)).toHaveText(name);
-  await expectLive(page);
-}
-
-/** A fresh browser context (its own cookie jar: a different person). */
-async function person(browser: Browser, name: string): Promise<{ context: BrowserContext; page: Page }> {
-  const context = await browser.newContext();
-  const page = await context.newPage();
-  await signIn(page, name);
-  return { context, page };
-}
-
-/** Creates a room from the sidebar form; the app then opens it. */
-async function createRoom(page: Page, name: string) {
-  await page.locator('input#new-room').fill(name);
-  await page.locator('form.create-room').getByRole('button', { name: 'Create' }).click();
-  await expectInRoom(page, name, await me(page).innerText());
-}
-
-/** The room `name` is open, live, and `who` is listed online in it (subscribed). */
-async function expectInRoom(page: Page, name: string, who: string) {
-  await expect(page).toHaveURL(new RegExp(`${escapeRegExp(roomPath(name))}$`));
-  await expect(pane(page, name)).toBeVisible();
-  await expectLive(page);
-  await expect(online(page).filter({ hasText: new RegExp(`^${escapeRegExp(who)}$`) })).toHaveCount(1);
-}
-
-/** Types `text` into the composer and presses Enter. */
-async function send(page: Page, text: string) {
-  const box = composer(page);
-  await box.fill(text);
-  await box.press('Enter');
-  await expect(box).toHaveValue('');
-}
-
-/** The sorted names in the online list equal `names`. */
-async function expectOnline(page: Page, names: string[]) {
-  await expect
-    .poll(async () => (await online(page).allInnerTexts()).map((n) => n.trim()).sort())
-    .toEqual([...names].sort());
-}
-
-/** Every committed message line shows an author, a time and the body, in this order. */
-async function expectConversation(page: Page, lines: Array<[author: string, body: string]>) {
-  await expect(committedBodies(page)).toHaveText(lines.map(([, body]) => body));
-  const rows = committed(page);
-  await expect(rows).toHaveCount(lines.length);
-  for (let i = 0; i < lines.length; i++) {
-    const row = rows.nth(i);
-    await expect(row.locator('.author')).toHaveText(lines[i][0]);
-    await expect(row.locator('time.time')).toHaveAttribute('datetime', /^\d+$/);
-    await expect(row.locator('p.body')).toHaveText(lines[i][1]);
-  }
-}
-
-/** Sequence numbers of the committed lines, as shown. */
-async function seqs(page: Page): Promise<number[]> {
-  return (await committed(page).evaluateAll((els) => els.map((e) => e.getAttribute('data-seq')))).map(Number);
-}
 
 // ---- stories ------------------------------------------------------------------
 
@@ -147,22 +61,23 @@ test.describe('chat', () => {
     const a = await person(browser, ann);
     const b = await person(browser, bob);
     try {
-      // Bob waits on the front page; mark the document so a reload would show.
-      await b.page.evaluate(() => ((window as unknown as { __noReload: boolean }).__noReload = true));
-      await expect(roomLink(b.page, room)).toHaveCount(0);
-
       // Ann creates the room and is taken into it.
-      await createRoom(a.page, room);
+      const id = await createRoom(a.page, room);
       await expect(a.page.locator('main.pane h1')).toHaveText(`# ${room}`);
+      await expect(roomLink(a.page, room)).toHaveAttribute('href', roomPath(id, room));
 
-      // The room appears in Bob's list live, without a reload, linking to its page.
-      await expect(roomLink(b.page, room)).toBeVisible();
-      await expect(roomLink(b.page, room)).toHaveAttribute('href', roomPath(room));
-      expect(await b.page.evaluate(() => (window as unknown as { __noReload?: boolean }).__noReload)).toBe(true);
-
-      // Bob opens it from the list; Ann (already there) sees him arrive.
-      await roomLink(b.page, room).click();
-      await expectInRoom(b.page, room, bob);
+      // Bob is not in it, so his sidebar does not list it: he finds it
+      // under Browse rooms, previews it (its history and a Join bar, no
+      // composer), and joins.
+      await expect(roomLink(b.page, room)).toHaveCount(0);
+      await browse(b.page, room);
+      await expect(directoryRow(b.page, room)).toHaveCount(1);
+      await previewFromBrowse(b.page, room);
+      await expect(b.page).toHaveURL(new RegExp(`${escapeRegExp(roomPath(id, room))}$`));
+      await expect(b.page.locator('ul[data-testid="members"] li .name')).toHaveText([ann]);
+      expect(await joinFromPreview(b.page, room)).toBe(id);
+      await expect(roomLink(b.page, room)).toHaveAttribute('href', roomPath(id, room));
+      // Ann (already there) sees him arrive.
       await expect(notices(a.page).filter({ hasText: `${bob} joined` })).toHaveCount(1);
 
       // Both are listed online, on both screens.
@@ -226,9 +141,7 @@ test.describe('chat', () => {
       await createRoom(c.page, elsewhere);
 
       await createRoom(a.page, talk);
-      await expect(roomLink(b.page, talk)).toBeVisible();
-      await roomLink(b.page, talk).click();
-      await expectInRoom(b.page, talk, bob);
+      await joinRoom(b.page, talk);
 
       const first = `Secret one ${RUN}`;
       const second = `Secret two ${RUN}`;
@@ -276,7 +189,7 @@ test.describe('chat', () => {
     const second = `And this too ${RUN}`;
 
     await signIn(page, dee);
-    await createRoom(page, room);
+    const id = await createRoom(page, room);
     await send(page, first);
     await send(page, second);
     await expectConversation(page, [
@@ -305,7 +218,7 @@ test.describe('chat', () => {
     expect(html).toMatch(new RegExp(`<span [^>]*data-testid="me"[^>]*>(?:<!--[^>]*-->|<!>)*${escapeRegExp(dee)}`));
 
     // A plain GET with the same cookies renders the same thing.
-    const again = await page.request.get(roomPath(room));
+    const again = await page.request.get(roomPath(id, room));
     expect(again.status()).toBe(200);
     const againHtml = await again.text();
     expect(againHtml).toContain(first);
@@ -361,6 +274,7 @@ test.describe('chat', () => {
       await signIn(page, unique('Ian'));
       await createRoom(page, room);
 
+      const at = page.url();
       const shouted = room.toUpperCase();
       expect(shouted).not.toBe(room);
       await page.locator('input#new-room').fill(shouted);
@@ -374,7 +288,7 @@ test.describe('chat', () => {
       );
       expect(sameName).toEqual([`# ${room}`]);
       await expect(pane(page, room)).toBeVisible();
-      await expect(page).not.toHaveURL(new RegExp(`${escapeRegExp(roomPath(shouted))}$`));
+      await expect(page).toHaveURL(at);
     });
   });
 
@@ -421,8 +335,8 @@ test.describe('chat', () => {
     const live = await browser.newContext();
     const watcher = await live.newPage();
     await signIn(watcher, unique('Walt'));
-    await watcher.goto('/rooms/general');
-    await expectLive(watcher);
+    const room = unique('Plain');
+    const id = await createRoom(watcher, room);
 
     const plain = await browser.newContext({ javaScriptEnabled: false });
     const page = await plain.newPage();
@@ -435,7 +349,18 @@ test.describe('chat', () => {
     await signInButton(page).click();
     await expect(me(page)).toHaveText(nora);
 
-    await page.goto('/rooms/general');
+    // Browse rooms, filter, preview and join: links and plain forms.
+    await page.locator('nav.rooms').getByRole('link', { name: 'Browse rooms' }).click();
+    await page.locator('input#browse-q').fill(room);
+    await page.locator('form.browse-filter').getByRole('button', { name: 'Filter' }).click();
+    await expect(directoryRow(page, room)).toHaveCount(1);
+    await directoryRow(page, room).getByRole('link', { name: 'Preview' }).click();
+    await expect(page).toHaveURL(new RegExp(`${escapeRegExp(roomPath(id, room))}$`));
+    await expect(page.locator('form.composer')).toHaveCount(0);
+    await joinBar(page, room).click();
+    await expect(page).toHaveURL(new RegExp(`${escapeRegExp(roomPath(id, room))}$`));
+    await expect(roomLink(page, room)).toBeVisible();
+
     const body = `posted without JavaScript ${RUN}`;
     await page.locator('form.composer textarea[name="body"]').fill(body);
     await page.getByRole('button', { name: 'Send' }).click();
@@ -444,6 +369,11 @@ test.describe('chat', () => {
     await expect(committed(page).last().locator('.author')).toHaveText(nora);
     // And the hydrated page of someone else got it live.
     await expect(committedBodies(watcher).last()).toHaveText(body);
+
+    // Leaving is a plain form too: back home, and the room is off the list.
+    await page.locator('form.leave-room').getByRole('button', { name: 'Leave' }).click();
+    await expect(page).toHaveURL(/\/$/);
+    await expect(roomLink(page, room)).toHaveCount(0);
 
     await plain.close();
     await live.close();
@@ -455,8 +385,7 @@ test.describe('chat', () => {
     const a = await person(browser, tia);
     await createRoom(a.page, room);
     const b = await person(browser, uma);
-    await b.page.goto(roomPath(room));
-    await expectLive(b.page);
+    await joinRoom(b.page, room);
     await expectOnline(a.page, [tia, uma]);
 
     // The notice lasts 4 s after the typing frame that the first keystroke
@@ -542,8 +471,13 @@ test.describe('chat', () => {
     await send(a.page, 'odd name, same room');
 
     const b = await person(browser, yan);
+    const id = await joinRoom(b.page, room);
+    await expect(b.page).toHaveURL(new RegExp(`${escapeRegExp(roomPath(id, room))}$`));
+    await expect(committedBodies(b.page)).toHaveText(['odd name, same room']);
+    await b.page.goto('/');
     await roomLink(b.page, room).click(); // client-side navigation
     await expect(pane(b.page, room)).toBeVisible();
+    await expect(b.page).toHaveURL(new RegExp(`${escapeRegExp(roomPath(id, room))}$`));
     await expect(committedBodies(b.page)).toHaveText(['odd name, same room']);
     await b.page.reload(); // server-side rendering of the same URL
     await expect(pane(b.page, room)).toBeVisible();
@@ -551,6 +485,19 @@ test.describe('chat', () => {
     await expectLive(b.page);
     await send(b.page, 'and live');
     await expect(committedBodies(a.page).last()).toHaveText('and live');
+
+    // Any slug opens the room; the old URL by name redirects to its page,
+    // with a 302 when loaded, and by navigation in the app.
+    await b.page.goto(`/r/${id}/any-slug-at-all`);
+    await expect(pane(b.page, room)).toBeVisible();
+    await expect(committedBodies(b.page)).toHaveText(['odd name, same room', 'and live']);
+    const byName = await b.page.request.get(namedPath(room), { maxRedirects: 0 });
+    expect(byName.status()).toBe(302);
+    expect(byName.headers()['location']).toBe(roomPath(id, room));
+    await b.page.goto(namedPath(room));
+    await expect(b.page).toHaveURL(new RegExp(`${escapeRegExp(roomPath(id, room))}$`));
+    await expect(pane(b.page, room)).toBeVisible();
+    await expectLive(b.page);
 
     // '%' is refused with a reason (see validate_room_name).
     await a.page.locator('input#new-room').fill('50% off');
@@ -576,7 +523,12 @@ test.describe('chat', () => {
     await expectLive(page);
     await roomLink(page, 'general').click();
     await page.goto('/rooms/no-such-room');
-    await expect(page.getByRole('alert')).toContainText('There is no room named');
+    await expect(page.getByRole('heading', { name: 'Not found' })).toBeVisible();
+    await expect(page.locator('nav.rooms')).toBeVisible();
+    await page.goto('/r/999999999/no-such-room');
+    await expect(page.getByRole('heading', { name: 'Not found' })).toBeVisible();
+    await page.goto('/browse');
+    await expect(page.locator('main.directory h1')).toHaveText('Browse rooms');
     await page.goto('/no/such/page');
     await expect(page.getByRole('heading', { name: 'Not found' })).toBeVisible();
     expect(problems).toEqual([]);
@@ -694,8 +646,7 @@ test.describe('delivery', () => {
     const a = await person(browser, kim);
     await createRoom(a.page, room);
     const b = await person(browser, lee);
-    await roomLink(b.page, room).click();
-    await expectInRoom(b.page, room, lee);
+    await joinRoom(b.page, room);
 
     await a.context.setOffline(true);
     await expect(a.page.locator('.status[data-status="offline"]')).toBeVisible();
@@ -736,7 +687,9 @@ test.describe('delivery', () => {
     try {
       const page = await context.newPage();
       await signIn(page, unique('Max'));
+      // The old URL by name still works: it redirects to the room's page.
       await page.goto('/rooms/general');
+      await expect(page).toHaveURL(/\/r\/\d+\/general$/);
       await expectLive(page);
       await send(page, 'before the restart');
       await expect(committedBodies(page)).toHaveText(['before the restart']);
@@ -744,6 +697,7 @@ test.describe('delivery', () => {
       const watcher = await other.newPage();
       await signIn(watcher, unique('Ned'));
       await watcher.goto('/rooms/general');
+      await expect(watcher).toHaveURL(/\/r\/\d+\/general$/);
       await expectLive(watcher);
 
       await server.stop();

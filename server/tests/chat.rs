@@ -1312,7 +1312,10 @@ async fn other_peoples_emails_are_never_sent() {
 
     // Nor in what Bob's page is made of: its data and its HTML.
     l.subscribe("general", None).await;
-    let (status, page, _) = app.call(Some(&bob), "page", &[("room", "general")]).await;
+    let general = app.room_id("general").await.to_string();
+    let (status, page, _) = app
+        .call(Some(&bob), "page", &[("room_id", general.as_str())])
+        .await;
     assert_eq!(status, 200);
     let page = page.to_string();
     assert!(
@@ -1399,4 +1402,182 @@ async fn session_ends_behind_the_sockets_back(sql: &str) {
     });
     tokio::join!(closes_when_its_session_ends(&app, &ann, &mut a), ann_left);
     b.assert_alive().await;
+}
+
+/// `html` with every UUID (the forms' fresh `client_id`s) and the
+/// per-response script nonce blanked out.
+fn without_uuids(html: &str) -> String {
+    let mut html = html.to_owned();
+    for attr in ["nonce=\"", "crossorigin=\""] {
+        let mut from = 0;
+        while let Some(at) = html[from..].find(attr) {
+            let start = from + at + attr.len();
+            let Some(len) = html[start..].find('"') else {
+                break;
+            };
+            html.replace_range(start..start + len, "<nonce>");
+            from = start;
+        }
+    }
+    let html = html.as_str();
+    let is_uuid = |s: &[u8]| {
+        s.len() == 36
+            && s.iter().enumerate().all(|(i, b)| match i {
+                8 | 13 | 18 | 23 => *b == b'-',
+                _ => b.is_ascii_hexdigit(),
+            })
+    };
+    let bytes = html.as_bytes();
+    let mut out = String::with_capacity(html.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if i + 36 <= bytes.len() && is_uuid(&bytes[i..i + 36]) {
+            out.push_str("<uuid>");
+            i += 36;
+        } else {
+            let c = html[i..].chars().next().expect("in bounds");
+            out.push(c);
+            i += c.len_utf8();
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn rooms_open_by_id_old_names_redirect_and_outsiders_preview() {
+    let app = TestApp::spawn().await;
+    let (ann, bob) = (app.sign_in("ann").await, app.sign_in("bob").await);
+    let (status, created) = app.create_room(&ann, "Team Chat").await;
+    assert_eq!(status, 200, "{created}");
+    let id = created["id"].as_i64().expect("created room's id");
+    assert_eq!(created["role"], "owner");
+    let mut a = app.ws(&ann).await;
+    a.subscribe("Team Chat", None).await;
+    a.say("Team Chat", "hello <team>").await;
+    a.expect("ack").await;
+
+    // The old URL redirects (302) to the page by id, whatever the case.
+    for path in ["/rooms/Team%20Chat", "/rooms/team%20CHAT"] {
+        let (status, location, _) = app.get(&bob, path).await;
+        assert_eq!(
+            (status, location.as_deref()),
+            (302, Some(format!("/r/{id}/team-chat").as_str())),
+            "{path}"
+        );
+    }
+    // Any slug opens it. Bob is no member: a preview, with the history,
+    // the members and the Join form, and no composer.
+    for path in [
+        format!("/r/{id}/team-chat"),
+        format!("/r/{id}/x"),
+        format!("/r/{id}"),
+    ] {
+        let (status, _, html) = app.get(&bob, &path).await;
+        assert_eq!(status, 200, "{path}");
+        assert!(html.contains("hello &lt;team&gt;"), "history on {path}");
+        assert!(html.contains("Join # Team Chat"), "join form on {path}");
+        assert!(
+            !html.contains("class=\"composer\""),
+            "no composer on {path}"
+        );
+    }
+    let (status, page, _) = app
+        .call(Some(&bob), "page", &[("room_id", id.to_string().as_str())])
+        .await;
+    assert_eq!(status, 200);
+    let room = &page["view"]["Room"];
+    assert_eq!(room["summary"]["id"], id);
+    assert!(room["summary"].get("role").is_none(), "a preview: {room}");
+    assert_eq!(room["members"][0]["user"]["name"], "ann");
+    assert_eq!(room["messages"][0]["body"], "hello <team>");
+    let mine: Vec<&str> = page["rooms"]
+        .as_array()
+        .expect("rooms")
+        .iter()
+        .map(|r| r["name"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(mine, ["general"], "only Bob's rooms");
+
+    // A name that is no public room and an id that is no room are the same
+    // 404 page, saying nothing of what was asked for.
+    let (missing, _, by_name) = app.get(&bob, "/rooms/nowhere").await;
+    let (unknown, _, by_id) = app.get(&bob, "/r/999999/x").await;
+    assert_eq!((missing, unknown), (404, 404));
+    assert!(!by_name.contains("nowhere"));
+    assert_eq!(without_uuids(&by_name), without_uuids(&by_id));
+    let (status, page, _) = app.call(Some(&bob), "page", &[("room", "nowhere")]).await;
+    assert_eq!((status, &page["view"]), (200, &json!("NotFound")));
+
+    // Bob joins; the page is then a member's, and his rooms list it.
+    let (status, joined, _) = app
+        .call(
+            Some(&bob),
+            "join_room",
+            &[
+                ("room_id", id.to_string().as_str()),
+                ("client_id", uuid::Uuid::new_v4().to_string().as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{joined}");
+    let (_, _, html) = app.get(&bob, &format!("/r/{id}/team-chat")).await;
+    assert!(html.contains("class=\"composer\""), "composer once joined");
+    assert!(!html.contains("Join # Team Chat"));
+    let (_, page, _) = app
+        .call(Some(&bob), "page", &[("browse", "true"), ("q", "team")])
+        .await;
+    let listed = &page["view"]["Browse"]["page"]["rooms"];
+    assert_eq!(listed[0]["name"], "Team Chat", "{page}");
+    assert_eq!(listed[0]["member_count"], 2);
+    assert_eq!(listed[0]["joined"], true);
+    assert!(page["rooms"]
+        .as_array()
+        .expect("rooms")
+        .iter()
+        .any(|r| r["id"] == id));
+    // The directory page is server-rendered.
+    let (status, _, html) = app.get(&bob, "/browse?q=team").await;
+    assert_eq!(status, 200);
+    assert!(html.contains("# Team Chat") && html.contains("2 members"));
+
+    // Without JavaScript: Leave goes home, Join opens the room (302s), and
+    // the sidebar follows.
+    let plain = |endpoint: &str, form: Vec<(&'static str, String)>| {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("HTTP client")
+            .post(app.url(&format!("/api/{endpoint}")))
+            .header("Origin", app.origin())
+            .header("Accept", "text/html")
+            .header("Cookie", bob.as_str())
+            .form(&form)
+            .send()
+    };
+    let form = || {
+        vec![
+            ("room_id", id.to_string()),
+            ("client_id", uuid::Uuid::new_v4().to_string()),
+        ]
+    };
+    let left = plain("leave_room", form()).await.expect("leave");
+    assert_eq!(
+        (
+            left.status().as_u16(),
+            left.headers()["location"].to_str().ok()
+        ),
+        (302, Some("/"))
+    );
+    let (_, page, _) = app.call(Some(&bob), "page", &[]).await;
+    assert!(!page["rooms"].to_string().contains("Team Chat"), "{page}");
+    let joined = plain("join_room", form()).await.expect("join");
+    assert_eq!(
+        (
+            joined.status().as_u16(),
+            joined.headers()["location"].to_str().ok()
+        ),
+        (302, Some(format!("/r/{id}/team-chat").as_str()))
+    );
+    let (_, page, _) = app.call(Some(&bob), "page", &[]).await;
+    assert!(page["rooms"].to_string().contains("Team Chat"), "{page}");
 }

@@ -186,7 +186,7 @@ async fn run(chat: Chat, stopped: Rc<Cell<bool>>) {
         // An upgrade refused for an ended session looks like any failed
         // connect from here: after a few, ask whether we are signed in.
         if attempt >= 3 && attempt.is_multiple_of(3) {
-            if let Ok(page) = crate::api::load_page(None).await {
+            if let Ok(page) = crate::api::load_page(None, None, None, None, None).await {
                 if page.me.is_none() {
                     if let Some(window) = web_sys::window() {
                         let _ = window.location().set_href("/");

@@ -3,45 +3,109 @@
 //! Every form here is a real `<form>` posting to a server function, so the app
 //! works before (and without) the WASM bundle; once hydrated, the composer
 //! sends over the WebSocket instead and the rest use server actions.
+//!
+//! # Layout
+//! - this module: [`ChatPage`] (page data by route) and the layout.
+//! - `common`: avatars, form errors, the status badge, [`NotFound`], times.
+//! - `signin`: the signed-out page.
+//! - `sidebar`: your rooms, "Browse rooms", the create form.
+//! - `directory`: the Browse rooms page.
+//! - `room`: the open room (header, timeline, composer, members).
 
+mod common;
+mod directory;
 mod room;
+mod sidebar;
+mod signin;
 
 use crate::{
     api::{
-        load_page, CreateRoom, PageData, SignInGuest, SignInOptions, SignInPassword, SignOut,
-        SignUp,
+        load_page, CreateRoom, JoinRoom, LeaveRoom, PageData, SignInGuest, SignInPassword, SignOut,
+        SignUp, View,
     },
-    client::{Chat, Status},
-    protocol::{UserInfo, MAX_DISPLAY_NAME_CHARS, MAX_ROOM_NAME_CHARS, MIN_PASSWORD_CHARS},
-    room_href,
+    client::Chat,
 };
+pub use common::NotFound;
+pub(crate) use common::{fresh_client_id, Avatar, DisplayNameField, FormError, StatusBadge, Time};
+use directory::Directory;
 use leptos::prelude::*;
-use leptos_router::{
-    components::A,
-    hooks::{use_params_map, use_query_map},
-};
+use leptos_router::hooks::{use_location, use_params_map, use_query_map};
 pub use room::RoomPane;
+use sidebar::Sidebar;
+use signin::SignIn;
 
-/// The one page: sign-in when signed out, otherwise the three panes.
+/// The server actions of the room forms (join, leave, create), shared by
+/// every form of the page; a success reloads the page data, so the sidebar
+/// lists a room just joined or created, and drops one just left.
+#[derive(Clone, Copy)]
+pub(crate) struct PageActions {
+    pub join: ServerAction<JoinRoom>,
+    pub leave: ServerAction<LeaveRoom>,
+    pub create: ServerAction<CreateRoom>,
+}
+
+/// `load_page`'s arguments for the current URL: `/r/:id/:slug?` (an id that
+/// is not a number names no room: 0), `/rooms/:name`, `/browse?q=&after=`,
+/// else the home page.
+type RouteArgs = (
+    Option<i64>,
+    Option<String>,
+    Option<bool>,
+    Option<String>,
+    Option<String>,
+);
+
+/// The one page: sign-in when signed out, otherwise the sidebar and the
+/// pane the route asks for.
 #[component]
 pub fn ChatPage() -> impl IntoView {
     let params = use_params_map();
-    // The router hands over the segment already percent-decoded.
-    let room = move || params.with(|p| p.get("name"));
+    let query = use_query_map();
+    let location = use_location();
+    // The router hands over segments already percent-decoded.
+    let route = move || -> RouteArgs {
+        let browse = location.pathname.with(|p| p == "/browse");
+        params.with(|p| {
+            let room_id = p.get("id").map(|id| id.parse::<i64>().unwrap_or(0));
+            let name = p.get("name");
+            if browse {
+                query.with(|q| (None, None, Some(true), q.get("q"), q.get("after")))
+            } else {
+                (room_id, name, None, None, None)
+            }
+        })
+    };
     let sign_in = ServerAction::<SignInGuest>::new();
     let sign_in_password = ServerAction::<SignInPassword>::new();
     let sign_up = ServerAction::<SignUp>::new();
     let sign_out = ServerAction::<SignOut>::new();
-    let create = ServerAction::<CreateRoom>::new();
+    let actions = PageActions {
+        join: ServerAction::new(),
+        leave: ServerAction::new(),
+        create: ServerAction::new(),
+    };
+    provide_context(actions);
     // Reload the page data after a successful sign-in only: a refused one
-    // keeps the form (and what was typed) as it is.
+    // keeps the form (and what was typed) as it is. The same for the room
+    // forms.
     let signed_in = RwSignal::new(0u32);
     count_successes(sign_in, signed_in);
     count_successes(sign_in_password, signed_in);
     count_successes(sign_up, signed_in);
+    let changed = RwSignal::new(0u32);
+    count_successes(actions.join, changed);
+    count_successes(actions.leave, changed);
+    count_successes(actions.create, changed);
     let page = Resource::new(
-        move || (room(), signed_in.get(), sign_out.version().get()),
-        |(room, _, _)| load_page(room),
+        move || {
+            (
+                route(),
+                signed_in.get(),
+                sign_out.version().get(),
+                changed.get(),
+            )
+        },
+        |((room_id, room, browse, q, after), _, _, _)| load_page(room_id, room, browse, q, after),
     );
     let chat = expect_context::<Chat>();
     Effect::new(move || chat.hydrated.set(true));
@@ -51,7 +115,7 @@ pub fn ChatPage() -> impl IntoView {
             {move || Suspend::new(async move {
                 match page.await {
                     Ok(data) if data.me.is_some() => {
-                        view! { <Layout data sign_out create /> }.into_any()
+                        view! { <Layout data sign_out /> }.into_any()
                     }
                     Ok(data) => {
                         view! {
@@ -130,135 +194,10 @@ where
     })
 }
 
-/// The signed-out page: provider buttons, local accounts and guest sign-in,
-/// as configured. Every form works without JavaScript: provider buttons post
-/// to `/auth/oidc/<id>` (which redirects to the provider), the rest post to
-/// server functions (a failure comes back as `?error=`, shown at the top).
 #[component]
-fn SignIn(
-    options: SignInOptions,
-    guest: ServerAction<SignInGuest>,
-    password: ServerAction<SignInPassword>,
-    sign_up: ServerAction<SignUp>,
-) -> impl IntoView {
-    let from_query = query_error();
-    let nothing = options.providers.is_empty() && !options.local && !options.guest;
-    view! {
-        <main class="signin">
-            <h1>"Chat"</h1>
-            <FormError error=from_query />
-            {(!options.providers.is_empty())
-                .then(|| {
-                    view! {
-                        <section class="providers" aria-label="Sign in with a provider">
-                            {options
-                                .providers
-                                .into_iter()
-                                .map(|p| {
-                                    view! {
-                                        <form method="post" action=format!("/auth/oidc/{}", p.id)>
-                                            <button type="submit" class="provider">
-                                                {format!("Sign in with {}", p.name)}
-                                            </button>
-                                        </form>
-                                    }
-                                })
-                                .collect_view()}
-                        </section>
-                    }
-                })}
-            {options.local.then(|| view! { <LocalAccount password sign_up /> })}
-            {options.guest.then(|| view! { <GuestSignIn action=guest /> })}
-            {nothing.then(|| view! { <p>"Sign-in is not configured on this server."</p> })}
-        </main>
-    }
-}
-
-#[component]
-fn LocalAccount(
-    password: ServerAction<SignInPassword>,
-    sign_up: ServerAction<SignUp>,
-) -> impl IntoView {
-    let sign_in_error = failure(password);
-    let sign_up_error = failure(sign_up);
-    view! {
-        <section class="local" aria-label="Email and password">
-            <h2>"Sign in with email"</h2>
-            <ActionForm action=password attr:class="signin-password">
-                <label for="signin-email">"Email"</label>
-                <input id="signin-email" name="email" type="email" autocomplete="username" />
-                <label for="signin-password">"Password"</label>
-                <input
-                    id="signin-password"
-                    name="password"
-                    type="password"
-                    autocomplete="current-password"
-                />
-                <button type="submit">"Sign in"</button>
-                <FormError error=sign_in_error />
-            </ActionForm>
-            <details class="signup">
-                <summary>"New here? Create an account"</summary>
-                <ActionForm action=sign_up attr:class="signup-form">
-                    <DisplayNameField id="signup-name" />
-                    <label for="signup-email">"Email"</label>
-                    <input id="signup-email" name="email" type="email" autocomplete="email" />
-                    <label for="signup-password">"Password"</label>
-                    <input
-                        id="signup-password"
-                        name="password"
-                        type="password"
-                        autocomplete="new-password"
-                        placeholder=format!("at least {MIN_PASSWORD_CHARS} characters")
-                    />
-                    <button type="submit">"Create account"</button>
-                    <FormError error=sign_up_error />
-                </ActionForm>
-            </details>
-        </section>
-    }
-}
-
-#[component]
-fn GuestSignIn(action: ServerAction<SignInGuest>) -> impl IntoView {
-    let error = failure(action);
-    view! {
-        <section class="guest" aria-label="Guest">
-            <ActionForm action>
-                <DisplayNameField id="display-name" />
-                <button type="submit">"Sign in as guest"</button>
-                <FormError error=error />
-            </ActionForm>
-        </section>
-    }
-}
-
-/// A user's picture, or their initials when they have none. The initials
-/// are drawn by CSS (`data-initials`), so they are not part of the text
-/// next to them.
-#[component]
-pub(crate) fn Avatar(user: UserInfo) -> impl IntoView {
-    match user.picture {
-        Some(url) => view! {
-            <img class="avatar" src=url alt="" loading="lazy" referrerpolicy="no-referrer" />
-        }
-        .into_any(),
-        None => view! {
-            <span class="avatar" aria-hidden="true" data-initials=user.initials()></span>
-        }
-        .into_any(),
-    }
-}
-
-#[component]
-fn Layout(
-    data: PageData,
-    sign_out: ServerAction<SignOut>,
-    create: ServerAction<CreateRoom>,
-) -> impl IntoView {
+fn Layout(data: PageData, sign_out: ServerAction<SignOut>) -> impl IntoView {
     let chat = expect_context::<Chat>();
     chat.me.set(data.me.clone());
-    chat.rooms.set(data.rooms.clone());
     Effect::new(move || chat.start());
     // Stop on a sign-out made while this layout is shown (the action's
     // version may be above zero from an earlier sign-out on this page).
@@ -269,37 +208,19 @@ fn Layout(
         }
     });
     let me = data.me.unwrap_or_default();
-    let email = me.email.clone();
 
     view! {
         <div class="chat">
-            <aside class="sidebar">
-                <header class="me">
-                    <Avatar user=me.public() />
-                    <span class="me-who">
-                        <span class="me-name" data-testid="me">{me.name}</span>
-                        {email
-                            .map(|email| {
-                                view! {
-                                    <span class="me-email" data-testid="me-email">
-                                        {email}
-                                    </span>
-                                }
-                            })}
-                    </span>
-                    <ActionForm action=sign_out>
-                        <button type="submit" class="link">"Sign out"</button>
-                    </ActionForm>
-                </header>
-                <RoomList create />
-            </aside>
-            {match (data.room, data.missing_room) {
-                (Some(room), _) => view! { <RoomPane room /> }.into_any(),
-                (None, Some(missing)) => view! { <MissingRoom name=missing /> }.into_any(),
-                (None, None) => {
+            <Sidebar me rooms=data.rooms sign_out />
+            {match data.view {
+                View::Room(room) => view! { <RoomPane room /> }.into_any(),
+                View::Browse { page, q } => view! { <Directory page q /> }.into_any(),
+                View::NotFound => view! { <NotFound /> }.into_any(),
+                View::Redirect(href) => view! { <Redirect href /> }.into_any(),
+                View::Home => {
                     view! {
                         <main class="pane empty">
-                            <p>"Pick a room on the left, or create one."</p>
+                            <p>"Pick a room on the left, browse the rooms, or create one."</p>
                         </main>
                     }
                         .into_any()
@@ -310,108 +231,29 @@ fn Layout(
     }
 }
 
+/// Sends the browser on to `href`: a 302 when rendered on the server, a
+/// navigation (replacing this entry) in the browser.
 #[component]
-fn RoomList(create: ServerAction<CreateRoom>) -> impl IntoView {
-    let chat = expect_context::<Chat>();
-    let error = action_error(create);
-    let input = NodeRef::<leptos::html::Input>::new();
-    // A created room opens; clear the field for the next one.
-    Effect::new(move || {
-        if let (Some(Ok(_)), Some(input)) = (create.value().get(), input.get_untracked()) {
-            input.set_value("");
-        }
-    });
-    view! {
-        <nav class="rooms" aria-label="Rooms">
-            <h2>"Rooms"</h2>
-            <ul>
-                <For each=move || chat.rooms.get() key=|room| room.name.clone() let:room>
-                    <li>
-                        <A href=room_href(&room.name)>{format!("# {}", room.name)}</A>
-                    </li>
-                </For>
-            </ul>
-        </nav>
-        <ActionForm action=create attr:class="create-room">
-            <label for="new-room">"New room"</label>
-            <input
-                id="new-room"
-                node_ref=input
-                name="name"
-                placeholder=format!("1–{MAX_ROOM_NAME_CHARS} characters")
-            />
-            <button type="submit">"Create"</button>
-            <FormError error=error />
-        </ActionForm>
-    }
-}
-
-#[component]
-fn MissingRoom(name: String) -> impl IntoView {
+fn Redirect(href: String) -> impl IntoView {
     #[cfg(feature = "ssr")]
-    if let Some(res) = use_context::<leptos_axum::ResponseOptions>() {
-        res.set_status(http::StatusCode::NOT_FOUND);
+    crate::api::redirect_page(&href);
+    #[cfg(feature = "hydrate")]
+    {
+        let navigate = leptos_router::hooks::use_navigate();
+        let to = href.clone();
+        request_animation_frame(move || {
+            navigate(
+                &to,
+                leptos_router::NavigateOptions {
+                    replace: true,
+                    ..Default::default()
+                },
+            )
+        });
     }
     view! {
         <main class="pane empty">
-            <p role="alert">{format!("There is no room named “{name}”.")}</p>
-            <p>"Create it with the form on the left."</p>
+            <a href=href>"Opening the room…"</a>
         </main>
-    }
-}
-
-#[component]
-fn StatusBadge() -> impl IntoView {
-    let chat = expect_context::<Chat>();
-    let label = move || match chat.status.get() {
-        Status::Idle => "",
-        Status::Connecting => "connecting…",
-        Status::Online => "live",
-        Status::Reconnecting => "reconnecting…",
-        Status::Offline => "offline: messages will be sent when the network is back",
-    };
-    view! {
-        <div class="status" data-status=move || format!("{:?}", chat.status.get()).to_lowercase()>
-            {label}
-        </div>
-    }
-}
-
-/// Shown for any path the router does not know.
-#[component]
-pub fn NotFound() -> impl IntoView {
-    #[cfg(feature = "ssr")]
-    if let Some(res) = use_context::<leptos_axum::ResponseOptions>() {
-        res.set_status(http::StatusCode::NOT_FOUND);
-    }
-    view! {
-        <main class="pane empty">
-            <h1>"Not found"</h1>
-            <a href="/">"Back to the chat"</a>
-        </main>
-    }
-}
-
-/// A form's error line, shown while there is one.
-#[component]
-pub(crate) fn FormError(#[prop(into)] error: Signal<Option<String>>) -> impl IntoView {
-    view! {
-        <Show when=move || error.get().is_some()>
-            <p class="error" role="alert">{move || error.get()}</p>
-        </Show>
-    }
-}
-
-/// The labelled display-name input of the guest and sign-up forms.
-#[component]
-fn DisplayNameField(id: &'static str) -> impl IntoView {
-    view! {
-        <label for=id>"Display name"</label>
-        <input
-            id=id
-            name="name"
-            autocomplete="nickname"
-            placeholder=format!("1–{MAX_DISPLAY_NAME_CHARS} characters")
-        />
     }
 }

@@ -188,6 +188,21 @@ pub struct ChatMessage {
     pub client_id: String,
 }
 
+impl ChatMessage {
+    /// A v2 message as the v1 wire shows it, in the room named `room`.
+    pub fn from_v2(m: Message, room: &str) -> Self {
+        ChatMessage {
+            room: room.to_owned(),
+            seq: m.seq,
+            id: m.id,
+            author: m.author,
+            body: m.body,
+            ts: m.ts,
+            client_id: m.client_id,
+        }
+    }
+}
+
 /// A room as listed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoomInfo {

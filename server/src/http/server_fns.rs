@@ -2,16 +2,14 @@
 //! each one finds the session's user and calls one `chat::` operation (or
 //! an `auth::` one for signing in). No rights are decided here.
 
-use crate::{
-    auth, chat::messages::HistoryQuery, chat::policy, store::StoreError, unavailable, AppState,
-};
+use crate::{auth, chat::messages::HistoryQuery, store::StoreError, unavailable, AppState};
 use app::{
-    api::{Backend, PageData, ProviderLink, RoomPage, SignInOptions},
+    api::{Backend, PageData, PageRoute, ProviderLink, RoomPage, SignInOptions, View},
     protocol::{
         validate_display_name, validate_email, validate_new_password, ApiError, ChatMessage,
-        DirectoryPage, ErrorCode, Me, RoomInfo, RoomSummary, UserInfo, HISTORY_PAGE,
-        MAX_PASSWORD_BYTES,
+        DirectoryPage, ErrorCode, Me, RoomSummary, UserInfo, HISTORY_PAGE, MAX_PASSWORD_BYTES,
     },
+    urls::room_href_v2,
 };
 use async_trait::async_trait;
 use std::{net::IpAddr, time::Duration};
@@ -73,57 +71,80 @@ impl AppBackend {
         Ok(me.public())
     }
 
-    /// The v1 room page: the latest history of the public room `name` and
-    /// who is online in it (`not_found` when there is none).
-    async fn room_page(&self, user: &UserInfo, name: &str) -> Result<RoomPage, ApiError> {
-        let room_id = self.0.chat.resolve_name(Some(user), name).await?;
-        let page = self
-            .0
-            .chat
+    /// A room's page for `user`: a member's view, or a preview of a public
+    /// room (`not_found` for a room they may not see, or none). Rights are
+    /// `chat::`'s: the summary needs `Preview`, the history `ReadHistory`,
+    /// the members `SeeMembers`. Who is online still comes from the v1 hub.
+    async fn room_page(&self, user: &UserInfo, room_id: i64) -> Result<RoomPage, ApiError> {
+        let chat = &self.0.chat;
+        let summary = chat.summary(user, room_id).await?;
+        let page = chat
             .history(user, room_id, HistoryQuery::Latest, HISTORY_PAGE)
             .await?;
-        let Some(room) = self.0.hub.room_by_id(room_id) else {
-            return Err(policy::Denied::NotFound.into());
-        };
+        let members = chat.members(user, room_id, None, None).await?;
+        let online = self
+            .0
+            .hub
+            .room_by_id(room_id)
+            .map(|room| room.online())
+            .unwrap_or_default();
         Ok(RoomPage {
-            info: room.info(),
+            summary,
+            messages: page.messages,
             has_more: page.has_more_before,
-            messages: page
-                .messages
-                .into_iter()
-                .map(|m| v1_message(m, &room.name))
-                .collect(),
-            online: room.online(),
+            members,
+            online,
         })
+    }
+
+    /// What the main pane of `route` shows.
+    async fn view(&self, user: &UserInfo, route: &PageRoute) -> Result<View, ApiError> {
+        let not_found = |err: ApiError| match err.code {
+            ErrorCode::NotFound => Ok(View::NotFound),
+            _ => Err(err),
+        };
+        match route {
+            PageRoute::Home => Ok(View::Home),
+            PageRoute::Room(id) => self
+                .room_page(user, *id)
+                .await
+                .map(View::Room)
+                .or_else(not_found),
+            PageRoute::Named(name) => match self.0.chat.resolve_name(Some(user), name).await {
+                // The slug is decorative: the one of the name asked for does.
+                Ok(id) => Ok(View::Redirect(room_href_v2(id, name))),
+                Err(err) => not_found(err),
+            },
+            PageRoute::Browse { q, after } => {
+                let page = self
+                    .0
+                    .chat
+                    .directory(Some(user), q, after.as_deref(), None)
+                    .await?;
+                Ok(View::Browse { page, q: q.clone() })
+            }
+        }
     }
 }
 
 #[async_trait]
 impl Backend for AppBackend {
-    async fn page(&self, session: Option<&str>, room: Option<&str>) -> Result<PageData, ApiError> {
+    async fn page(&self, session: Option<&str>, route: &PageRoute) -> Result<PageData, ApiError> {
         let Some(me) = self.user(session).await? else {
             return Ok(PageData {
                 me: None,
                 rooms: Vec::new(),
-                room: None,
-                missing_room: None,
+                view: View::Home,
                 sign_in: self.sign_in_options(),
             });
         };
         let user = me.public();
-        let (room, missing_room) = match room {
-            Some(name) => match self.room_page(&user, name).await {
-                Ok(page) => (Some(page), None),
-                Err(err) if err.code == ErrorCode::NotFound => (None, Some(name.to_owned())),
-                Err(err) => return Err(err),
-            },
-            None => (None, None),
-        };
+        let view = self.view(&user, route).await?;
+        let rooms = self.0.chat.my_rooms(&user).await?;
         Ok(PageData {
             me: Some(me),
-            rooms: self.0.hub.rooms(),
-            room,
-            missing_room,
+            rooms,
+            view,
             sign_in: self.sign_in_options(),
         })
     }
@@ -253,7 +274,7 @@ impl Backend for AppBackend {
         client_id: Option<&str>,
         name: &str,
         topic: &str,
-    ) -> Result<RoomInfo, ApiError> {
+    ) -> Result<RoomSummary, ApiError> {
         let user = self.require_user(session).await?;
         // The v1 form sends no client_id: a fresh one, so each post of the
         // form is its own command.
@@ -265,17 +286,7 @@ impl Backend for AppBackend {
                 &fresh
             }
         };
-        let room = self
-            .0
-            .chat
-            .create_room(&user, client_id, name, topic)
-            .await?;
-        let name = room.name.unwrap_or_default();
-        let info = self.0.hub.room(&name).map(|r| r.info());
-        Ok(info.unwrap_or(RoomInfo {
-            name,
-            created_at: crate::now_ms(),
-        }))
+        self.0.chat.create_room(&user, client_id, name, topic).await
     }
 
     async fn join_room(
@@ -404,15 +415,7 @@ fn rate_limited(wait: Duration) -> ApiError {
 
 /// A v2 message as the v1 wire sends it, in the room named `room`.
 pub fn v1_message(m: app::protocol::Message, room: &str) -> ChatMessage {
-    ChatMessage {
-        room: room.to_owned(),
-        seq: m.seq,
-        id: m.id,
-        author: m.author,
-        body: m.body,
-        ts: m.ts,
-        client_id: m.client_id,
-    }
+    ChatMessage::from_v2(m, room)
 }
 
 /// The v1 answer for a room name that names no room.

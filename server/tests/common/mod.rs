@@ -410,6 +410,36 @@ impl TestApp {
         open_db(&self.db_path).await
     }
 
+    /// The id of the room called `room` (exactly).
+    pub async fn room_id(&self, room: &str) -> i64 {
+        sqlx::query_scalar("SELECT id FROM rooms WHERE name = ?")
+            .bind(room)
+            .fetch_one(&self.db().await)
+            .await
+            .expect("room exists")
+    }
+
+    /// Fetches `path` without following redirects: (status, `Location`, body).
+    pub async fn get(&self, cookie: &str, path: &str) -> (u16, Option<String>, String) {
+        let res = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(READY)
+            .build()
+            .expect("HTTP client")
+            .get(self.url(path))
+            .header("Cookie", cookie)
+            .header("Accept", "text/html")
+            .send()
+            .await
+            .expect("page");
+        let status = res.status().as_u16();
+        let location = res
+            .headers()
+            .get("location")
+            .map(|v| v.to_str().expect("ASCII location").to_owned());
+        (status, location, res.text().await.expect("page body"))
+    }
+
     /// A room's `seq` counter now. Since v2 every kind of event takes a seq
     /// (a sign-up's silent join of general, a creator's or subscriber's
     /// join), so v1 tests count their messages' seqs from here.

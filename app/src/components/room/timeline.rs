@@ -1,64 +1,17 @@
-//! The open room: message stream, composer and who is online.
+//! The message stream: history, live lines, notices and "Load older".
 
-use super::{Avatar, FormError};
 use crate::{
-    api::RoomPage,
     client::{first_seq, Chat, Item, RoomState},
-    protocol::{SystemEvent, UserInfo, MAX_BODY_CHARS},
+    components::{Avatar, Time},
+    protocol::{SystemEvent, UserInfo},
 };
 use leptos::{html, prelude::*};
-
-/// The message pane, composer and online list of one room.
-#[component]
-pub fn RoomPane(room: RoomPage) -> impl IntoView {
-    let chat = expect_context::<Chat>();
-    let name = room.info.name.clone();
-    let state = RoomState::new(name.clone(), room.messages, room.has_more, room.online);
-    Effect::new(move || chat.open(state));
-    {
-        let name = name.clone();
-        on_cleanup(move || chat.close(&name));
-    }
-
-    view! {
-        <main class="pane" data-room=name.clone()>
-            <header class="pane-head">
-                <h1>{format!("# {name}")}</h1>
-            </header>
-            <MessageList state name=name.clone() />
-            <p class="typing" aria-live="polite">{move || typing_text(&state.typing.get())}</p>
-            <Composer name=name.clone() />
-        </main>
-        <aside class="online" aria-label="Online">
-            <h2>"Online " <span class="count">{move || state.online.with(Vec::len)}</span></h2>
-            <ul data-testid="online">
-                <For each=move || state.online.get() key=|u| u.id let:user>
-                    <li>
-                        <Avatar user=user.clone() />
-                        <span class="name">{user.name}</span>
-                        {my_email(chat, user.id).map(|e| view! { <span class="email">{e}</span> })}
-                    </li>
-                </For>
-            </ul>
-        </aside>
-    }
-}
-
-/// The signed-in user's email when `id` is theirs: the online list shows
-/// it on their own line only (others' emails never reach the browser).
-fn my_email(chat: Chat, id: i64) -> Option<String> {
-    chat.me.with_untracked(|me| {
-        me.as_ref()
-            .filter(|m| m.id == id)
-            .and_then(|m| m.email.clone())
-    })
-}
 
 /// How close to the top (in pixels) scrolling asks for older history.
 const LOAD_OLDER_WITHIN: i32 = 300;
 
 #[component]
-fn MessageList(state: RoomState, name: String) -> impl IntoView {
+pub(super) fn MessageList(state: RoomState, name: String) -> impl IntoView {
     let chat = expect_context::<Chat>();
     let list = NodeRef::<html::Ol>::new();
     // The list's height and oldest message when last laid out, to tell an
@@ -124,7 +77,7 @@ fn MessageList(state: RoomState, name: String) -> impl IntoView {
 }
 
 /// "Ann is typing…", "Ann and Bob are typing…", "Several people are typing…".
-fn typing_text(typing: &[(UserInfo, f64)]) -> String {
+pub(super) fn typing_text(typing: &[(UserInfo, f64)]) -> String {
     match typing {
         [] => String::new(),
         [(a, _)] => format!("{} is typing…", a.name),
@@ -197,97 +150,5 @@ fn Line(item: Item) -> impl IntoView {
             }
             .into_any()
         }
-    }
-}
-
-/// A timestamp: UTC while server-rendered, the reader's local time once hydrated.
-#[component]
-fn Time(ts: i64) -> impl IntoView {
-    let chat = expect_context::<Chat>();
-    let text = move || {
-        if chat.hydrated.get() {
-            local_hhmm(ts)
-        } else {
-            utc_hhmm(ts)
-        }
-    };
-    view! { <time class="time" datetime=ts.to_string()>{text}</time> }
-}
-
-fn utc_hhmm(ts: i64) -> String {
-    let minutes = ts.div_euclid(60_000);
-    format!(
-        "{:02}:{:02} UTC",
-        minutes.div_euclid(60).rem_euclid(24),
-        minutes.rem_euclid(60)
-    )
-}
-
-#[cfg(feature = "hydrate")]
-fn local_hhmm(ts: i64) -> String {
-    let date = js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(ts as f64));
-    format!("{:02}:{:02}", date.get_hours(), date.get_minutes())
-}
-
-#[cfg(not(feature = "hydrate"))]
-fn local_hhmm(ts: i64) -> String {
-    utc_hhmm(ts)
-}
-
-/// The composer. Without JavaScript it is a plain form posting to the
-/// `post_message` server function; once hydrated, Enter sends over the
-/// WebSocket and the text is kept whenever the message is refused.
-#[component]
-fn Composer(name: String) -> impl IntoView {
-    let chat = expect_context::<Chat>();
-    let text = NodeRef::<html::Textarea>::new();
-    let error = RwSignal::new(None::<String>);
-    let send = move || {
-        let Some(area) = text.get() else { return };
-        match chat.send_message(area.value()) {
-            Ok(()) => {
-                area.set_value("");
-                error.set(None);
-            }
-            Err(err) => error.set(Some(err.message)),
-        }
-    };
-    view! {
-        <form
-            class="composer"
-            method="post"
-            action="/api/post_message"
-            on:submit=move |ev| {
-                ev.prevent_default();
-                send();
-            }
-        >
-            <input type="hidden" name="room" value=name.clone() />
-            <input type="hidden" name="client_id" value=uuid::Uuid::new_v4().to_string() />
-            <textarea
-                name="body"
-                node_ref=text
-                rows="2"
-                aria-label="Message"
-                placeholder=format!("Message # {name} (Enter to send, Shift+Enter for a new line)")
-                on:keydown=move |ev| {
-                    if ev.key() == "Enter" && !ev.shift_key() && !ev.is_composing() {
-                        ev.prevent_default();
-                        send();
-                    }
-                }
-                on:input=move |_| {
-                    chat.typing();
-                    if error.get_untracked().is_some() {
-                        let len = text.get().map(|a| a.value().chars().count()).unwrap_or(0);
-                        if len <= MAX_BODY_CHARS {
-                            error.set(None);
-                        }
-                    }
-                }
-            ></textarea>
-            <button type="submit">"Send"</button>
-            <FormError error=error />
-        </form>
     }
 }
