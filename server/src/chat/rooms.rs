@@ -129,10 +129,8 @@ impl Chat {
         after: Option<&str>,
         limit: Option<u32>,
     ) -> Result<DirectoryPage, ApiError> {
-        policy::authorize_global(user, GlobalAction::ListDirectory)?;
-        let Some(user) = user else {
-            return Err(policy::Denied::SignIn.into());
-        };
+        let user = policy::signed_in(user)?;
+        policy::authorize_global(Some(user), GlobalAction::ListDirectory)?;
         let limit = limit.unwrap_or(DIRECTORY_PAGE).clamp(1, MAX_DIRECTORY_PAGE);
         self.store()
             .rooms

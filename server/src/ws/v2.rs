@@ -108,7 +108,6 @@ pub(super) async fn connection(socket: WebSocket, state: AppState, me: Me, sessi
 
     let mut session = Session {
         conn: conn.clone(),
-        chat: state.chat.clone(),
         state: state.clone(),
         resumed: false,
         typed_at: None,
@@ -126,7 +125,6 @@ pub(super) async fn connection(socket: WebSocket, state: AppState, me: Me, sessi
 /// The reader's state.
 struct Session {
     conn: Arc<Conn>,
-    chat: Chat,
     state: AppState,
     resumed: bool,
     /// When a `typing` frame was last relayed.
@@ -178,7 +176,8 @@ impl Session {
         let submitted = match command {
             Ok(command) => {
                 let reply = Reply::Socket2(self.conn.clone());
-                self.chat
+                self.state
+                    .chat
                     .submit(&self.conn.user, Some(&client_id), command, reply)
                     .await
             }
@@ -230,7 +229,7 @@ impl Session {
                     (None, None) => HistoryQuery::Latest,
                 };
                 let size = page_size(limit.map(i64::from));
-                match self.chat.history(&user, room_id, query, size).await {
+                match self.state.chat.history(&user, room_id, query, size).await {
                     Ok(page) => {
                         self.reply(ServerFrame::History {
                             room_id,
@@ -258,7 +257,7 @@ impl Session {
                     reply_to,
                 };
                 let reply = Reply::Socket2(self.conn.clone());
-                if let Err(err) = self.chat.post(&user, post, reply).await {
+                if let Err(err) = self.state.chat.post(&user, post, reply).await {
                     self.fail(err, Some(room_id), Some(client_id)).await;
                 }
             }
@@ -267,11 +266,11 @@ impl Session {
                 name,
                 topic,
             } => {
-                let command = self.chat.create_command(&user, &name, &topic);
+                let command = self.state.chat.create_command(&user, &name, &topic);
                 // A socket does not wait for the commit: every request that
                 // passes the checks counts against the limit.
                 if command.is_ok() {
-                    self.chat.count_creation(&user);
+                    self.state.chat.count_creation(&user);
                 }
                 self.submit(client_id, command).await
             }
@@ -304,7 +303,7 @@ impl Session {
             ClientFrame::Read { room_id, seq } => {
                 let command = Command::MarkRead { room_id, seq };
                 let reply = Reply::Socket2(self.conn.clone());
-                if let Err(err) = self.chat.submit(&user, None, command, reply).await {
+                if let Err(err) = self.state.chat.submit(&user, None, command, reply).await {
                     self.fail(err, Some(room_id), None).await;
                 }
             }
@@ -377,7 +376,12 @@ impl Session {
         };
         self.resumed = true;
         for room_id in resumed.not_member {
-            let err = match self.chat.may(user, room_id, Action::ReceiveEvents).await {
+            let err = match self
+                .state
+                .chat
+                .may(user, room_id, Action::ReceiveEvents)
+                .await
+            {
                 // A member the hub did not know of yet (joined meanwhile):
                 // its events come live from `room_added` on.
                 Ok(()) => continue,
@@ -401,7 +405,8 @@ impl Session {
     /// `resume` (before it, the resume's cursor covers the room), and an
     /// open preview already streams it live.
     async fn open(&self, room_id: i64, since: Option<i64>) -> Result<(), ApiError> {
-        self.chat
+        self.state
+            .chat
             .may(&self.conn.user, room_id, Action::Open)
             .await?;
         let member = self
