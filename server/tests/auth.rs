@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{session_cookie, TestApp};
+use common::{room_in, session_cookie, TestApp};
 use reqwest::{header, redirect, StatusCode, Url};
 use serde_json::Value;
 
@@ -234,11 +234,7 @@ async fn signing_in_with_a_provider_brings_name_email_and_picture_and_keeps_the_
     let browser = Browser::new();
     let cookie = browser.sign_in(&app, "test", &who).await.signed_in();
 
-    let mut client = app
-        .try_ws(Some(&cookie), Some(&app.origin()))
-        .await
-        .expect("upgrade");
-    let hello = client.expect("hello").await;
+    let (mut client, hello) = app.ws_hello(&cookie).await;
     let user = &hello["user"];
     let name = provider_name(&who);
     assert_eq!(user["name"], Value::from(name.clone()));
@@ -254,20 +250,23 @@ async fn signing_in_with_a_provider_brings_name_email_and_picture_and_keeps_the_
     assert!(html.contains(&name), "{html}");
     assert!(html.contains(&format!("{who}@example.test")));
 
+    // A first sign-in makes a member of general: the hello lists it.
+    let general = room_in(&hello, "general").expect("general in the hello");
+
     // Talk, sign out, sign in again (another browser): the same account,
     // with its history.
-    client.expect("rooms").await;
-    client.subscribe("general", None).await;
-    client.say("general", "hello from ada").await;
+    client.resume(serde_json::json!({})).await;
+    client.say(general, "hello from ada").await;
     client.expect("ack").await;
     let (status, _, _) = app.call(Some(&cookie), "sign_out", &[]).await;
     assert!(status == 200 || status == 302 || status == 303, "{status}");
 
     let again = Browser::new().sign_in(&app, "test", &who).await.signed_in();
     assert_ne!(again, cookie);
-    let mut client = app.ws(&again).await;
-    let presence = client.subscribe("general", None).await;
-    assert_eq!(presence["users"][0]["id"], user["id"], "same user");
+    let (mut client, hello) = app.ws_with(&again, serde_json::json!({})).await;
+    assert_eq!(room_in(&hello, "general"), Some(general), "still a member");
+    let presence = client.open(general, None).await;
+    assert_eq!(presence["online"][0]["id"], user["id"], "same user");
     let html = app.page(&again, "/rooms/general").await;
     assert!(html.contains("hello from ada"), "history kept");
 
@@ -483,7 +482,9 @@ async fn a_denied_sign_in_and_unknown_providers_get_clear_pages() {
 async fn signing_in_again_ends_the_session_the_browser_had() {
     let app = app_with_providers().await;
     let guest = app.sign_in("Gus").await;
-    let mut socket = app.ws(&guest).await;
+    let (mut socket, hello) = app.ws_with(&guest, serde_json::json!({})).await;
+    // A guest is a member of general from the start.
+    assert!(room_in(&hello, "general").is_some(), "{hello}");
 
     // The guest's browser signs in with a provider: the guest session ends.
     let browser = Browser::new();
@@ -520,18 +521,15 @@ async fn local_accounts_sign_up_and_sign_in_with_an_argon2id_hash() {
     let cookie = app
         .sign_up("Lou", "Lou@Example.test", "correct horse")
         .await;
-    let mut client = app
-        .try_ws(Some(&cookie), Some(&app.origin()))
-        .await
-        .expect("upgrade");
     // The email is the owner's to see: in their hello, not in presence.
-    assert_eq!(
-        client.expect("hello").await["user"]["email"],
-        "Lou@Example.test"
-    );
-    let presence = client.subscribe("general", None).await;
-    assert_eq!(presence["users"][0]["name"], "Lou");
-    assert_eq!(presence["users"][0].get("email"), None);
+    // A sign-up makes a member of general: the hello lists it.
+    let (mut client, hello) = app.ws_hello(&cookie).await;
+    assert_eq!(hello["user"]["email"], "Lou@Example.test");
+    let general = room_in(&hello, "general").expect("general in the hello");
+    client.resume(serde_json::json!({})).await;
+    let presence = client.open(general, None).await;
+    assert_eq!(presence["online"][0]["name"], "Lou");
+    assert_eq!(presence["online"][0].get("email"), None);
 
     // Signing in (email case does not matter) gives a new session.
     let (status, body, headers) = app

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{Remote, TestApp};
-use serde_json::Value;
+use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The server functions' arguments limit (`server::http` keeps it private).
@@ -424,28 +424,50 @@ async fn every_server_function_has_its_fields_listed() {
     assert_eq!(app::api::form_fields("/api/sign_out"), Some(&[][..]));
 }
 
-/// Sends `frame` and collects the `message` frames up to the `presence` that
-/// ends a subscribe; returns their seqs.
-async fn replayed(client: &mut common::Client, since: Value) -> Vec<i64> {
+/// A new connection of `cookie` resuming general from `cursor` (any JSON):
+/// the seqs of the `posted` events replayed, and whether a `gap` came, up to
+/// `resumed`; or the error a cursor out of range gets (and then resumes
+/// with no cursor, to show the refused frame was not acted on).
+async fn replayed(
+    app: &TestApp,
+    cookie: &str,
+    general: i64,
+    cursor: Value,
+) -> Result<(Vec<i64>, bool), String> {
+    let (mut client, _) = app.ws_hello(cookie).await;
     client
-        .send(serde_json::json!({"type": "subscribe", "room": "general", "since": since}))
+        .send_text(format!(
+            r#"{{"type":"resume","rooms":{{"{general}":{cursor}}}}}"#
+        ))
         .await;
     let mut seqs = Vec::new();
+    let mut gap = false;
     loop {
         let frame = client.recv().await;
         match frame["type"].as_str() {
-            Some("message") => seqs.push(frame["seq"].as_i64().unwrap()),
-            Some("presence") => return seqs,
-            Some("error") => panic!("since {since}: {frame}"),
+            Some("event") if frame["kind"] == "posted" => seqs.push(frame["seq"].as_i64().unwrap()),
+            Some("gap") => gap = true,
+            Some("resumed") => return Ok((seqs, gap)),
+            Some("error") => {
+                let code = frame["code"].as_str().unwrap().to_owned();
+                client.resume(json!({})).await;
+                return Err(code);
+            }
             _ => {}
         }
     }
 }
 
-/// Sends a `history` request; returns the page's seqs and `has_more`.
-async fn page(client: &mut common::Client, before: Value, limit: Value) -> (Vec<i64>, bool) {
+/// Sends a `history` request for general; returns the page's seqs and
+/// `has_more_before`.
+async fn page(
+    client: &mut common::Client,
+    general: i64,
+    before: Value,
+    limit: Value,
+) -> (Vec<i64>, bool) {
     client
-        .send(serde_json::json!({"type": "history", "room": "general", "before": before, "limit": limit}))
+        .send(json!({"type": "history", "room_id": general, "before": before, "limit": limit}))
         .await;
     let frame = client.expect("history").await;
     let seqs = frame["messages"]
@@ -454,16 +476,22 @@ async fn page(client: &mut common::Client, before: Value, limit: Value) -> (Vec<
         .iter()
         .map(|m| m["seq"].as_i64().unwrap())
         .collect();
-    (seqs, frame["has_more"].as_bool().unwrap())
+    (seqs, frame["has_more_before"].as_bool().unwrap())
 }
 
+/// v1 took any signed 64-bit number and clamped it; v2 takes ids, seqs and
+/// cursors in 0..=2^53-1 (what a JavaScript client parses exactly) and
+/// `limit` in 0..=2^32-1, refuses anything else with `bad_frame`, and clamps
+/// within range as documented.
 #[tokio::test]
-async fn numbers_in_frames_are_signed_64_bit_and_clamped_as_documented() {
+async fn numbers_in_frames_are_bounded_and_clamped_as_documented() {
     const SENT: i64 = 201;
+    const MAX: i64 = 9_007_199_254_740_991; // 2^53 - 1
     let app = TestApp::spawn().await;
-    let (_, mut a) = app.member("ann").await;
+    let (ann, mut a) = app.member("ann").await;
+    let general = app.room_id("general").await;
     for i in 0..SENT {
-        a.say("general", &format!("m{i}")).await;
+        a.say(general, &format!("m{i}")).await;
     }
     for _ in 0..SENT {
         a.expect("ack").await;
@@ -473,22 +501,29 @@ async fn numbers_in_frames_are_signed_64_bit_and_clamped_as_documented() {
     let all: Vec<i64> = (base + 1..=base + SENT).collect();
     let newest = |n: i64| (base + SENT - n + 1..=base + SENT).collect::<Vec<i64>>();
 
-    // `since`: below 0 counts as 0; at or above the last seq replays nothing.
-    for (since, want) in [
-        (Value::from(i64::MIN), all.clone()),
-        (Value::from(-5), all.clone()),
-        (Value::from(0), all.clone()),
-        (Value::from(base + SENT - 2), newest(2)),
-        (Value::from(base + SENT), vec![]),
-        (Value::from(i64::MAX), vec![]),
+    // A resume cursor: from 0 everything, at the last seq nothing, above it
+    // (a seq the room never had) a `gap`; outside the range `bad_frame`.
+    for (cursor, want) in [
+        (Value::from(0), Ok((all.clone(), false))),
+        (Value::from(base + SENT - 2), Ok((newest(2), false))),
+        (Value::from(base + SENT), Ok((vec![], false))),
+        (Value::from(base + SENT + 1), Ok((vec![], true))),
+        (Value::from(MAX), Ok((vec![], true))),
+        (Value::from(-1), Err("bad_frame".to_owned())),
+        (Value::from(i64::MIN), Err("bad_frame".to_owned())),
+        (Value::from(MAX + 1), Err("bad_frame".to_owned())),
     ] {
-        assert_eq!(replayed(&mut a, since.clone()).await, want, "since {since}");
+        assert_eq!(
+            replayed(&app, &ann, general, cursor.clone()).await,
+            want,
+            "cursor {cursor}"
+        );
     }
 
     // `before`: only seqs below it, so 1 or less is an empty page.
     for (before, want, more) in [
         (Value::Null, newest(50), true),
-        (Value::from(i64::MAX), newest(50), true),
+        (Value::from(MAX), newest(50), true),
         (
             Value::from(base + 4),
             vec![base + 1, base + 2, base + 3],
@@ -496,11 +531,9 @@ async fn numbers_in_frames_are_signed_64_bit_and_clamped_as_documented() {
         ),
         (Value::from(1), vec![], false),
         (Value::from(0), vec![], false),
-        (Value::from(-1), vec![], false),
-        (Value::from(i64::MIN), vec![], false),
     ] {
         assert_eq!(
-            page(&mut a, before.clone(), Value::Null).await,
+            page(&mut a, general, before.clone(), Value::Null).await,
             (want, more),
             "before {before}"
         );
@@ -508,35 +541,43 @@ async fn numbers_in_frames_are_signed_64_bit_and_clamped_as_documented() {
 
     // `limit`: clamped to 1..=200.
     for (limit, want) in [
-        (Value::from(i64::MIN), newest(1)),
-        (Value::from(-1), newest(1)),
         (Value::from(0), newest(1)),
         (Value::from(2), newest(2)),
         (Value::from(200), newest(200)),
         (Value::from(500), newest(200)),
-        (Value::from(i64::MAX), newest(200)),
+        (Value::from(u32::MAX), newest(200)),
     ] {
         assert_eq!(
-            page(&mut a, Value::Null, limit.clone()).await,
+            page(&mut a, general, Value::Null, limit.clone()).await,
             (want, true),
             "limit {limit}"
         );
     }
 
-    // Outside the signed 64-bit range, or not an integer: `bad_frame`.
-    let too_big = "9223372036854775808"; // 2^63
-    let too_small = "-9223372036854775809"; // -2^63 - 1
-    let huge = "18446744073709551616"; // 2^64
+    // Outside the ranges, or not an integer: `bad_frame`.
     let mut bad = Vec::new();
-    for number in [too_big, too_small, huge, "1.5", "1e3", "\"7\""] {
+    for number in [
+        "-1",
+        "-9223372036854775808", // -2^63
+        "9007199254740992",     // 2^53
+        "9223372036854775808",  // 2^63
+        "18446744073709551616", // 2^64
+        "1.5",
+        "1.0",
+        "1e3",
+        "\"7\"",
+    ] {
         bad.push(format!(
-            r#"{{"type":"subscribe","room":"general","since":{number}}}"#
+            r#"{{"type":"open","room_id":{general},"since":{number}}}"#
         ));
+        bad.push(format!(r#"{{"type":"open","room_id":{number}}}"#));
         bad.push(format!(
-            r#"{{"type":"history","room":"general","before":{number}}}"#
+            r#"{{"type":"history","room_id":{general},"before":{number}}}"#
         ));
+    }
+    for number in ["-1", "4294967296", "1.5", "\"7\""] {
         bad.push(format!(
-            r#"{{"type":"history","room":"general","limit":{number}}}"#
+            r#"{{"type":"history","room_id":{general},"limit":{number}}}"#
         ));
     }
     for text in bad {

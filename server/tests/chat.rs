@@ -1,5 +1,6 @@
-//! The chat end to end over real sockets: ordering, durability, idempotency,
-//! isolation, presence, bad input, restarts, and the server-rendered page.
+//! The chat end to end over real sockets (protocol v2, `/ws?v=2`):
+//! ordering, durability, idempotency, isolation, presence, bad input,
+//! restarts, and the server-rendered page.
 
 mod common;
 
@@ -9,10 +10,25 @@ use serde_json::{json, Value};
 use sqlx::Connection;
 use std::time::Duration;
 
-const QUIET: Duration = Duration::from_millis(300);
-
 fn seq(frame: &Value) -> i64 {
     frame["seq"].as_i64().expect("seq")
+}
+
+/// A `posted` event's (seq, body); `None` for any other frame.
+fn posted(frame: &Value) -> Option<(i64, String)> {
+    (frame["type"] == "event" && frame["kind"] == "posted").then(|| {
+        (
+            seq(frame),
+            frame["message"]["body"].as_str().expect("body").to_owned(),
+        )
+    })
+}
+
+/// Whether `frame` is a `presence_changed` for the user called `name`.
+fn presence_of(frame: &Value, name: &str, online: bool) -> bool {
+    frame["type"] == "presence_changed"
+        && frame["user"]["name"] == name
+        && frame["online"] == online
 }
 
 #[tokio::test]
@@ -20,12 +36,13 @@ async fn every_member_sees_one_order_and_acks_come_after_commit() {
     let app = TestApp::spawn().await;
     let (_, mut a) = app.member("ann").await;
     let (_, mut b) = app.member("bob").await;
+    let general = app.room_id("general").await;
 
     // Both send concurrently, interleaving in the room.
     const EACH: usize = 40;
     for i in 0..EACH {
-        a.say("general", &format!("a{i}")).await;
-        b.say("general", &format!("b{i}")).await;
+        a.say(general, &format!("a{i}")).await;
+        b.say(general, &format!("b{i}")).await;
     }
 
     let db = app.db().await;
@@ -35,20 +52,19 @@ async fn every_member_sees_one_order_and_acks_come_after_commit() {
         let mut acks = 0;
         while view.len() < 2 * EACH || acks < EACH {
             let frame = client.recv().await;
-            match frame["type"].as_str().unwrap() {
-                "message" => view.push((seq(&frame), frame["body"].as_str().unwrap().to_owned())),
-                "ack" => {
-                    acks += 1;
-                    // Ack means durable: a separate connection already sees the row.
-                    let stored: i64 =
-                        sqlx::query_scalar("SELECT seq FROM messages WHERE client_id = ?")
-                            .bind(frame["client_id"].as_str().unwrap())
-                            .fetch_one(&db)
-                            .await
-                            .expect("acknowledged message is in the database");
-                    assert_eq!(stored, seq(&frame));
-                }
-                _ => {}
+            if let Some(post) = posted(&frame) {
+                view.push(post);
+            } else if frame["type"] == "ack" {
+                acks += 1;
+                // Ack means durable: a separate connection already sees the row.
+                let stored: i64 =
+                    sqlx::query_scalar("SELECT seq FROM messages WHERE client_id = ?")
+                        .bind(frame["client_id"].as_str().unwrap())
+                        .fetch_one(&db)
+                        .await
+                        .expect("acknowledged message is in the database");
+                assert_eq!(stored, seq(&frame));
+                assert_eq!(frame["room_id"], general);
             }
         }
         let seqs: Vec<i64> = view.iter().map(|(s, _)| *s).collect();
@@ -79,15 +95,18 @@ async fn a_resent_message_is_acknowledged_again_and_stored_once() {
     let app = TestApp::spawn().await;
     let (ann, mut a) = app.member("ann").await;
     let (_, mut b) = app.member("bob").await;
+    let general = app.room_id("general").await;
 
     let client_id = uuid::Uuid::new_v4().to_string();
-    let send = json!({"type": "send", "room": "general", "client_id": client_id, "body": "once"});
+    let send = json!({"type": "send", "room_id": general, "client_id": client_id, "body": "once"});
     a.send(send.clone()).await;
     let first = a.expect("ack").await;
-    // After a reconnect the client resends: same ack, nothing new stored or delivered.
+    // After a reconnect (resuming from the message) the client resends:
+    // same ack, nothing new stored or delivered.
     drop(a);
-    let mut a = app.ws(&ann).await;
-    a.subscribe("general", Some(seq(&first))).await;
+    let (mut a, _) = app
+        .ws_with(&ann, json!({ general.to_string(): seq(&first) }))
+        .await;
     a.send(send.clone()).await;
     a.send(send).await;
     let second = a.expect("ack").await;
@@ -95,9 +114,15 @@ async fn a_resent_message_is_acknowledged_again_and_stored_once() {
     assert_eq!(first, second);
     assert_eq!(first, third);
 
-    let delivered = b.expect("message").await;
-    assert_eq!(delivered["client_id"], client_id);
-    b.expect_none("message", QUIET).await;
+    let delivered = b.expect_event("posted").await;
+    assert_eq!(delivered["message"]["client_id"], client_id);
+    // The committer publishes before it acks: a resend published would be
+    // queued for Bob before his pong.
+    let after = b.until_pong().await;
+    assert!(
+        after.iter().all(|f| posted(f).is_none()),
+        "delivered twice: {after:?}"
+    );
     assert_eq!(app.stored(Some(&client_id)).await, 1);
 }
 
@@ -105,86 +130,123 @@ async fn a_resent_message_is_acknowledged_again_and_stored_once() {
 async fn rooms_are_isolated() {
     let app = TestApp::spawn().await;
     let (ann, cat) = (app.sign_in("ann").await, app.sign_in("cat").await);
-    assert_eq!(app.create_room(&ann, "elsewhere").await.0, 200);
+    let general = app.room_id("general").await;
+    // Cat keeps to a room of her own (events follow membership).
+    let (status, created) = app.create_room(&cat, "elsewhere").await;
+    assert_eq!(status, 200, "{created}");
+    let elsewhere = created["id"].as_i64().expect("id");
+    app.leave(&cat, general).await;
     let (mut a, mut c) = (app.ws(&ann).await, app.ws(&cat).await);
-    a.subscribe("general", None).await;
-    c.subscribe("elsewhere", None).await;
-    a.say("general", "for general only").await;
+    a.open(general, None).await;
+    c.open(elsewhere, None).await;
+    a.say(general, "for general only").await;
     a.expect("ack").await;
-    c.expect_none("message", QUIET).await;
+    // Published before the ack: anything for Cat is queued before her pong.
+    let seen = c.until_pong().await;
+    assert!(
+        seen.iter().all(|f| f["type"] != "event"),
+        "cat got general's events: {seen:?}"
+    );
 
-    // The other room has its own sequence: after ann's join as its creator
-    // (1) and cat's join on subscribing (2), cat's message is 3.
-    c.say("elsewhere", "first here").await;
-    let m = c.expect("message").await;
-    assert_eq!((m["room"].as_str(), seq(&m)), (Some("elsewhere"), 3));
-    a.expect_none("message", QUIET).await;
+    // The other room has its own sequence: after cat's join as its creator
+    // (1), cat's message is 2.
+    c.say(elsewhere, "first here").await;
+    let m = c.expect_event("posted").await;
+    assert_eq!((m["room_id"].as_i64(), seq(&m)), (Some(elsewhere), 2));
+    c.expect("ack").await;
+    let seen = a.until_pong().await;
+    assert!(
+        seen.iter().all(|f| f["room_id"] != elsewhere),
+        "ann got elsewhere's frames: {seen:?}"
+    );
 }
 
 #[tokio::test]
 async fn presence_counts_a_user_once_across_tabs() {
     let app = TestApp::spawn().await;
     let (ann, bob) = (app.sign_in("ann").await, app.sign_in("bob").await);
+    let general = app.room_id("general").await;
+    let names = |presence: &Value| -> Vec<String> {
+        presence["online"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
     let mut a = app.ws(&ann).await;
-    let presence = a.subscribe("general", None).await;
-    assert_eq!(presence["users"].as_array().unwrap().len(), 1);
-    a.expect_where("system", |f| {
-        f["event"] == "joined" && f["user"]["name"] == "ann"
-    })
-    .await;
+    let presence = a.open(general, None).await;
+    assert_eq!(names(&presence), ["ann"]);
 
+    // Bob's first connection: he comes online, once.
     let mut b1 = app.ws(&bob).await;
-    let presence = b1.subscribe("general", None).await;
-    let names: Vec<&str> = presence["users"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|u| u["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["ann", "bob"]);
-    a.expect_where("system", |f| {
-        f["event"] == "joined" && f["user"]["name"] == "bob"
-    })
-    .await;
+    let presence = b1.open(general, None).await;
+    assert_eq!(names(&presence), ["ann", "bob"]);
+    a.expect_where("presence_changed", |f| presence_of(f, "bob", true))
+        .await;
 
     // A second tab of bob: still one bob, no new notice (a notice would be
-    // queued for ann before bob's tab got its presence, so before her pong).
+    // queued for ann when bob's tab resumed, so before her pong).
     let mut b2 = app.ws(&bob).await;
-    let presence = b2.subscribe("general", None).await;
-    assert_eq!(presence["users"].as_array().unwrap().len(), 2);
+    let presence = b2.open(general, None).await;
+    assert_eq!(names(&presence), ["ann", "bob"]);
     let seen = a.until_pong().await;
     assert!(
-        seen.iter().all(|f| f["type"] != "system"),
+        seen.iter().all(|f| f["type"] != "presence_changed"),
         "no notice: {seen:?}"
     );
 
-    // Closing one tab is not leaving; closing the last one is. Once the
-    // server counts one connection fewer it has handled the close (and
+    // Closing one tab is not going offline; closing the last one is. Once
+    // the server counts one connection fewer it has handled the close (and
     // queued any notice for ann).
     b2.socket.close(None).await.unwrap();
     app.wait_metric("chat_connections", 2).await;
     let seen = a.until_pong().await;
     assert!(
-        seen.iter().all(|f| f["type"] != "system"),
+        seen.iter().all(|f| f["type"] != "presence_changed"),
         "no notice: {seen:?}"
     );
-    b1.send(json!({"type": "unsubscribe", "room": "general"}))
-        .await;
-    let left = a.expect("system").await;
+    b1.socket.close(None).await.unwrap();
+    let offline = a.expect("presence_changed").await;
     assert_eq!(
-        (left["event"].as_str(), left["user"]["name"].as_str()),
-        (Some("left"), Some("bob"))
+        (
+            offline["room_id"].as_i64(),
+            offline["user"]["name"].as_str(),
+            offline["online"].as_bool()
+        ),
+        (Some(general), Some("bob"), Some(false))
     );
 }
 
+/// v1 announced every new room to everyone; v2 announces a room to its
+/// members (`room_added` in each of their tabs), and others find it in the
+/// directory.
 #[tokio::test]
-async fn new_rooms_appear_for_everyone_live() {
+async fn new_rooms_reach_their_creators_tabs_live_and_the_directory() {
     let app = TestApp::spawn().await;
     let (ann, bob) = (app.sign_in("ann").await, app.sign_in("bob").await);
+    let mut a = app.ws(&ann).await;
     let mut b = app.ws(&bob).await;
-    assert_eq!(app.create_room(&ann, "Design").await.0, 200);
-    let rooms = b.expect("rooms").await;
-    assert_eq!(rooms["rooms"][0]["name"], "Design");
+    let (status, created) = app.create_room(&ann, "Design").await;
+    assert_eq!(status, 200, "{created}");
+    let added = a.expect("room_added").await;
+    assert_eq!(
+        (
+            &added["room"]["id"],
+            &added["room"]["name"],
+            &added["room"]["role"]
+        ),
+        (&created["id"], &json!("Design"), &json!("owner"))
+    );
+    let seen = b.until_pong().await;
+    assert!(
+        seen.iter().all(|f| f["type"] != "room_added"),
+        "not bob's room: {seen:?}"
+    );
+    let (status, listed, _) = app.call(Some(&bob), "directory", &[("q", "des")]).await;
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed["rooms"][0]["name"], "Design", "{listed}");
+    assert_eq!(listed["rooms"][0]["joined"], false, "{listed}");
 
     // Unique ignoring case.
     let (status, body) = app.create_room(&bob, "design").await;
@@ -197,23 +259,29 @@ async fn new_rooms_appear_for_everyone_live() {
 #[tokio::test]
 async fn bad_input_gets_an_error_and_the_connection_stays_usable() {
     let app = TestApp::spawn().await;
-    let ann = app.sign_in("ann").await;
-    assert_eq!(app.create_room(&ann, "other").await.0, 200);
+    let (ann, bob) = (app.sign_in("ann").await, app.sign_in("bob").await);
+    let general = app.room_id("general").await;
+    // A room Ann is not a member of.
+    let (status, created) = app.create_room(&bob, "other").await;
+    assert_eq!(status, 200, "{created}");
+    let other = created["id"].as_i64().expect("id");
+    let nowhere = 999_999;
     let mut a = app.ws(&ann).await;
-    a.subscribe("general", None).await;
+    a.open(general, None).await;
 
+    let id = || uuid::Uuid::new_v4().to_string();
     let cases: Vec<(String, &str)> = vec![
         ("{not json".into(), "bad_frame"),
         (json!({"type": "launch_rockets"}).to_string(), "bad_frame"),
-        (json!({"type": "send", "room": "general"}).to_string(), "bad_frame"),
-        (json!({"type": "subscribe", "room": "nowhere"}).to_string(), "unknown_room"),
-        (json!({"type": "send", "room": "nowhere", "client_id": uuid::Uuid::new_v4(), "body": "x"}).to_string(), "unknown_room"),
-        (json!({"type": "send", "room": "other", "client_id": uuid::Uuid::new_v4(), "body": "x"}).to_string(), "not_joined"),
-        (json!({"type": "send", "room": "general", "client_id": "not-a-uuid", "body": "x"}).to_string(), "bad_client_id"),
-        (json!({"type": "send", "room": "general", "client_id": uuid::Uuid::new_v4(), "body": "  "}).to_string(), "empty_body"),
-        (json!({"type": "send", "room": "general", "client_id": uuid::Uuid::new_v4(), "body": "é".repeat(4001)}).to_string(), "body_too_long"),
-        (json!({"type": "history", "room": "nowhere"}).to_string(), "unknown_room"),
-        (json!({"type": "unsubscribe", "room": "other"}).to_string(), "not_joined"),
+        (json!({"type": "send", "room_id": general}).to_string(), "bad_frame"),
+        (json!({"type": "open", "room_id": nowhere}).to_string(), "not_found"),
+        (json!({"type": "send", "room_id": nowhere, "client_id": id(), "body": "x"}).to_string(), "not_found"),
+        (json!({"type": "send", "room_id": other, "client_id": id(), "body": "x"}).to_string(), "not_member"),
+        (json!({"type": "send", "room_id": general, "client_id": "not-a-uuid", "body": "x"}).to_string(), "bad_client_id"),
+        (json!({"type": "send", "room_id": general, "client_id": id(), "body": "  "}).to_string(), "empty_body"),
+        (json!({"type": "send", "room_id": general, "client_id": id(), "body": "é".repeat(4001)}).to_string(), "body_too_long"),
+        (json!({"type": "history", "room_id": nowhere}).to_string(), "not_found"),
+        (json!({"type": "leave", "room_id": other, "client_id": id()}).to_string(), "not_member"),
     ];
     for (text, code) in cases {
         a.send_text(text.clone()).await;
@@ -231,7 +299,7 @@ async fn bad_input_gets_an_error_and_the_connection_stays_usable() {
 
     // Still usable, and nothing was stored.
     a.assert_alive().await;
-    let id = a.say("general", &"é".repeat(4000)).await;
+    let id = a.say(general, &"é".repeat(4000)).await;
     assert_eq!(a.expect("ack").await["client_id"], id);
     assert_eq!(app.stored(None).await, 1);
 }
@@ -307,7 +375,8 @@ async fn guest_names_are_validated() {
         );
     }
     let cookie = app.sign_in(&format!("  {}  ", "n".repeat(32))).await;
-    let mut ws = app.ws(&cookie).await;
+    let (mut ws, hello) = app.ws_with(&cookie, json!({})).await;
+    assert_eq!(hello["user"]["name"], "n".repeat(32), "trimmed");
     ws.assert_alive().await;
 }
 
@@ -315,12 +384,12 @@ async fn guest_names_are_validated() {
 async fn history_survives_a_restart_and_is_in_the_server_rendered_page() {
     let app = TestApp::spawn().await;
     let ann = app.sign_in("ann").await;
+    let general = app.room_id("general").await;
     // Ann's sign-up (a silent join) took general's seqs before line 1.
     let base = app.last_seq("general").await;
     let mut a = app.ws(&ann).await;
-    a.subscribe("general", None).await;
     for i in 1..=60 {
-        a.say("general", &format!("line <{i}>")).await;
+        a.say(general, &format!("line <{i}>")).await;
     }
     for _ in 0..60 {
         a.expect("ack").await;
@@ -342,7 +411,7 @@ async fn history_survives_a_restart_and_is_in_the_server_rendered_page() {
     assert!(!html.contains("line &lt;10&gt;"));
 
     let mut a = app.ws(&ann).await;
-    a.send(json!({"type": "history", "room": "general", "before": base + 11, "limit": 10}))
+    a.send(json!({"type": "history", "room_id": general, "before": base + 11, "limit": 10}))
         .await;
     let page = a.expect("history").await;
     let seqs: Vec<i64> = page["messages"]
@@ -352,36 +421,42 @@ async fn history_survives_a_restart_and_is_in_the_server_rendered_page() {
         .map(seq)
         .collect();
     assert_eq!(seqs, (base + 1..=base + 10).collect::<Vec<_>>());
-    assert_eq!(page["has_more"], false);
+    assert_eq!(page["has_more_before"], false);
 
     // New messages continue the sequence.
-    a.subscribe("general", None).await;
-    a.say("general", "after restart").await;
+    a.say(general, "after restart").await;
     assert_eq!(seq(&a.expect("ack").await), base + 61);
 }
 
 #[tokio::test]
-async fn subscribe_since_replays_what_was_missed_then_goes_live() {
+async fn resume_replays_what_was_missed_then_goes_live() {
     let app = TestApp::spawn().await;
     let (ann, bob) = (app.sign_in("ann").await, app.sign_in("bob").await);
+    let general = app.room_id("general").await;
     // The sign-ups' silent joins took general's seqs before m1.
     let base = app.last_seq("general").await;
     let mut a = app.ws(&ann).await;
-    a.subscribe("general", None).await;
     for i in 1..=5 {
-        a.say("general", &format!("m{i}")).await;
+        a.say(general, &format!("m{i}")).await;
         a.expect("ack").await;
     }
-    let mut b = app.ws(&bob).await;
-    b.send(json!({"type": "subscribe", "room": "general", "since": base + 2}))
+    let (mut b, _) = app
+        .ws_with(&bob, json!({ general.to_string(): base + 2 }))
         .await;
-    a.say("general", "m6").await;
+    a.say(general, "m6").await;
     let mut seqs = Vec::new();
     while seqs.len() < 4 {
-        seqs.push(seq(&b.expect("message").await));
+        seqs.push(seq(&b.expect_event("posted").await));
     }
     assert_eq!(seqs, [3, 4, 5, 6].map(|n| base + n));
-    b.expect_none("message", QUIET).await;
+    // Nothing twice: m6 was published before Ann's ack, so a repeat would
+    // be queued for Bob before his pong.
+    a.expect("ack").await;
+    let after = b.until_pong().await;
+    assert!(
+        after.iter().all(|f| f["type"] != "event"),
+        "repeated: {after:?}"
+    );
 }
 
 #[tokio::test]
@@ -389,7 +464,7 @@ async fn the_no_javascript_form_posts_through_the_same_pipeline() {
     let app = TestApp::spawn().await;
     let (ann, bob) = (app.sign_in("ann").await, app.sign_in("bob").await);
     let mut b = app.ws(&bob).await;
-    b.subscribe("general", None).await;
+    b.open(app.room_id("general").await, None).await;
     let id = uuid::Uuid::new_v4().to_string();
     let (status, body, _) = app
         .call(
@@ -405,11 +480,15 @@ async fn the_no_javascript_form_posts_through_the_same_pipeline() {
     assert_eq!(status, 200, "{body}");
     // After the two sign-ups' silent joins of general.
     assert_eq!(body["seq"], app.last_seq("general").await);
-    let live = b.expect("message").await;
+    let live = b.expect_event("posted").await;
     assert_eq!(
-        (live["body"].as_str(), live["author"]["name"].as_str()),
+        (
+            live["message"]["body"].as_str(),
+            live["message"]["author"]["name"].as_str()
+        ),
         (Some("from a form"), Some("ann"))
     );
+    assert_eq!(live["seq"], body["seq"]);
 
     let (status, body, _) = app
         .call(
@@ -445,29 +524,32 @@ async fn a_client_id_is_its_authors_and_a_repeat_in_any_room_answers_the_origina
     let app = TestApp::spawn().await;
     let (ann, mut a) = app.member("ann").await;
     let (_, mut b) = app.member("bob").await;
+    let general = app.room_id("general").await;
     // The sign-ups' silent joins took general's seqs before.
     let base = app.last_seq("general").await;
-    let id = a.say("general", "ann's").await;
+    let id = a.say(general, "ann's").await;
     a.expect("ack").await;
     // Another author's client_id is no concern of Bob's: a new message.
-    b.send(json!({"type": "send", "room": "general", "client_id": id, "body": "bob's"}))
+    b.send(json!({"type": "send", "room_id": general, "client_id": id, "body": "bob's"}))
         .await;
     let ack = b.expect("ack").await;
     assert_eq!(
-        (ack["room"].as_str(), ack["seq"].as_i64()),
-        (Some("general"), Some(base + 2))
+        (ack["room_id"].as_i64(), ack["seq"].as_i64()),
+        (Some(general), Some(base + 2))
     );
     // Ann repeating hers in another room is a resend of her first message:
     // acknowledged as it was stored, in general, and published nowhere.
-    assert_eq!(app.create_room(&ann, "other").await.0, 200);
-    a.subscribe("other", None).await;
-    a.send(json!({"type": "send", "room": "other", "client_id": id, "body": "again"}))
+    let (status, created) = app.create_room(&ann, "other").await;
+    assert_eq!(status, 200, "{created}");
+    let other = created["id"].as_i64().expect("id");
+    a.open(other, None).await;
+    a.send(json!({"type": "send", "room_id": other, "client_id": id, "body": "again"}))
         .await;
     // The committer publishes before it acks: anything published is here.
     let ack = loop {
         let frame = a.recv().await;
         assert!(
-            !(frame["type"] == "message" && frame["room"] == "other"),
+            !(posted(&frame).is_some() && frame["room_id"] == other),
             "a resend was delivered: {frame}"
         );
         if frame["type"] == "ack" && frame["client_id"] == id.as_str() {
@@ -475,8 +557,8 @@ async fn a_client_id_is_its_authors_and_a_repeat_in_any_room_answers_the_origina
         }
     };
     assert_eq!(
-        (ack["room"].as_str(), ack["seq"].as_i64()),
-        (Some("general"), Some(base + 1))
+        (ack["room_id"].as_i64(), ack["seq"].as_i64()),
+        (Some(general), Some(base + 1))
     );
     // Over HTTP, a resend answers with what was stored the first time.
     let (status, body, _) = app
@@ -499,42 +581,41 @@ async fn a_client_id_is_its_authors_and_a_repeat_in_any_room_answers_the_origina
 }
 
 #[tokio::test]
-async fn subscribing_again_announces_nothing() {
+async fn opening_again_announces_nothing() {
     let app = TestApp::spawn().await;
     let (_, mut a) = app.member("ann").await;
     let (_, mut b) = app.member("bob").await;
-    a.expect_where("system", |f| f["user"]["name"] == "bob")
+    let general = app.room_id("general").await;
+    a.expect_where("presence_changed", |f| presence_of(f, "bob", true))
         .await;
     // The sign-ups' silent joins took general's seqs before.
     let base = app.last_seq("general").await;
-    let first = b.say("general", "one").await;
+    let first = b.say(general, "one").await;
     b.expect_where("ack", |f| f["client_id"] == first).await;
 
-    // Bob's only connection subscribes again, resuming from 0: the replay
-    // and a new presence come to him, and nothing to anyone else.
-    b.send(json!({"type": "subscribe", "room": "general", "since": 0}))
-        .await;
-    let replayed = b.expect("message").await;
-    assert_eq!(
-        (seq(&replayed), &replayed["client_id"]),
-        (base + 1, &json!(first))
-    );
-    let presence = b.expect("presence").await;
-    assert_eq!(presence["users"].as_array().unwrap().len(), 2);
-    // Frames to Ann keep their order, so a `left` or `joined` caused by the
-    // subscribe would reach her before the message Bob sends after it.
-    let second = b.say("general", "two").await;
+    // Bob's only connection opens general again (asking for a replay from
+    // 0, which a member's open does not do: resume did): a new presence
+    // comes to him, and nothing to anyone else.
+    let presence = b.open(general, Some(0)).await;
+    assert_eq!(presence["online"].as_array().unwrap().len(), 2);
+    // Frames to Ann keep their order, so a `presence_changed` caused by the
+    // open would reach her before the message Bob sends after it.
+    let second = b.say(general, "two").await;
     loop {
         let frame = a.recv().await;
-        assert_ne!(frame["type"], "system", "announced: {frame}");
-        if frame["type"] == "message" && frame["client_id"] == second {
+        assert_ne!(frame["type"], "presence_changed", "announced: {frame}");
+        if posted(&frame).is_some() && frame["message"]["client_id"] == second {
             break;
         }
     }
-    // Bob is still subscribed: the live stream went on.
-    let live = b
-        .expect_where("message", |f| f["client_id"] == second)
-        .await;
+    // Bob's live stream went on, with nothing repeated.
+    let live = loop {
+        let frame = b.expect_event("posted").await;
+        assert!(seq(&frame) > base + 1, "repeated: {frame}");
+        if frame["message"]["client_id"] == second {
+            break frame;
+        }
+    };
     assert_eq!(seq(&live), base + 2);
 }
 
@@ -558,24 +639,24 @@ async fn a_client_that_stops_reading_is_closed_and_stalls_no_one() {
         app.sign_in("bob").await,
         app.sign_in("cat").await,
     );
+    let general = app.room_id("general").await;
+    // All three are members of general: its events reach them all.
     let (mut sender, mut reader, mut stalled) =
         (app.ws(&ann).await, app.ws(&bob).await, app.ws(&cat).await);
-    sender.subscribe("general", None).await;
-    reader.subscribe("general", None).await;
-    stalled.subscribe("general", None).await;
     // The sign-ups' silent joins took general's seqs before.
     let base = app.last_seq("general").await;
 
     // Far more than the stalled client's queue plus both kernels' socket
     // buffers can hold: its queue must overflow.
     const COUNT: usize = 3000;
+    let end = base + COUNT as i64;
     let body = "x".repeat(4000);
     // The sender reads its acks as it goes (a sender that never read would
     // itself be a slow consumer).
     let drive = async {
         for _ in 0..COUNT / 100 {
             for _ in 0..100 {
-                sender.say("general", &body).await;
+                sender.say(general, &body).await;
             }
             for _ in 0..100 {
                 sender.expect("ack").await;
@@ -584,8 +665,8 @@ async fn a_client_that_stops_reading_is_closed_and_stalls_no_one() {
     };
     // The reading member gets every message, in order, while the other stalls.
     let read = async {
-        for expected in base + 1..=base + COUNT as i64 {
-            assert_eq!(seq(&reader.expect("message").await), expected);
+        for expected in base + 1..=end {
+            assert_eq!(seq(&reader.expect_event("posted").await), expected);
         }
     };
     tokio::join!(drive, read);
@@ -604,9 +685,9 @@ async fn a_client_that_stops_reading_is_closed_and_stalls_no_one() {
         {
             Some(Ok(Message::Text(text))) => {
                 let frame: Value = serde_json::from_str(&text).unwrap();
-                if frame["type"] == "message" {
-                    assert_eq!(seq(&frame), last + 1, "what was delivered has no gap");
-                    last = seq(&frame);
+                if let Some((at, _)) = posted(&frame) {
+                    assert_eq!(at, last + 1, "what was delivered has no gap");
+                    last = at;
                 }
             }
             Some(Ok(Message::Close(close))) => {
@@ -620,18 +701,47 @@ async fn a_client_that_stops_reading_is_closed_and_stalls_no_one() {
         matches!(code, Some(1013) | None),
         "closed as a slow consumer (1013) or cut off, not {code:?}"
     );
-    assert!(
-        last < base + COUNT as i64,
-        "the stalled client was cut off before the end"
-    );
-    // It resumes from where it stopped, with nothing missing.
-    let mut resumed = app.ws(&cat).await;
-    resumed
-        .send(json!({"type": "subscribe", "room": "general", "since": last}))
+    assert!(last < end, "the stalled client was cut off before the end");
+    // It resumes from where it stopped, with nothing missing: replayed when
+    // at most N behind, else a `gap` and the pages of history back to it.
+    let (mut resumed, _) = app
+        .ws_with(&cat, json!({ general.to_string(): last }))
         .await;
-    for expected in last + 1..=base + COUNT as i64 {
-        assert_eq!(seq(&resumed.expect("message").await), expected);
+    let mut got = std::collections::BTreeSet::new();
+    let mut gap = None;
+    for frame in resumed.until_pong().await {
+        if let Some((at, _)) = posted(&frame) {
+            assert!(got.insert(at), "replayed twice: {at}");
+        } else if frame["type"] == "gap" {
+            gap = frame["last_seq"].as_i64();
+        }
     }
+    if let Some(gap) = gap {
+        assert!(got.is_empty(), "events with a gap: {got:?}");
+        assert_eq!(gap, end);
+        let mut before = None::<i64>;
+        while before.is_none_or(|b| b > last + 1) {
+            let mut frame = json!({"type": "history", "room_id": general, "limit": 200});
+            if let Some(b) = before {
+                frame["before"] = json!(b);
+            }
+            resumed.send(frame).await;
+            let page = resumed.expect("history").await;
+            let seqs: Vec<i64> = page["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(seq)
+                .collect();
+            before = Some(*seqs.first().expect("a page back to the cursor"));
+            got.extend(seqs.into_iter().filter(|&s| s > last));
+        }
+    }
+    assert_eq!(
+        got.into_iter().collect::<Vec<_>>(),
+        (last + 1..=end).collect::<Vec<_>>(),
+        "from {last} (gap: {gap:?})"
+    );
 }
 
 #[tokio::test]
@@ -669,6 +779,7 @@ async fn an_expired_session_is_refused_and_purged() {
 async fn a_database_that_cannot_be_written_gets_a_clear_error_and_a_retry_succeeds() {
     let app = TestApp::spawn().await;
     let (_, mut a) = app.member("ann").await;
+    let general = app.room_id("general").await;
     // Ann's sign-up (a silent join) took general's seq before.
     let base = app.last_seq("general").await;
     // Another process holds the write lock past the server's busy timeout.
@@ -680,23 +791,27 @@ async fn a_database_that_cannot_be_written_gets_a_clear_error_and_a_retry_succee
         .execute(&mut blocker)
         .await
         .unwrap();
-    let client_id = a.say("general", "kept by the client").await;
+    let client_id = a.say(general, "kept by the client").await;
     let error = a.expect("error").await;
     assert_eq!(
-        (error["code"].as_str(), error["client_id"].as_str()),
-        (Some("unavailable"), Some(client_id.as_str()))
+        (
+            error["code"].as_str(),
+            error["client_id"].as_str(),
+            error["room_id"].as_i64()
+        ),
+        (Some("unavailable"), Some(client_id.as_str()), Some(general))
     );
     a.assert_alive().await;
 
     // Once the database is back, the same send is stored, once.
     sqlx::query("ROLLBACK").execute(&mut blocker).await.unwrap();
-    a.send(json!({"type": "send", "room": "general", "client_id": client_id, "body": "kept by the client"}))
+    a.send(json!({"type": "send", "room_id": general, "client_id": client_id, "body": "kept by the client"}))
         .await;
     assert_eq!(a.expect("ack").await["seq"], base + 1);
 }
 
 #[tokio::test]
-async fn a_peer_that_stops_answering_pings_is_closed_and_leaves() {
+async fn a_peer_that_stops_answering_pings_is_closed_and_goes_offline() {
     use futures::StreamExt;
     use tokio_tungstenite::tungstenite::Message;
     let app = TestApp::spawn_with(|config| config.ws_ping_secs = 1).await;
@@ -729,13 +844,13 @@ async fn a_peer_that_stops_answering_pings_is_closed_and_leaves() {
         }
     }
     let (_, mut gone) = app.member("bob").await;
-    next(&mut frames, "system", |f| {
-        f["event"] == "joined" && f["user"]["name"] == "bob"
+    next(&mut frames, "presence_changed", |f| {
+        presence_of(f, "bob", true)
     })
     .await;
-    // Bob's side goes silent.
-    let left = next(&mut frames, "system", |f| f["event"] == "left").await;
-    assert_eq!(left["user"]["name"], "bob");
+    // Bob's side goes silent: he goes offline.
+    let offline = next(&mut frames, "presence_changed", |f| f["online"] == false).await;
+    assert_eq!(offline["user"]["name"], "bob");
     // Its close frame (1001) may be unreadable: reading makes the client
     // answer the pings it ignored, on a socket the server has closed.
     let closed = tokio::time::timeout(common::WAIT, async {
@@ -766,7 +881,7 @@ async fn a_peer_that_stops_answering_pings_is_closed_and_leaves() {
 async fn metrics_count_what_happened() {
     let app = TestApp::spawn().await;
     let (_, mut a) = app.member("ann").await;
-    a.say("general", "counted").await;
+    a.say(app.room_id("general").await, "counted").await;
     a.expect("ack").await;
     let text = reqwest::get(app.url("/metrics"))
         .await
@@ -793,7 +908,9 @@ async fn metrics_count_what_happened() {
 async fn shutdown_closes_sockets_with_1012_after_committing() {
     let app = TestApp::spawn().await;
     let (_, mut a) = app.member("ann").await;
-    let id = a.say("general", "in flight at shutdown").await;
+    let id = a
+        .say(app.room_id("general").await, "in flight at shutdown")
+        .await;
     let stopping = tokio::spawn(app.shutdown());
     // Whatever happens first, the message is acknowledged or the socket
     // closes with 1012; either way a message that was acked is stored.
@@ -826,12 +943,13 @@ async fn shutdown_closes_sockets_with_1012_after_committing() {
 }
 
 #[tokio::test]
-async fn a_client_that_writes_but_never_reads_is_cut_off_and_leaves() {
+async fn a_client_that_writes_but_never_reads_is_cut_off_and_goes_offline() {
     let app = TestApp::spawn().await;
     let (_, mut sender) = app.member("ann").await;
     let (_, mut stalled) = app.member("bob").await;
+    let general = app.room_id("general").await;
     sender
-        .expect_where("system", |f| f["user"]["name"] == "bob")
+        .expect_where("presence_changed", |f| presence_of(f, "bob", true))
         .await;
     let body = "x".repeat(4000);
     let flood = async {
@@ -850,17 +968,16 @@ async fn a_client_that_writes_but_never_reads_is_cut_off_and_leaves() {
             }
         }
     };
-    let bob_left = |frame: &Value| {
-        frame["type"] == "system" && frame["event"] == "left" && frame["user"]["name"] == "bob"
-    };
+    let bob_left = |frame: &Value| presence_of(frame, "bob", false);
     let talk = async {
         // Bob can be cut off while ann is still talking (his queue overflows
-        // as soon as the server outpaces his socket): his `left` may arrive
-        // among the acks, so it is kept rather than skipped with the rest.
+        // as soon as the server outpaces his socket): his going offline may
+        // arrive among the acks, so it is kept rather than skipped with the
+        // rest.
         let mut left = None;
         for _ in 0..30 {
             for _ in 0..100 {
-                sender.say("general", &body).await;
+                sender.say(general, &body).await;
             }
             let mut acks = 0;
             while acks < 100 {
@@ -877,7 +994,8 @@ async fn a_client_that_writes_but_never_reads_is_cut_off_and_leaves() {
         }
         // Bob is cut off as too slow once his queue overflows; if the socket
         // buffers took it all, once a write has been blocked for the server's
-        // write timeout (30 s). Either way he leaves: wait longer than that.
+        // write timeout (30 s). Either way he goes offline: wait longer than
+        // that.
         tokio::time::timeout(Duration::from_secs(60), async {
             use futures::StreamExt;
             use tokio_tungstenite::tungstenite::Message;
@@ -895,7 +1013,7 @@ async fn a_client_that_writes_but_never_reads_is_cut_off_and_leaves() {
             }
         })
         .await
-        .expect("bob left")
+        .expect("bob went offline")
     };
     let (_, left) = tokio::join!(
         tokio::time::timeout(std::time::Duration::from_secs(60), flood),
@@ -905,7 +1023,7 @@ async fn a_client_that_writes_but_never_reads_is_cut_off_and_leaves() {
 }
 
 #[tokio::test]
-async fn typing_and_subscription_churn_are_throttled() {
+async fn typing_and_open_churn_are_throttled() {
     // Windows far longer than the test, however slow the machine: what is
     // tested is the counting, not the clock.
     let app = TestApp::spawn_with(|config| {
@@ -915,10 +1033,11 @@ async fn typing_and_subscription_churn_are_throttled() {
     .await;
     let (_, mut a) = app.member("ann").await;
     let (_, mut b) = app.member("bob").await;
-    a.expect_where("system", |f| f["user"]["name"] == "bob")
+    let general = app.room_id("general").await;
+    a.expect_where("presence_changed", |f| presence_of(f, "bob", true))
         .await;
     for _ in 0..5 {
-        b.send(json!({"type": "typing", "room": "general"})).await;
+        b.send(json!({"type": "typing", "room_id": general})).await;
     }
     // Bob's pong: all five handled (relayed ones are queued for ann by
     // then). Ann's pong comes after whatever was queued for her.
@@ -931,14 +1050,11 @@ async fn typing_and_subscription_churn_are_throttled() {
         .count();
     assert_eq!(typing, 1, "one typing frame relayed of five");
 
+    // Bob's `open` of general (in `member`) was the first in the window.
     let mut limited = None;
     for i in 0..40 {
-        let kind = if i % 2 == 0 {
-            "unsubscribe"
-        } else {
-            "subscribe"
-        };
-        b.send(json!({"type": kind, "room": "general"})).await;
+        let kind = if i % 2 == 0 { "close" } else { "open" };
+        b.send(json!({"type": kind, "room_id": general})).await;
         b.send(json!({"type": "ping"})).await;
         loop {
             let frame = b.recv().await;
@@ -950,6 +1066,7 @@ async fn typing_and_subscription_churn_are_throttled() {
                 // what is left of it, not more.
                 let retry = frame["retry_after"].as_u64().expect("retry_after");
                 assert!((1..=3_600_000).contains(&retry), "retry_after {retry}");
+                assert_eq!(frame["room_id"], general);
                 limited = Some(i);
             }
         }
@@ -964,20 +1081,24 @@ async fn typing_and_subscription_churn_are_throttled() {
     );
 }
 
+/// 3 senders × 150 messages (450, under N = 500): 8 readers resume from
+/// different cursors while sends commit, one closes its socket halfway and
+/// resumes on a new one, and each sees exactly `(cursor, 450]`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_then_live_has_no_seam_under_concurrent_sends() {
     const SENDERS: usize = 3;
-    const EACH: usize = 300;
+    const EACH: usize = 150;
     const TOTAL: i64 = (SENDERS * EACH) as i64;
     let app = TestApp::spawn().await;
+    let general = app.room_id("general").await;
     let mut senders = Vec::new();
     for i in 0..SENDERS {
         let (_, client) = app.member(&format!("sender {i}")).await;
         senders.push(client);
     }
     // A member that reads everything as it is published: once it has seen
-    // seq n, the room's messages up to n are committed and published, so a
-    // subscriber from cursor n gets every later seq and no earlier one.
+    // seq n, the room's events up to n are committed and published, so a
+    // reader resuming from cursor n gets every later seq and no earlier one.
     let (_, mut watcher) = app.member("watcher").await;
     // Every sign-up is a silent join of general, which takes a seq: the
     // readers sign up before the sends, so the messages' seqs are dense
@@ -992,14 +1113,14 @@ async fn replay_then_live_has_no_seam_under_concurrent_sends() {
     let watching = tokio::spawn(async move {
         let mut last = 0;
         while last < end {
-            last = seq(&watcher.expect("message").await);
+            last = seq(&watcher.event(general).await);
             publish.send_replace(last);
         }
     });
     let sending = senders.into_iter().map(|mut client| {
         tokio::spawn(async move {
             for n in 0..EACH {
-                client.say("general", &format!("m{n}")).await;
+                client.say(general, &format!("m{n}")).await;
                 if n % 10 == 9 {
                     tokio::time::sleep(Duration::from_millis(2)).await;
                 }
@@ -1011,15 +1132,15 @@ async fn replay_then_live_has_no_seam_under_concurrent_sends() {
     });
     let sending: Vec<_> = sending.collect();
 
-    // Readers join while messages commit, each from a different cursor (as
-    // soon as the room has reached it: a cursor ahead of the room is not
-    // something a client can hold), and one of them leaves and comes back
-    // halfway. Each must see exactly the seqs after its cursor, once each,
-    // in order, across replay and live.
+    // Readers resume while messages commit, each from a different cursor
+    // (as soon as the room has reached it: a cursor ahead of the room is not
+    // something a client can hold), and one of them closes its socket
+    // halfway and resumes on a new one from the last seq it applied. Each
+    // must see exactly the seqs after its cursor, once each, in order,
+    // across replay and live.
     let mut readers = Vec::new();
     for (r, cookie) in (0..8_i64).zip(cookies) {
         let since = base + r * 20;
-        let mut client = app.ws(&cookie).await;
         tokio::time::timeout(
             common::WAIT,
             published.clone().wait_for(|&seq| seq >= since),
@@ -1027,31 +1148,21 @@ async fn replay_then_live_has_no_seam_under_concurrent_sends() {
         .await
         .expect("the room reaches the reader's cursor")
         .expect("watcher running");
+        let remote = *app;
         readers.push(tokio::spawn(async move {
-            client
-                .send(json!({"type": "subscribe", "room": "general", "since": since}))
-                .await;
+            let cursor = |at: i64| json!({ general.to_string(): at });
+            let (mut client, _) = remote.ws_with(&cookie, cursor(since)).await;
             let mut seen = Vec::new();
             let mut last = since;
             let mut came_back = false;
             while last < end {
-                let got = seq(&client.expect("message").await);
-                // Frames in flight when it left may repeat in the replay
-                // after it came back; the client drops seqs it has, as the
-                // browser does. Everywhere else, exactly once.
-                if came_back && got <= last {
-                    continue;
-                }
-                last = got;
+                let event = client.event(general).await;
+                assert_eq!(event["kind"], "posted", "{event}");
+                last = seq(&event);
                 seen.push(last);
                 if r == 3 && !came_back && last == since + 150 {
-                    client
-                        .send(json!({"type": "unsubscribe", "room": "general"}))
-                        .await;
-                    tokio::time::sleep(Duration::from_millis(30)).await;
-                    client
-                        .send(json!({"type": "subscribe", "room": "general", "since": last}))
-                        .await;
+                    client.socket.close(None).await.expect("close");
+                    client = remote.ws_with(&cookie, cursor(last)).await.0;
                     came_back = true;
                 }
             }
@@ -1071,8 +1182,6 @@ async fn replay_then_live_has_no_seam_under_concurrent_sends() {
         );
     }
 }
-
-// ---- trust and exposure -------------------------------------------------------
 
 /// The HTTP status of an upgrade attempt (101 when it succeeded).
 fn upgrade_status(attempt: Result<common::Client, tokio_tungstenite::tungstenite::Error>) -> u16 {
@@ -1117,7 +1226,7 @@ async fn call_as(
 async fn requests_for_a_host_the_server_does_not_answer_to_are_refused() {
     let app = TestApp::spawn().await;
     let (ann, mut a) = app.member("ann").await;
-    a.say("general", "internal secret").await;
+    a.say(app.room_id("general").await, "internal secret").await;
     a.expect("ack").await;
 
     // What a page whose name was rebound to this server sends: its own name
@@ -1272,47 +1381,64 @@ async fn other_peoples_emails_are_never_sent() {
     const EMAIL: &str = "lou.private@example.test";
     let app = TestApp::spawn().await;
     let (bob, mut b) = app.member("bob").await;
+    let general = app.room_id("general").await;
+    // Where general stood before Lou: a tab resuming from here is replayed
+    // all Lou did (rendered from the store, not from the live frames).
+    let before_lou = app.last_seq("general").await;
     let lou = app.sign_up("Lou", EMAIL, "correct horse").await;
-    let mut l = app
-        .try_ws(Some(&lou), Some(&app.origin()))
-        .await
-        .expect("upgrade");
     // Lou sees their own email, in their hello and their page data.
-    assert_eq!(l.expect("hello").await["user"]["email"], EMAIL);
+    let (mut l, hello) = app.ws_hello(&lou).await;
+    assert_eq!(hello["user"]["email"], EMAIL);
     let (status, mine, _) = app.call(Some(&lou), "page", &[]).await;
     assert_eq!(status, 200);
     assert_eq!(mine["me"]["email"], EMAIL);
 
     // Everything Bob hears about Lou.
     let mut seen = Vec::new();
-    l.subscribe("general", None).await;
-    read_until(&mut b, &mut seen, "system", |f| f["user"]["name"] == "Lou").await;
-    l.say("general", "hello from lou").await;
-    read_until(&mut b, &mut seen, "message", any).await;
-    l.send(json!({"type": "typing", "room": "general"})).await;
+    l.resume(json!({})).await;
+    read_until(&mut b, &mut seen, "presence_changed", |f| {
+        presence_of(f, "Lou", true)
+    })
+    .await;
+    l.open(general, None).await;
+    l.say(general, "hello from lou").await;
+    read_until(&mut b, &mut seen, "event", |f| f["kind"] == "posted").await;
+    l.send(json!({"type": "typing", "room_id": general})).await;
     read_until(&mut b, &mut seen, "typing", any).await;
-    b.send(json!({"type": "history", "room": "general"})).await;
+    b.send(json!({"type": "history", "room_id": general})).await;
     let history = read_until(&mut b, &mut seen, "history", any).await;
     assert_eq!(history["messages"][0]["author"]["name"], "Lou");
-    // Resubscribing replays Lou's message and lists Lou as online.
-    b.send(json!({"type": "subscribe", "room": "general", "since": 0}))
-        .await;
+    // Opening again lists Lou as online; another tab of Bob's resuming from
+    // before Lou is replayed Lou's silent join and message.
+    b.send(json!({"type": "open", "room_id": general})).await;
     let presence = read_until(&mut b, &mut seen, "presence", any).await;
-    assert!(presence["users"].to_string().contains("Lou"));
-    assert!(
-        seen.iter().filter(|f| f["type"] == "message").count() >= 2,
-        "live and replayed"
-    );
-    l.send(json!({"type": "unsubscribe", "room": "general"}))
+    assert!(presence["online"].to_string().contains("Lou"));
+    let (mut b2, _) = app.ws_hello(&bob).await;
+    b2.send(json!({"type": "resume", "rooms": { general.to_string(): before_lou }}))
         .await;
-    read_until(&mut b, &mut seen, "system", |f| f["event"] == "left").await;
+    read_until(&mut b2, &mut seen, "resumed", any).await;
+    let replayed: Vec<&Value> = seen
+        .iter()
+        .filter(|f| f["type"] == "event" && f["seq"].as_i64() > Some(before_lou))
+        .collect();
+    assert!(
+        replayed.iter().any(|f| f["kind"] == "member_joined")
+            && replayed.iter().filter(|f| f["kind"] == "posted").count() >= 2,
+        "live and replayed: {replayed:?}"
+    );
+    l.socket.close(None).await.expect("close");
+    read_until(&mut b, &mut seen, "presence_changed", |f| {
+        presence_of(f, "Lou", false)
+    })
+    .await;
     for frame in &seen {
         assert!(!frame.to_string().contains(EMAIL), "leaked in {frame}");
     }
 
     // Nor in what Bob's page is made of: its data and its HTML.
-    l.subscribe("general", None).await;
-    let general = app.room_id("general").await.to_string();
+    let mut l = app.ws(&lou).await;
+    l.open(general, None).await;
+    let general = general.to_string();
     let (status, page, _) = app
         .call(Some(&bob), "page", &[("room_id", general.as_str())])
         .await;
@@ -1339,10 +1465,15 @@ fn session_hash(cookie: &str) -> Vec<u8> {
 /// Sends a message once the session of `client` has ended behind its back,
 /// then reads until the server closes the socket: the close must be 1008,
 /// and nothing (no `ack`) may follow it.
-async fn closes_when_its_session_ends(app: &TestApp, cookie: &str, client: &mut common::Client) {
+async fn closes_when_its_session_ends(
+    app: &TestApp,
+    cookie: &str,
+    client: &mut common::Client,
+    general: i64,
+) {
     use futures::StreamExt;
     use tokio_tungstenite::tungstenite::Message;
-    client.say("general", "sent as the session ends").await;
+    client.say(general, "sent as the session ends").await;
     let code = loop {
         match tokio::time::timeout(common::WAIT, client.socket.next())
             .await
@@ -1383,7 +1514,7 @@ async fn an_open_socket_is_closed_when_its_session_is_deleted() {
 }
 
 /// Ends Ann's session with `sql` (bound to its hash) while her socket is
-/// open: the socket is closed with 1008, Bob sees her leave, his lives on.
+/// open: the socket is closed with 1008, Bob sees her go offline, his lives on.
 async fn session_ends_behind_the_sockets_back(sql: &str) {
     // Sessions are checked every 100 ms; pings keep their default, so a
     // socket left unread during the setup is not taken for a dead one.
@@ -1392,15 +1523,17 @@ async fn session_ends_behind_the_sockets_back(sql: &str) {
             .await;
     let (ann, mut a) = app.member("ann").await;
     let (_, mut b) = app.member("bob").await;
+    let general = app.room_id("general").await;
     sqlx::query(sql)
         .bind(session_hash(&ann))
         .execute(&app.db().await)
         .await
         .unwrap();
-    let ann_left = b.expect_where("system", |f| {
-        f["event"] == "left" && f["user"]["name"] == "ann"
-    });
-    tokio::join!(closes_when_its_session_ends(&app, &ann, &mut a), ann_left);
+    let ann_left = b.expect_where("presence_changed", |f| presence_of(f, "ann", false));
+    tokio::join!(
+        closes_when_its_session_ends(&app, &ann, &mut a, general),
+        ann_left
+    );
     b.assert_alive().await;
 }
 
@@ -1452,8 +1585,7 @@ async fn rooms_open_by_id_old_names_redirect_and_outsiders_preview() {
     let id = created["id"].as_i64().expect("created room's id");
     assert_eq!(created["role"], "owner");
     let mut a = app.ws(&ann).await;
-    a.subscribe("Team Chat", None).await;
-    a.say("Team Chat", "hello <team>").await;
+    a.say(id, "hello <team>").await;
     a.expect("ack").await;
 
     // The old URL redirects (302) to the page by id, whatever the case.

@@ -1,9 +1,10 @@
 //! A real write fault in the database file, mid-load: the SQLite WAL file is
 //! made immutable (`chattr +i`, which holds even for root) while people post
-//! over the WebSocket and the no-JavaScript form and create rooms, then made
-//! writable again. Every request during the fault must get a clear refusal
-//! (never a false acknowledgement), every request after it must succeed at
-//! once, and the database must hold exactly what was acknowledged.
+//! over the WebSocket (protocol v2) and the no-JavaScript form and create
+//! rooms, then made writable again. Every request during the fault must get
+//! a clear refusal (never a false acknowledgement), every request after it
+//! must succeed at once, and the database must hold exactly what was
+//! acknowledged: a refused room is neither stored nor announced.
 
 mod common;
 
@@ -90,16 +91,30 @@ struct Ledger {
     acked: HashMap<String, i64>,
     /// client_ids of refused messages.
     refused: HashSet<String>,
-    /// Rooms created with a 200, and rooms refused.
-    rooms_created: Vec<String>,
-    rooms_refused: Vec<String>,
+    /// Rooms created with a 200, and rooms refused (name, client_id).
+    rooms_created: Vec<(String, String)>,
+    rooms_refused: Vec<(String, String)>,
+    /// Rooms announced to their creator's socket (`room_added`), by name.
+    rooms_announced: Vec<String>,
 }
 
-/// Sends over the socket and waits for its `ack` or `error`; `Some(seq)` on ack.
-async fn ws_send(client: &mut Client, ledger: &mut Ledger, body: &str) -> bool {
-    let client_id = client.say("general", body).await;
+impl Ledger {
+    /// Notes what `frame`, read on the creator's socket, announces.
+    fn note(&mut self, frame: &Value) {
+        if frame["type"] == "room_added" {
+            let name = frame["room"]["name"].as_str().expect("name");
+            self.rooms_announced.push(name.to_owned());
+        }
+    }
+}
+
+/// Sends to `room_id` over the socket and waits for its `ack` or `error`;
+/// `true` on ack. Rooms announced meanwhile go in the ledger.
+async fn ws_send(client: &mut Client, ledger: &mut Ledger, room_id: i64, body: &str) -> bool {
+    let client_id = client.say(room_id, body).await;
     loop {
         let frame = client.recv().await;
+        ledger.note(&frame);
         if frame["client_id"] != client_id.as_str() {
             continue;
         }
@@ -115,7 +130,7 @@ async fn ws_send(client: &mut Client, ledger: &mut Ledger, body: &str) -> bool {
                 ledger.refused.insert(client_id);
                 return false;
             }
-            _ => continue, // the echo of the message itself
+            _ => continue,
         }
     }
 }
@@ -147,14 +162,17 @@ async fn http_post(app: &TestApp, cookie: &str, ledger: &mut Ledger, body: &str)
     }
 }
 
+/// Creates a room through the server function, with a `client_id`.
 async fn create_room(app: &TestApp, cookie: &str, ledger: &mut Ledger, name: String) -> bool {
-    let (status, reply) = app.create_room(cookie, &name).await;
+    let client_id = uuid::Uuid::new_v4().to_string();
+    let (status, reply) = app.create_room_as(cookie, &name, &client_id).await;
     if status == 200 {
-        ledger.rooms_created.push(name);
+        assert_eq!(reply["name"], name.as_str(), "{reply}");
+        ledger.rooms_created.push((name, client_id));
         true
     } else {
         assert_eq!(status, 503, "refusal: {reply}");
-        ledger.rooms_refused.push(name);
+        ledger.rooms_refused.push((name, client_id));
         false
     }
 }
@@ -171,8 +189,10 @@ async fn readyz(app: &TestApp) -> u16 {
 async fn fault_a_database_write_failure_is_refused_cleanly_and_recovers_at_once() {
     let app = TestApp::spawn().await;
     let ann_cookie = app.sign_in("ann").await;
+    let general = app.room_id("general").await;
+    // Ann's socket gets general's events and her new rooms' `room_added`.
     let mut ann = app.ws(&ann_cookie).await;
-    ann.subscribe("general", None).await;
+    ann.open(general, None).await;
     let (_, mut bob) = app.member("bob").await;
     // The sign-ups' silent joins of general took the seqs before the posts.
     let base = app.last_seq("general").await;
@@ -180,7 +200,7 @@ async fn fault_a_database_write_failure_is_refused_cleanly_and_recovers_at_once(
 
     // Before: everything works (and the WAL file exists).
     for i in 0..5 {
-        assert!(ws_send(&mut ann, &mut ledger, &format!("before {i}")).await);
+        assert!(ws_send(&mut ann, &mut ledger, general, &format!("before {i}")).await);
     }
     assert!(http_post(&app, &ann_cookie, &mut ledger, "before (form)").await);
     assert!(create_room(&app, &ann_cookie, &mut ledger, "before-fault".into()).await);
@@ -215,7 +235,7 @@ async fn fault_a_database_write_failure_is_refused_cleanly_and_recovers_at_once(
             "the fault never took effect: {ws_during:?} {http_during:?} {rooms_during:?}, \
              readyz refused {not_ready} times"
         );
-        ws_during.count(ws_send(&mut ann, &mut ledger, &format!("during {round}")).await);
+        ws_during.count(ws_send(&mut ann, &mut ledger, general, &format!("during {round}")).await);
         http_during.count(
             http_post(
                 &app,
@@ -238,7 +258,7 @@ async fn fault_a_database_write_failure_is_refused_cleanly_and_recovers_at_once(
     let (mut ws_after, mut http_after, mut rooms_after) =
         (Tally::default(), Tally::default(), Tally::default());
     for i in 0..20 {
-        ws_after.count(ws_send(&mut ann, &mut ledger, &format!("after {i}")).await);
+        ws_after.count(ws_send(&mut ann, &mut ledger, general, &format!("after {i}")).await);
         if i % 4 == 0 {
             http_after.count(
                 http_post(&app, &ann_cookie, &mut ledger, &format!("after {i} (form)")).await,
@@ -253,26 +273,24 @@ async fn fault_a_database_write_failure_is_refused_cleanly_and_recovers_at_once(
     let after_total = after_failed + ws_after.ok + http_after.ok + rooms_after.ok;
     assert_eq!(readyz(&app).await, 200, "ready again after recovery");
 
-    // What bob was told: everything up to his pong.
-    bob.send(json!({"type": "ping"})).await;
+    // What bob was told: every post up to his pong. What ann was told of
+    // her rooms: every `room_added` up to hers.
     let mut announced: Vec<(String, i64)> = Vec::new();
-    let mut announced_rooms: Vec<String> = Vec::new();
-    loop {
-        let frame: Value = bob.recv().await;
-        match frame["type"].as_str() {
-            Some("pong") => break,
-            Some("message") => announced.push((
-                frame["client_id"].as_str().expect("client_id").to_owned(),
+    for frame in bob.until_pong().await {
+        if frame["type"] == "event" && frame["kind"] == "posted" {
+            announced.push((
+                frame["message"]["client_id"]
+                    .as_str()
+                    .expect("client_id")
+                    .to_owned(),
                 frame["seq"].as_i64().expect("seq"),
-            )),
-            Some("rooms") => {
-                for room in frame["rooms"].as_array().expect("rooms") {
-                    announced_rooms.push(room["name"].as_str().expect("name").to_owned());
-                }
-            }
-            _ => {}
+            ));
         }
     }
+    for frame in ann.until_pong().await {
+        ledger.note(&frame);
+    }
+    let announced_rooms = std::mem::take(&mut ledger.rooms_announced);
 
     // Audit what is on disk after a restart.
     let app = app.restart().await;
@@ -309,13 +327,44 @@ async fn fault_a_database_write_failure_is_refused_cleanly_and_recovers_at_once(
     let rooms_missing: Vec<_> = ledger
         .rooms_created
         .iter()
+        .map(|(name, _)| name)
         .chain(&announced_rooms)
         .filter(|name| !rooms.contains(*name))
         .collect();
     let rooms_phantom: Vec<_> = ledger
         .rooms_refused
         .iter()
-        .filter(|name| rooms.contains(*name))
+        .filter(|(name, _)| rooms.contains(name))
+        .collect();
+    // A refused creation is never announced; an acknowledged one is.
+    let announced_refused: Vec<_> = ledger
+        .rooms_refused
+        .iter()
+        .filter(|(name, _)| announced_rooms.contains(name))
+        .collect();
+    let unannounced: Vec<_> = ledger
+        .rooms_created
+        .iter()
+        .filter(|(name, _)| !announced_rooms.contains(name))
+        .collect();
+    // Each created room is recorded once, under its client_id.
+    let commands: HashSet<String> =
+        sqlx::query_scalar("SELECT client_id FROM commands WHERE kind = 'create_room'")
+            .fetch_all(&db)
+            .await
+            .expect("commands")
+            .into_iter()
+            .collect();
+    let unrecorded: Vec<_> = ledger
+        .rooms_created
+        .iter()
+        .filter(|(_, id)| !commands.contains(id))
+        .chain(
+            ledger
+                .rooms_refused
+                .iter()
+                .filter(|(_, id)| commands.contains(id)),
+        )
         .collect();
     let mut seqs: Vec<i64> = stored.values().copied().collect();
     seqs.sort_unstable();
@@ -358,6 +407,18 @@ async fn fault_a_database_write_failure_is_refused_cleanly_and_recovers_at_once(
         rooms_phantom.is_empty(),
         "refused rooms stored: {rooms_phantom:?}"
     );
+    assert!(
+        announced_refused.is_empty(),
+        "refused rooms announced: {announced_refused:?}"
+    );
+    assert!(
+        unannounced.is_empty(),
+        "created rooms not announced to their creator: {unannounced:?}"
+    );
+    assert!(
+        unrecorded.is_empty(),
+        "creations whose command record disagrees with their answer: {unrecorded:?}"
+    );
     assert!(dense, "seqs have a gap: {seqs:?}");
 }
 
@@ -387,9 +448,13 @@ async fn one_refused_row_never_fails_other_peoples_messages() {
     const EACH: usize = 60;
     let app = TestApp::spawn().await;
     let ann_cookie = app.sign_in("ann").await;
-    assert_eq!(app.create_room(&ann_cookie, "doomed").await.0, 200);
+    let (status, created) = app.create_room(&ann_cookie, "doomed").await;
+    assert_eq!(status, 200, "{created}");
+    let doomed = created["id"].as_i64().expect("room id");
+    let general = app.room_id("general").await;
+    // Ann created it: she is a member, and her socket gets its events.
     let mut ann = app.ws(&ann_cookie).await;
-    ann.subscribe("doomed", None).await;
+    ann.open(doomed, None).await;
     let (_, mut bob) = app.member("bob").await;
     sqlx::query("DELETE FROM rooms WHERE name = 'doomed'")
         .execute(&app.db().await)
@@ -410,8 +475,8 @@ async fn one_refused_row_never_fails_other_peoples_messages() {
     let mut ann_ids = HashSet::new();
     let mut bob_ids = HashSet::new();
     for i in 0..EACH {
-        ann_ids.insert(ann.say("doomed", &format!("into the void {i}")).await);
-        bob_ids.insert(bob.say("general", &format!("hello {i}")).await);
+        ann_ids.insert(ann.say(doomed, &format!("into the void {i}")).await);
+        bob_ids.insert(bob.say(general, &format!("hello {i}")).await);
     }
     // Each socket's frames are handled in order: once the pong is back,
     // every send before it has been handed to the committer.

@@ -72,17 +72,17 @@ async fn seqs_are_dense_across_kinds_and_the_same_for_every_member() {
     let ann = app.sign_in("Ann").await;
     let bob = app.sign_in("Bob").await;
     let dan = app.sign_in("Dan").await;
-    let mut a = app.ws2(&ann).await;
-    let mut b = app.ws2(&bob).await;
-    let mut d = app.ws2(&dan).await;
+    let mut a = app.ws(&ann).await;
+    let mut b = app.ws(&bob).await;
+    let mut d = app.ws(&dan).await;
     let room = create(&mut a, "Ordered").await;
     join(&mut b, room).await;
 
     // Two senders at once, while Dan joins and leaves and Ann renames the
     // room and sets its topic.
     for i in 0..20 {
-        a.post(room, &format!("a{i}")).await;
-        b.post(room, &format!("b{i}")).await;
+        a.say(room, &format!("a{i}")).await;
+        b.say(room, &format!("b{i}")).await;
     }
     join(&mut d, room).await;
     a.command(json!({"type": "rename", "room_id": room, "name": "Ordered 2"}))
@@ -127,9 +127,9 @@ async fn resume_replays_exactly_what_was_missed_or_says_gap() {
     let app = TestApp::spawn().await;
     let ann = app.sign_in("Ann").await;
     let bob = app.sign_in("Bob").await;
-    let mut a = app.ws2(&ann).await;
+    let mut a = app.ws(&ann).await;
     let room = create(&mut a, "Resume").await;
-    let (mut b, hello) = app.ws2_with(&bob, json!({})).await;
+    let (mut b, hello) = app.ws_with(&bob, json!({})).await;
     assert!(summary(&hello, room).is_none());
     let joined = join(&mut b, room).await;
     let cursor = joined["seq"].as_i64().unwrap();
@@ -138,11 +138,11 @@ async fn resume_replays_exactly_what_was_missed_or_says_gap() {
     // 499 events while Bob is away: exactly those are replayed, then
     // `resumed`, then live.
     for i in 0..499 {
-        a.post(room, &format!("m{i}")).await;
+        a.say(room, &format!("m{i}")).await;
     }
     let last = cursor + 499;
     events_until(&mut a, room, last).await;
-    let (mut b, hello) = app.ws2_hello(&bob).await;
+    let (mut b, hello) = app.ws_hello(&bob).await;
     assert_eq!(summary(&hello, room).unwrap()["last_seq"], last);
     b.send(json!({"type": "resume", "rooms": { room.to_string(): cursor }}))
         .await;
@@ -161,17 +161,17 @@ async fn resume_replays_exactly_what_was_missed_or_says_gap() {
         }
     }
     assert_eq!(replayed, (cursor + 1..=last).collect::<Vec<_>>());
-    a.post(room, "live").await;
+    a.say(room, "live").await;
     assert_eq!(b.event(room).await["seq"], last + 1);
 
     // 501 behind: `gap` with the room's last seq, no event at or below it.
     drop(b);
     for i in 0..500 {
-        a.post(room, &format!("n{i}")).await;
+        a.say(room, &format!("n{i}")).await;
     }
     let last = last + 501;
     events_until(&mut a, room, last).await;
-    let (mut b, _) = app.ws2_hello(&bob).await;
+    let (mut b, _) = app.ws_hello(&bob).await;
     b.send(json!({"type": "resume", "rooms": { room.to_string(): last - 501 }}))
         .await;
     let mut frames = Vec::new();
@@ -192,7 +192,7 @@ async fn resume_replays_exactly_what_was_missed_or_says_gap() {
     let page = b.expect("history").await;
     assert_eq!(page["messages"].as_array().unwrap().len(), 50);
     assert_eq!(page["messages"][49]["seq"], last);
-    a.post(room, "after the gap").await;
+    a.say(room, "after the gap").await;
     assert_eq!(b.event(room).await["seq"], last + 1);
 
     // A second resume on one connection is refused.
@@ -205,8 +205,8 @@ async fn events_follow_membership_and_presence_and_typing_follow_open_rooms() {
     let app = TestApp::spawn_with(|c| c.ws_typing_every = Duration::ZERO).await;
     let ann = app.sign_in("Ann").await;
     let bob = app.sign_in("Bob").await;
-    let mut a = app.ws2(&ann).await;
-    let mut b = app.ws2(&bob).await;
+    let mut a = app.ws(&ann).await;
+    let mut b = app.ws(&bob).await;
     let one = create(&mut a, "One").await;
     let two = create(&mut a, "Two").await;
     join(&mut b, one).await;
@@ -214,7 +214,7 @@ async fn events_follow_membership_and_presence_and_typing_follow_open_rooms() {
     a.open(one, None).await;
 
     // A post in a room that is not open still reaches every member.
-    b.post(two, "in two").await;
+    b.say(two, "in two").await;
     assert_eq!(a.event(two).await["message"]["body"], "in two");
     // Typing in Two (open only on Bob's side) does not reach Ann; in One it does.
     b.open(two, None).await;
@@ -237,8 +237,8 @@ async fn events_follow_membership_and_presence_and_typing_follow_open_rooms() {
 
     // A second tab learns of a room joined in the first, then gets its events.
     let carol = app.sign_in("Carol").await;
-    let mut c1 = app.ws2(&carol).await;
-    let mut c2 = app.ws2(&carol).await;
+    let mut c1 = app.ws(&carol).await;
+    let mut c2 = app.ws(&carol).await;
     // Previewing is reading: a previewer's typing reaches no one.
     c1.open(one, None).await;
     c1.send(json!({"type": "typing", "room_id": one})).await;
@@ -249,7 +249,7 @@ async fn events_follow_membership_and_presence_and_typing_follow_open_rooms() {
     join(&mut c1, one).await;
     let added = c2.expect("room_added").await;
     assert_eq!(added["room"]["id"], one);
-    a.post(one, "hello carol").await;
+    a.say(one, "hello carol").await;
     let posted = c2
         .expect_where("event", |f| f["room_id"] == one && f["kind"] == "posted")
         .await;
@@ -260,7 +260,7 @@ async fn events_follow_membership_and_presence_and_typing_follow_open_rooms() {
     let left_at = left["seq"].as_i64().unwrap();
     c2.expect_where("room_removed", |f| f["room_id"] == one)
         .await;
-    a.post(one, "after carol left").await;
+    a.say(one, "after carol left").await;
     a.event(one).await;
     for tab in [&mut c1, &mut c2] {
         let frames = tab.until_pong().await;
@@ -277,12 +277,12 @@ async fn events_follow_membership_and_presence_and_typing_follow_open_rooms() {
 async fn hello_lists_your_rooms_only_and_does_not_grow_with_the_system() {
     let app = TestApp::spawn().await;
     let ann = app.sign_in("Ann").await;
-    let mut a = app.ws2(&ann).await;
+    let mut a = app.ws(&ann).await;
     for i in 0..200 {
         create(&mut a, &format!("busy {i}")).await;
     }
     let newcomer = app.sign_in("New").await;
-    let (mut n, hello) = app.ws2_hello(&newcomer).await;
+    let (mut n, hello) = app.ws_hello(&newcomer).await;
     let names: Vec<&str> = hello["rooms"]
         .as_array()
         .unwrap()
@@ -300,20 +300,20 @@ async fn unread_counts_survive_a_reload_and_read_markers_reach_every_tab() {
     let app = TestApp::spawn().await;
     let ann = app.sign_in("Ann").await;
     let bob = app.sign_in("Bob").await;
-    let mut b = app.ws2(&bob).await;
+    let mut b = app.ws(&bob).await;
     let room = create(&mut b, "Unread").await;
-    let (mut a1, _) = app.ws2_with(&ann, json!({})).await;
-    let mut a2 = app.ws2(&ann).await;
+    let (mut a1, _) = app.ws_with(&ann, json!({})).await;
+    let mut a2 = app.ws(&ann).await;
     join(&mut a1, room).await;
     for i in 0..3 {
-        b.post(room, &format!("u{i}")).await;
+        b.say(room, &format!("u{i}")).await;
     }
     // Bob's join was seq 1, Ann's 2, the posts 3..=5.
     events_until(&mut a2, room, 5).await;
     // Ann's own posts do not count.
-    a1.post(room, "mine").await;
+    a1.say(room, "mine").await;
     events_until(&mut a1, room, 6).await;
-    let (_, hello) = app.ws2_hello(&ann).await;
+    let (_, hello) = app.ws_hello(&ann).await;
     let seen = summary(&hello, room).unwrap();
     assert_eq!(
         (seen["unread"].as_u64(), seen["last_seq"].as_i64()),
@@ -329,7 +329,7 @@ async fn unread_counts_survive_a_reload_and_read_markers_reach_every_tab() {
             (Some(0), Some(6))
         );
     }
-    let (_, hello) = app.ws2_hello(&ann).await;
+    let (_, hello) = app.ws_hello(&ann).await;
     assert_eq!(summary(&hello, room).unwrap()["unread"], 0);
 }
 
@@ -338,12 +338,12 @@ async fn commands_over_v2_are_idempotent_and_checked_by_the_policy() {
     let app = TestApp::spawn().await;
     let ann = app.sign_in("Ann").await;
     let bob = app.sign_in("Bob").await;
-    let mut a = app.ws2(&ann).await;
-    let mut b = app.ws2(&bob).await;
+    let mut a = app.ws(&ann).await;
+    let mut b = app.ws(&bob).await;
     let room = create(&mut a, "Rules").await;
 
     // Not a member: posting is refused with the room's id and the client_id.
-    let client_id = b.post(room, "let me in").await;
+    let client_id = b.say(room, "let me in").await;
     let refused = b.expect("error").await;
     assert_eq!(
         (&refused["code"], &refused["room_id"], &refused["client_id"]),

@@ -180,12 +180,56 @@ impl Remote {
         session_cookie(&headers).expect("session cookie")
     }
 
-    /// Creates a room through the server function.
+    /// Creates a room through the server function, with a fresh `client_id`;
+    /// returns (status, body): the room's summary, with its `id`, on success.
     pub async fn create_room(&self, cookie: &str, name: &str) -> (u16, Value) {
+        let client_id = uuid::Uuid::new_v4().to_string();
+        self.create_room_as(cookie, name, &client_id).await
+    }
+
+    /// Creates a room with the given `client_id` (a resend repeats it).
+    pub async fn create_room_as(&self, cookie: &str, name: &str, client_id: &str) -> (u16, Value) {
         let (status, body, _) = self
-            .call(Some(cookie), "create_room", &[("name", name)])
+            .call(
+                Some(cookie),
+                "create_room",
+                &[("name", name), ("client_id", client_id)],
+            )
             .await;
         (status, body)
+    }
+
+    /// Joins a room through the server function; returns (status, body):
+    /// the room's summary on success.
+    pub async fn join(&self, cookie: &str, room_id: i64) -> (u16, Value) {
+        let client_id = uuid::Uuid::new_v4().to_string();
+        let (status, body, _) = self
+            .call(
+                Some(cookie),
+                "join_room",
+                &[
+                    ("room_id", room_id.to_string().as_str()),
+                    ("client_id", client_id.as_str()),
+                ],
+            )
+            .await;
+        (status, body)
+    }
+
+    /// Leaves a room through the server function (panics if refused).
+    pub async fn leave(&self, cookie: &str, room_id: i64) {
+        let client_id = uuid::Uuid::new_v4().to_string();
+        let (status, body, _) = self
+            .call(
+                Some(cookie),
+                "leave_room",
+                &[
+                    ("room_id", room_id.to_string().as_str()),
+                    ("client_id", client_id.as_str()),
+                ],
+            )
+            .await;
+        assert!(status < 400, "leave failed: {body}");
     }
 
     /// Fetches a page as HTML.
@@ -201,51 +245,42 @@ impl Remote {
             .expect("page body")
     }
 
-    /// Opens a WebSocket as the session in `cookie`, reads `hello` and `rooms`.
-    pub async fn ws(&self, cookie: &str) -> Client {
+    /// Opens a WebSocket (`/ws?v=2`) as the session in `cookie` and reads
+    /// `hello`; the connection is not resumed yet. Returns the client and
+    /// the hello.
+    pub async fn ws_hello(&self, cookie: &str) -> (Client, Value) {
         let mut client = self
             .try_ws(Some(cookie), Some(&self.origin()))
             .await
             .expect("upgrade");
-        client.expect("hello").await;
-        client.expect("rooms").await;
-        client
+        let hello = client.expect("hello").await;
+        assert_eq!(hello["protocol"], 2, "{hello}");
+        (client, hello)
     }
 
-    /// Signs in `name`, connects and joins `general`: a member ready to talk.
+    /// A connection resumed with `cursors` (`{"<room id>": seq}`), once
+    /// `resumed` has arrived: it gets its user's rooms' events from here.
+    /// What came before `resumed` (the replays, `gap`s, errors) is kept for
+    /// the test's next reads. Returns the client and the hello.
+    pub async fn ws_with(&self, cookie: &str, cursors: Value) -> (Client, Value) {
+        let (mut client, hello) = self.ws_hello(cookie).await;
+        client.resume(cursors).await;
+        (client, hello)
+    }
+
+    /// A connection resumed with no cursors (live from now).
+    pub async fn ws(&self, cookie: &str) -> Client {
+        self.ws_with(cookie, json!({})).await.0
+    }
+
+    /// Signs in a guest called `name` (a member of general from the start),
+    /// connects, resumes and opens general: a member ready to talk.
     pub async fn member(&self, name: &str) -> (String, Client) {
         let cookie = self.sign_in(name).await;
-        let mut client = self.ws(&cookie).await;
-        client.subscribe("general", None).await;
+        let (mut client, hello) = self.ws_with(&cookie, json!({})).await;
+        let general = room_in(&hello, "general").expect("a new user is a member of general");
+        client.open(general, None).await;
         (cookie, client)
-    }
-
-    /// Opens a protocol v2 WebSocket (`/ws?v=2`) and reads `hello`; the
-    /// connection is not resumed yet. Returns the client and the hello.
-    pub async fn ws2_hello(&self, cookie: &str) -> (Client, Value) {
-        let mut client = self
-            .try_ws_at("/ws?v=2", Some(cookie), Some(&self.origin()), None)
-            .await
-            .expect("upgrade");
-        let hello = client.expect("hello").await;
-        (client, hello)
-    }
-
-    /// A v2 connection resumed with `cursors` (`{"<room id>": seq}`), once
-    /// `resumed` has arrived: it gets its user's rooms' events from here.
-    /// Returns the client and the hello.
-    pub async fn ws2_with(&self, cookie: &str, cursors: Value) -> (Client, Value) {
-        let (mut client, hello) = self.ws2_hello(cookie).await;
-        client
-            .send(json!({"type": "resume", "rooms": cursors}))
-            .await;
-        client.expect("resumed").await;
-        (client, hello)
-    }
-
-    /// A v2 connection resumed with no cursors (live from now).
-    pub async fn ws2(&self, cookie: &str) -> Client {
-        self.ws2_with(cookie, json!({})).await.0
     }
 
     /// Attempts an upgrade with the given cookie and Origin.
@@ -265,7 +300,7 @@ impl Remote {
         origin: Option<&str>,
         host: Option<&str>,
     ) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
-        self.try_ws_at("/ws", cookie, origin, host).await
+        self.try_ws_at("/ws?v=2", cookie, origin, host).await
     }
 
     /// Attempts an upgrade at `path` (with its query).
@@ -412,11 +447,7 @@ impl TestApp {
 
     /// The id of the room called `room` (exactly).
     pub async fn room_id(&self, room: &str) -> i64 {
-        sqlx::query_scalar("SELECT id FROM rooms WHERE name = ?")
-            .bind(room)
-            .fetch_one(&self.db().await)
-            .await
-            .expect("room exists")
+        room_id_in(&self.db().await, room).await
     }
 
     /// Fetches `path` without following redirects: (status, `Location`, body).
@@ -440,9 +471,9 @@ impl TestApp {
         (status, location, res.text().await.expect("page body"))
     }
 
-    /// A room's `seq` counter now. Since v2 every kind of event takes a seq
-    /// (a sign-up's silent join of general, a creator's or subscriber's
-    /// join), so v1 tests count their messages' seqs from here.
+    /// A room's `seq` counter now. Every kind of event takes a seq (a
+    /// sign-up's silent join of general, a creator's or joiner's join), so
+    /// tests count their messages' seqs from here.
     pub async fn last_seq(&self, room: &str) -> i64 {
         sqlx::query_scalar("SELECT last_seq FROM rooms WHERE name = ?")
             .bind(room)
@@ -450,6 +481,24 @@ impl TestApp {
             .await
             .expect("room exists")
     }
+}
+
+/// The id of the room called `room` (exactly) in `db`.
+pub async fn room_id_in(db: &sqlx::SqlitePool, room: &str) -> i64 {
+    sqlx::query_scalar("SELECT id FROM rooms WHERE name = ?")
+        .bind(room)
+        .fetch_one(db)
+        .await
+        .expect("room exists")
+}
+
+/// The id of the room called `name` in a `hello`'s room list.
+pub fn room_in(hello: &Value, name: &str) -> Option<i64> {
+    hello["rooms"]
+        .as_array()?
+        .iter()
+        .find(|r| r["name"] == name)?["id"]
+        .as_i64()
 }
 
 /// Opens the SQLite file at `path` as a second, independent connection.
@@ -602,6 +651,11 @@ impl ServerProcess {
         assert!(!log.contains("panicked at"), "the server panicked:\n{log}");
     }
 
+    /// The id of the room called `room` (exactly), from the database file.
+    pub async fn room_id(&self, room: &str) -> i64 {
+        room_id_in(&open_db(&self.db_path).await, room).await
+    }
+
     /// A figure from `/proc/<pid>/status`, in KiB (`VmRSS`, `VmHWM` = peak).
     pub fn memory_kib(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
@@ -743,22 +797,6 @@ impl Client {
         }
     }
 
-    /// Asserts that no frame of type `kind` arrives within `within`.
-    pub async fn expect_none(&mut self, kind: &str, within: Duration) {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            match tokio::time::timeout_at(deadline, self.socket.next()).await {
-                Err(_) => return,
-                Ok(Some(Ok(Message::Text(text)))) => {
-                    let frame: Value = serde_json::from_str(&text).unwrap();
-                    assert_ne!(frame["type"], kind, "unexpected frame: {frame}");
-                }
-                Ok(Some(Ok(_))) => {}
-                Ok(other) => panic!("socket ended: {other:?}"),
-            }
-        }
-    }
-
     /// A barrier: sends a ping and returns every text frame that arrived
     /// before its pong. The server handles a connection's frames in order
     /// and queues its replies in order, so whatever it queued for this
@@ -781,24 +819,29 @@ impl Client {
         self.expect("pong").await;
     }
 
-    /// Subscribes and waits for the room's presence frame.
-    pub async fn subscribe(&mut self, room: &str, since: Option<i64>) -> Value {
-        self.send(json!({"type": "subscribe", "room": room, "since": since}))
-            .await;
-        self.expect("presence").await
+    /// Sends `resume` with `cursors` (`{"<room id>": seq}`) and waits for
+    /// `resumed`, which is returned; the frames before it (replayed events,
+    /// `gap`s, errors, live frames) are kept for the test's next reads.
+    pub async fn resume(&mut self, cursors: Value) -> Value {
+        self.send(json!({"type": "resume", "rooms": cursors})).await;
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let mut before = std::collections::VecDeque::new();
+        let resumed = loop {
+            let frame = self
+                .recv_from_socket(deadline)
+                .await
+                .expect("no resumed within the wait");
+            if frame["type"] == "resumed" {
+                break frame;
+            }
+            before.push_back(frame);
+        };
+        self.pending.append(&mut before);
+        resumed
     }
 
-    /// Sends a message with a fresh client id; returns the id.
-    pub async fn say(&mut self, room: &str, body: &str) -> String {
-        let client_id = uuid::Uuid::new_v4().to_string();
-        self.send(json!({"type": "send", "room": room, "client_id": client_id, "body": body}))
-            .await;
-        client_id
-    }
-
-    /// v2: sends a message to a room by id with a fresh client id; returns
-    /// the id.
-    pub async fn post(&mut self, room_id: i64, body: &str) -> String {
+    /// Sends a message to a room by id with a fresh client id; returns the id.
+    pub async fn say(&mut self, room_id: i64, body: &str) -> String {
         let client_id = uuid::Uuid::new_v4().to_string();
         self.send(
             json!({"type": "send", "room_id": room_id, "client_id": client_id, "body": body}),
@@ -807,7 +850,7 @@ impl Client {
         client_id
     }
 
-    /// v2: a command with a fresh client id (`frame` without it), answered
+    /// A command with a fresh client id (`frame` without it), answered
     /// by its `ack`, which is returned (an `error` for it panics).
     pub async fn command(&mut self, mut frame: Value) -> Value {
         let client_id = uuid::Uuid::new_v4().to_string();
@@ -831,7 +874,8 @@ impl Client {
         reply
     }
 
-    /// v2: opens a room and returns its `presence` snapshot.
+    /// Opens a room and returns its `presence` snapshot (a member's room
+    /// replays nothing: `since` counts for previews only).
     pub async fn open(&mut self, room_id: i64, since: Option<i64>) -> Value {
         let mut frame = json!({"type": "open", "room_id": room_id});
         if let Some(since) = since {
@@ -842,10 +886,15 @@ impl Client {
             .await
     }
 
-    /// v2: the next `event` frame of `room_id` (others are skipped).
+    /// The next `event` frame of `room_id` (others are skipped).
     pub async fn event(&mut self, room_id: i64) -> Value {
         self.expect_where("event", |f| f["room_id"] == room_id)
             .await
+    }
+
+    /// The next `event` frame of kind `kind`, in any room (others are skipped).
+    pub async fn expect_event(&mut self, kind: &str) -> Value {
+        self.expect_where("event", |f| f["kind"] == kind).await
     }
 
     /// Waits for the close frame; returns its code.
