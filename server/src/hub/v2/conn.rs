@@ -127,9 +127,13 @@ impl Conn {
         }
     }
 
+    /// Kicks the connection with 1013, counting it once: until it is gone,
+    /// its other lists (its open rooms' presence, its user's frames) can
+    /// find the queue full again.
     fn too_slow(&self) {
-        metrics::add(&METRICS.slow_consumer_drops, 1);
-        self.kick(Close::SlowConsumer);
+        if self.kick_first(Close::SlowConsumer) {
+            metrics::add(&METRICS.slow_consumer_drops, 1);
+        }
     }
 
     /// Queues a reply to this connection's own request, waiting for room
@@ -171,13 +175,19 @@ impl Conn {
 
     /// Asks the writer to close the socket with `close`. The first kick wins.
     pub fn kick(&self, close: Close) {
-        if self
+        self.kick_first(close);
+    }
+
+    /// [`Conn::kick`]; `true` when this kick was the first.
+    fn kick_first(&self, close: Close) -> bool {
+        let first = self
             .kick_code
             .compare_exchange(0, close.code(), Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-        {
+            .is_ok();
+        if first {
             self.kicked.notify_one();
         }
+        first
     }
 
     /// The close code the connection was kicked with, if it was.
