@@ -581,7 +581,15 @@ pub async fn rename_room(
     let renamed = backend
         .rename_room(ssr::session_token().as_deref(), room_id, &client_id, &name)
         .await;
-    renamed.or_else(ssr::fail)
+    renamed.map(back_to_room).or_else(ssr::fail)
+}
+
+/// Sends a plain form post (and the app) back to the room's page, at the
+/// path of its name now.
+#[cfg(feature = "ssr")]
+fn back_to_room(room: RoomSummary) -> RoomSummary {
+    leptos_axum::redirect(&crate::urls::room_href_v2(room.id, room.display_name()));
+    room
 }
 
 /// Sets a room's topic (its owner only).
@@ -595,7 +603,7 @@ pub async fn set_topic(
     let set = backend
         .set_topic(ssr::session_token().as_deref(), room_id, &client_id, &topic)
         .await;
-    set.or_else(ssr::fail)
+    set.map(back_to_room).or_else(ssr::fail)
 }
 
 /// A page of the directory of public rooms whose name contains `q`.

@@ -1,6 +1,6 @@
 //! The outbox's copy in `localStorage`, one key per user (browser only).
 
-use super::OutboxEntry;
+use super::state::OutboxEntry;
 
 fn storage() -> Option<web_sys::Storage> {
     web_sys::window()?.local_storage().ok()?

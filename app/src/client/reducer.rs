@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use crate::protocol::{
     v2::{ClientFrame, ServerFrame},
     validate_body, validate_room_name, validate_topic, ApiError, ErrorCode, Event, EventKind,
-    Message, RoomKind, RoomSummary, HISTORY_PAGE,
+    Message, RoomKind, RoomSummary, UserInfo, HISTORY_PAGE,
 };
 
 use super::{
@@ -69,6 +69,14 @@ pub enum Intent {
         messages: Vec<Message>,
         has_more: bool,
         cursor: i64,
+        /// The first page of members, and who of everyone is online (from
+        /// the page; `presence` on `open` then keeps them current).
+        members: Vec<UserInfo>,
+        online: Vec<UserInfo>,
+    },
+    /// Send a refused message again, with its original `client_id`.
+    Retry {
+        client_id: String,
     },
     /// Leave the room on screen.
     Close,
@@ -218,7 +226,36 @@ pub fn intent(s: &mut ChatState, i: Intent, now_ms: f64) -> Effects {
             messages,
             has_more,
             cursor,
-        } => open(s, summary, messages, has_more, cursor, now_ms, &mut fx),
+            members,
+            online,
+        } => {
+            open(s, summary, messages, has_more, cursor, now_ms, &mut fx);
+            if let Some(t) = &mut s.open {
+                t.online = online.iter().map(|u| u.id).collect();
+                for user in members.into_iter().chain(online) {
+                    add_member(t, user);
+                }
+            }
+        }
+        Intent::Retry { client_id } => {
+            let body = s.open.as_mut().and_then(|t| {
+                t.items.iter_mut().find_map(|i| match i {
+                    Item::Pending {
+                        client_id: id,
+                        body,
+                        failed,
+                        ..
+                    } if *id == client_id && failed.is_some() => {
+                        *failed = None;
+                        Some(body.clone())
+                    }
+                    _ => None,
+                })
+            });
+            if let Some(body) = body {
+                send_message(s, client_id, body, Vec::new(), &mut fx);
+            }
+        }
         Intent::Close => {
             if let Some(t) = s.open.take() {
                 send(s, &mut fx, ClientFrame::Close { room_id: t.room_id });
@@ -726,18 +763,27 @@ fn open(
     now_ms: f64,
     fx: &mut Effects,
 ) {
-    if let Some(previous) = s.open.take() {
-        if previous.room_id != summary.id {
-            send(
-                s,
-                fx,
-                ClientFrame::Close {
-                    room_id: previous.room_id,
-                },
-            );
-        }
+    let previous = s.open.take();
+    if let Some(previous) = previous.as_ref().filter(|p| p.room_id != summary.id) {
+        send(
+            s,
+            fx,
+            ClientFrame::Close {
+                room_id: previous.room_id,
+            },
+        );
     }
     let mut timeline = Timeline::new(&summary, messages, has_more, cursor);
+    // The same room again (its page reloaded): what arrived after the new
+    // page was read is kept, since an open room is not replayed twice.
+    if let Some(previous) = previous.filter(|p| p.room_id == summary.id && p.cursor > cursor) {
+        for item in previous.items {
+            if item.seq().is_some_and(|seq| seq > cursor) {
+                timeline.upsert(item);
+            }
+        }
+        timeline.cursor = previous.cursor;
+    }
     if let Some(entry) = s.room(summary.id) {
         timeline.role = entry.summary.role;
     }
@@ -983,6 +1029,8 @@ mod tests {
                 messages,
                 has_more: false,
                 cursor,
+                members: vec![],
+                online: vec![],
             },
             0.0,
         )
@@ -1076,6 +1124,8 @@ mod tests {
                 messages: vec![],
                 has_more: false,
                 cursor: 4,
+                members: vec![],
+                online: vec![],
             },
             0.0,
         );
@@ -1437,6 +1487,8 @@ mod tests {
                 messages: (6..=10).map(|seq| message(1, seq, BOB)).collect(),
                 has_more: true,
                 cursor: 10,
+                members: vec![],
+                online: vec![],
             },
             0.0,
         );
@@ -1602,6 +1654,8 @@ mod tests {
                 messages: vec![],
                 has_more: false,
                 cursor: 4,
+                members: vec![],
+                online: vec![],
             },
             0.0,
         );
@@ -1641,6 +1695,8 @@ mod tests {
                 messages: vec![],
                 has_more: false,
                 cursor: 4,
+                members: vec![],
+                online: vec![],
             },
             0.0,
         );
@@ -1674,6 +1730,8 @@ mod tests {
                 messages: vec![],
                 has_more: false,
                 cursor: 4,
+                members: vec![],
+                online: vec![],
             },
             0.0,
         );
@@ -1985,5 +2043,102 @@ mod tests {
         );
         assert!(fx.send.is_empty());
         assert_eq!(fx.refused.unwrap().code, ErrorCode::Unavailable);
+    }
+
+    #[test]
+    fn retry_sends_a_refused_message_again_under_its_client_id() {
+        let mut s = online();
+        open_room(&mut s, 1, 10);
+        let id = "6f1c1f8e-0000-4000-8000-000000000001".to_owned();
+        intent(
+            &mut s,
+            Intent::Send {
+                client_id: id.clone(),
+                body: "held back".into(),
+                mentions: vec![],
+            },
+            0.0,
+        );
+        let fx = apply(
+            &mut s,
+            ServerFrame::Error {
+                code: ErrorCode::Unavailable,
+                message: "The database is unavailable.".into(),
+                client_id: Some(id.clone()),
+                room_id: Some(1),
+                retry_after: None,
+            },
+            0.0,
+        );
+        assert!(fx.save_outbox && s.outbox.is_empty());
+        let failed = |s: &ChatState| {
+            s.open.as_ref().unwrap().items.iter().any(
+                |i| matches!(i, Item::Pending { failed: Some(_), client_id, .. } if *client_id == id),
+            )
+        };
+        assert!(failed(&s));
+
+        let fx = intent(
+            &mut s,
+            Intent::Retry {
+                client_id: id.clone(),
+            },
+            0.0,
+        );
+        assert!(!failed(&s), "pending again");
+        assert!(s.outbox.contains(&id) && fx.save_outbox);
+        assert!(matches!(
+            fx.send.as_slice(),
+            [ClientFrame::Send { client_id, body, .. }] if *client_id == id && body == "held back"
+        ));
+        let pending = s.open.as_ref().unwrap().items.iter();
+        assert_eq!(pending.filter(|i| i.seq().is_none()).count(), 1, "one line");
+        // A retry of something not refused does nothing.
+        let fx = intent(&mut s, Intent::Retry { client_id: id }, 0.0);
+        assert!(fx.send.is_empty());
+    }
+
+    #[test]
+    fn reopening_the_open_room_from_an_older_page_keeps_what_arrived_since() {
+        let mut s = online();
+        open_room(&mut s, 1, 10);
+        apply(&mut s, posted(1, 11, BOB), 0.0);
+        apply(&mut s, posted(1, 12, BOB), 0.0);
+        // The page reloads (after a join, say), read when seq was 11.
+        let fx = open_room(&mut s, 1, 11);
+        assert_eq!(seqs(&s), (1..=12).collect::<Vec<_>>());
+        assert_eq!(s.open.as_ref().unwrap().cursor, 12);
+        assert!(
+            !fx.send
+                .iter()
+                .any(|f| matches!(f, ClientFrame::Close { .. })),
+            "the same room is not closed"
+        );
+        // Another room is a fresh timeline, and the first is closed.
+        let fx = open_room(&mut s, 2, 20);
+        assert_eq!(seqs(&s), (1..=20).collect::<Vec<_>>());
+        assert!(fx.send.contains(&ClientFrame::Close { room_id: 1 }));
+    }
+
+    #[test]
+    fn opening_with_page_people_fills_members_and_online() {
+        let mut s = online();
+        let summary = s.room(1).unwrap().summary.clone();
+        intent(
+            &mut s,
+            Intent::Open {
+                summary,
+                messages: vec![],
+                has_more: false,
+                cursor: 10,
+                members: vec![user(ANN), user(BOB)],
+                online: vec![user(BOB), user(3)],
+            },
+            0.0,
+        );
+        let t = s.open.as_ref().unwrap();
+        let ids: Vec<i64> = t.members.iter().map(|u| u.id).collect();
+        assert_eq!(ids, [ANN, BOB, 3]);
+        assert_eq!(t.online.iter().copied().collect::<Vec<_>>(), [BOB, 3]);
     }
 }

@@ -1,9 +1,11 @@
 //! The WebSocket connection loop (browser only): backoff, heartbeat and
 //! offline handling.
 
-use super::*;
+use super::{reducer::Intent, Chat, Status};
+use crate::protocol::v2::{ClientFrame, ServerFrame};
 use futures::{channel::mpsc, SinkExt, StreamExt};
 use gloo_net::websocket::{futures::WebSocket, Message, WebSocketError};
+use leptos::prelude::*;
 
 /// Close code the server uses when the connection's session has ended.
 const SIGNED_OUT: u16 = 1008;
@@ -23,7 +25,7 @@ pub fn send(chat: Chat, frame: &ClientFrame) {
     // Only send while online: anything that matters is replayed by
     // `resume` on the next hello, so a frame sent into a half-open
     // socket is never the only copy.
-    if chat.status.get_untracked() != Status::Online {
+    if chat.status.try_get_untracked() != Some(Status::Online) {
         return;
     }
     let Ok(text) = serde_json::to_string(frame) else {
@@ -64,7 +66,7 @@ fn url() -> Option<String> {
     } else {
         "ws"
     };
-    Some(format!("{scheme}://{}/ws", location.host().ok()?))
+    Some(format!("{scheme}://{}/ws?v=2", location.host().ok()?))
 }
 
 /// Whether the browser believes it has a network.
@@ -91,7 +93,7 @@ async fn run(chat: Chat, stopped: Rc<Cell<bool>>) {
         if !online() {
             // No point dialling without a network: wait for it (checking
             // now and then in case the event is missed), then go at once.
-            chat.status.set(Status::Offline);
+            set_status(chat, Status::Offline);
             let back = window_event("online");
             let recheck = gloo_timers::future::TimeoutFuture::new(10_000);
             futures::pin_mut!(back);
@@ -99,11 +101,14 @@ async fn run(chat: Chat, stopped: Rc<Cell<bool>>) {
             attempt = 0;
             continue;
         }
-        chat.status.set(if attempt == 0 {
-            Status::Connecting
-        } else {
-            Status::Reconnecting
-        });
+        set_status(
+            chat,
+            if attempt == 0 {
+                Status::Connecting
+            } else {
+                Status::Reconnecting
+            },
+        );
         if let Some(socket) = url().and_then(|url| WebSocket::open(&url).ok()) {
             let (mut sink, mut stream) = socket.split();
             let (tx, mut rx) = mpsc::unbounded::<String>();
@@ -182,7 +187,7 @@ async fn run(chat: Chat, stopped: Rc<Cell<bool>>) {
         if !online() {
             continue;
         }
-        chat.status.set(Status::Reconnecting);
+        set_status(chat, Status::Reconnecting);
         // An upgrade refused for an ended session looks like any failed
         // connect from here: after a few, ask whether we are signed in.
         if attempt >= 3 && attempt.is_multiple_of(3) {
@@ -202,5 +207,10 @@ async fn run(chat: Chat, stopped: Rc<Cell<bool>>) {
         attempt = attempt.saturating_add(1);
         gloo_timers::future::TimeoutFuture::new(delay).await;
     }
-    chat.status.set(Status::Idle);
+    set_status(chat, Status::Idle);
+}
+
+/// Tells the reducer what became of the connection (`hello` says `Online`).
+fn set_status(chat: Chat, status: Status) {
+    let _ = chat.dispatch(Intent::Status(status));
 }

@@ -20,8 +20,8 @@ mod signin;
 
 use crate::{
     api::{
-        load_page, CreateRoom, JoinRoom, LeaveRoom, PageData, SignInGuest, SignInPassword, SignOut,
-        SignUp, View,
+        load_page, CreateRoom, JoinRoom, LeaveRoom, PageData, RenameRoom, SetTopic, SignInGuest,
+        SignInPassword, SignOut, SignUp, View,
     },
     client::Chat,
 };
@@ -42,6 +42,8 @@ pub(crate) struct PageActions {
     pub join: ServerAction<JoinRoom>,
     pub leave: ServerAction<LeaveRoom>,
     pub create: ServerAction<CreateRoom>,
+    pub rename: ServerAction<RenameRoom>,
+    pub topic: ServerAction<SetTopic>,
 }
 
 /// `load_page`'s arguments for the current URL: `/r/:id/:slug?` (an id that
@@ -83,6 +85,8 @@ pub fn ChatPage() -> impl IntoView {
         join: ServerAction::new(),
         leave: ServerAction::new(),
         create: ServerAction::new(),
+        rename: ServerAction::new(),
+        topic: ServerAction::new(),
     };
     provide_context(actions);
     // Reload the page data after a successful sign-in only: a refused one
@@ -96,6 +100,8 @@ pub fn ChatPage() -> impl IntoView {
     count_successes(actions.join, changed);
     count_successes(actions.leave, changed);
     count_successes(actions.create, changed);
+    count_successes(actions.rename, changed);
+    count_successes(actions.topic, changed);
     let page = Resource::new(
         move || {
             (
@@ -197,7 +203,7 @@ where
 #[component]
 fn Layout(data: PageData, sign_out: ServerAction<SignOut>) -> impl IntoView {
     let chat = expect_context::<Chat>();
-    chat.me.set(data.me.clone());
+    chat.seed(data.me.clone(), data.rooms);
     Effect::new(move || chat.start());
     // Stop on a sign-out made while this layout is shown (the action's
     // version may be above zero from an earlier sign-out on this page).
@@ -211,7 +217,7 @@ fn Layout(data: PageData, sign_out: ServerAction<SignOut>) -> impl IntoView {
 
     view! {
         <div class="chat">
-            <Sidebar me rooms=data.rooms sign_out />
+            <Sidebar me sign_out />
             {match data.view {
                 View::Room(room) => view! { <RoomPane room /> }.into_any(),
                 View::Browse { page, q } => view! { <Directory page q /> }.into_any(),

@@ -4,20 +4,16 @@
 use super::{action_error, fresh_client_id, Avatar, FormError, PageActions};
 use crate::{
     api::SignOut,
-    protocol::{Me, RoomSummary, MAX_ROOM_NAME_CHARS},
+    client::Chat,
+    protocol::{Me, MAX_ROOM_NAME_CHARS},
     urls::room_href_v2,
 };
 use leptos::prelude::*;
 use leptos_router::components::A;
 
-/// The signed-in user, their rooms (in the server's order), the directory
-/// link and the create form.
+/// The signed-in user, their rooms, the directory link and the create form.
 #[component]
-pub(crate) fn Sidebar(
-    me: Me,
-    rooms: Vec<RoomSummary>,
-    sign_out: ServerAction<SignOut>,
-) -> impl IntoView {
+pub(crate) fn Sidebar(me: Me, sign_out: ServerAction<SignOut>) -> impl IntoView {
     let email = me.email.clone();
     view! {
         <aside class="sidebar">
@@ -38,35 +34,84 @@ pub(crate) fn Sidebar(
                     <button type="submit" class="link">"Sign out"</button>
                 </ActionForm>
             </header>
-            <RoomList rooms />
+            <RoomList />
             <CreateRoom />
         </aside>
     }
 }
 
-/// The rooms the user belongs to, each linking to its page by id.
+/// One line of the room list: what it shows, and so when it must change.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct RoomLine {
+    id: i64,
+    name: String,
+    unread: u32,
+    mentions: u32,
+}
+
+/// The rooms the user belongs to (live: joins in other tabs, renames,
+/// unread and mention counts), each linking to its page by id.
 #[component]
-fn RoomList(rooms: Vec<RoomSummary>) -> impl IntoView {
+fn RoomList() -> impl IntoView {
+    let chat = expect_context::<Chat>();
+    let lines = Memo::new(move |_| {
+        chat.state.with(|s| {
+            s.rooms
+                .iter()
+                .map(|r| RoomLine {
+                    id: r.summary.id,
+                    name: r.summary.display_name().to_owned(),
+                    unread: r.summary.unread,
+                    mentions: r.summary.mentions,
+                })
+                .collect::<Vec<_>>()
+        })
+    });
     view! {
         <nav class="rooms" aria-label="Rooms">
             <h2>"Rooms"</h2>
             <ul>
-                {rooms
-                    .into_iter()
-                    .map(|room| {
-                        let name = room.display_name().to_owned();
-                        view! {
-                            <li data-room-id=room.id>
-                                <A href=room_href_v2(room.id, &name)>{format!("# {name}")}</A>
-                            </li>
-                        }
-                    })
-                    .collect_view()}
+                <For each=move || lines.get() key=|line| line.clone() let:line>
+                    <RoomItem line />
+                </For>
             </ul>
             <a class="browse" href="/browse">
                 "Browse rooms"
             </a>
         </nav>
+    }
+}
+
+/// A room's link, and its unread and mention badges beside it (outside
+/// the link, whose name stays the room's).
+#[component]
+fn RoomItem(line: RoomLine) -> impl IntoView {
+    let RoomLine {
+        id,
+        name,
+        unread,
+        mentions,
+    } = line;
+    view! {
+        <li data-room-id=id data-unread=unread data-mentions=mentions>
+            <A href=room_href_v2(id, &name)>{format!("# {name}")}</A>
+            {(mentions > 0)
+                .then(|| {
+                    view! {
+                        <span class="badge mentions" title=format!("{mentions} mentioning you")>
+                            {format!("@{mentions}")}
+                        </span>
+                    }
+                })}
+            {(unread > 0)
+                .then(|| {
+                    view! {
+                        <span class="badge unread" title=format!("{unread} unread")>
+                            {unread}
+                        </span>
+                    }
+                })}
+        </li>
     }
 }
 

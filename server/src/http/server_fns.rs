@@ -82,12 +82,7 @@ impl AppBackend {
             .history(user, room_id, HistoryQuery::Latest, HISTORY_PAGE)
             .await?;
         let members = chat.members(user, room_id, None, None).await?;
-        let online = self
-            .0
-            .hub
-            .room_by_id(room_id)
-            .map(|room| room.online())
-            .unwrap_or_default();
+        let online = self.0.hub2.online(room_id);
         Ok(RoomPage {
             summary,
             messages: page.messages,

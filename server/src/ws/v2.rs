@@ -409,12 +409,11 @@ impl Session {
             .chat
             .may(&self.conn.user, room_id, Action::Open)
             .await?;
-        let member = self
-            .state
-            .hub2
-            .membership(self.conn.user.id, room_id)
-            .is_some();
-        let since = since.filter(|_| !member && !self.conn.is_open(room_id));
+        // A member's events come by membership; `since` still replays what
+        // its timeline lacks (a page loaded before the events that followed
+        // it), deduplicated against the live stream. Opening an open room
+        // again replays nothing.
+        let since = since.filter(|_| !self.conn.is_open(room_id));
         match self.state.hub2.open(&self.conn, room_id, since) {
             Ok(_) | Err(HubError::Gone) => Ok(()),
             Err(err) => Err(ApiError::new(ErrorCode::BadFrame, err.to_string())),

@@ -11,7 +11,7 @@ use leptos::{html, prelude::*};
 /// `post_message` server function; once hydrated, Enter sends over the
 /// WebSocket and the text is kept whenever the message is refused.
 #[component]
-pub(super) fn Composer(name: String) -> impl IntoView {
+pub(super) fn Composer(room_id: i64, name: Memo<String>) -> impl IntoView {
     let chat = expect_context::<Chat>();
     let text = NodeRef::<html::Textarea>::new();
     let error = RwSignal::new(None::<String>);
@@ -35,14 +35,16 @@ pub(super) fn Composer(name: String) -> impl IntoView {
                 send();
             }
         >
-            <input type="hidden" name="room" value=name.clone() />
+            <input type="hidden" name="room_id" value=room_id />
             <input type="hidden" name="client_id" value=fresh_client_id() />
             <textarea
                 name="body"
                 node_ref=text
                 rows="2"
                 aria-label="Message"
-                placeholder=format!("Message # {name} (Enter to send, Shift+Enter for a new line)")
+                placeholder=move || {
+                    format!("Message # {} (Enter to send, Shift+Enter for a new line)", name.get())
+                }
                 on:keydown=move |ev| {
                     if ev.key() == "Enter" && !ev.shift_key() && !ev.is_composing() {
                         ev.prevent_default();
@@ -67,7 +69,7 @@ pub(super) fn Composer(name: String) -> impl IntoView {
 
 /// Instead of the composer while previewing a public room: "Join # name".
 #[component]
-pub(super) fn JoinBar(room_id: i64, name: String) -> impl IntoView {
+pub(super) fn JoinBar(room_id: i64, name: Memo<String>) -> impl IntoView {
     let join = expect_context::<PageActions>().join;
     let error = action_error(join);
     view! {
@@ -75,7 +77,7 @@ pub(super) fn JoinBar(room_id: i64, name: String) -> impl IntoView {
             <input type="hidden" name="room_id" value=room_id />
             <input type="hidden" name="client_id" value=fresh_client_id() />
             <p class="preview-note">"You are previewing this room."</p>
-            <button type="submit">{format!("Join # {name}")}</button>
+            <button type="submit">{move || format!("Join # {}", name.get())}</button>
             <FormError error=error />
         </ActionForm>
     }

@@ -1,22 +1,29 @@
 //! The room's header: its name and topic, and the Leave form for members.
 
+use super::slice;
 use crate::{
+    client::Chat,
     components::{action_error, fresh_client_id, FormError, PageActions},
-    protocol::RoomSummary,
+    protocol::{v2::MAX_TOPIC_CHARS, Role, MAX_ROOM_NAME_CHARS},
 };
 use leptos::prelude::*;
 
-/// Name, topic, and (for members) Leave.
+/// Name and topic (live: renames and topic changes show at once), and
+/// (for members) Leave.
 #[component]
-pub(super) fn RoomHeader(summary: RoomSummary) -> impl IntoView {
-    let name = summary.display_name().to_owned();
-    let topic = summary.topic.clone();
-    let member = summary.role.is_some();
+pub(super) fn RoomHeader(room_id: i64, name: Memo<String>, member: Memo<bool>) -> impl IntoView {
+    let chat = expect_context::<Chat>();
+    let topic = slice(chat, room_id, String::new(), |t| t.topic.clone());
+    let owner = slice(chat, room_id, false, |t| t.role == Some(Role::Owner));
     view! {
         <header class="pane-head">
-            <h1>{format!("# {name}")}</h1>
-            {(!topic.is_empty()).then(|| view! { <p class="topic">{topic}</p> })}
-            {member.then(|| view! { <LeaveForm room_id=summary.id /> })}
+            <h1>{move || format!("# {}", name.get())}</h1>
+            {move || {
+                let topic = topic.get();
+                (!topic.is_empty()).then(|| view! { <p class="topic">{topic}</p> })
+            }}
+            {move || member.get().then(|| view! { <LeaveForm room_id /> })}
+            {move || owner.get().then(|| view! { <RoomSettings room_id name topic /> })}
         </header>
     }
 }
@@ -33,5 +40,46 @@ fn LeaveForm(room_id: i64) -> impl IntoView {
             <button type="submit" class="link">"Leave"</button>
             <FormError error=error />
         </ActionForm>
+    }
+}
+
+/// The owner's settings: rename the room, set its topic. Plain forms
+/// (posting `rename_room` and `set_topic`) that come back to the room.
+#[component]
+fn RoomSettings(room_id: i64, name: Memo<String>, topic: Memo<String>) -> impl IntoView {
+    let actions = expect_context::<PageActions>();
+    let rename_error = action_error(actions.rename);
+    let topic_error = action_error(actions.topic);
+    view! {
+        <details class="room-settings">
+            <summary>"Room settings"</summary>
+            <ActionForm action=actions.rename attr:class="rename-room">
+                <input type="hidden" name="room_id" value=room_id />
+                <input type="hidden" name="client_id" value=fresh_client_id() />
+                <label for="room-name">"Name"</label>
+                <input
+                    id="room-name"
+                    name="name"
+                    prop:value=move || name.get()
+                    maxlength=MAX_ROOM_NAME_CHARS
+                    required
+                />
+                <button type="submit">"Rename"</button>
+                <FormError error=rename_error />
+            </ActionForm>
+            <ActionForm action=actions.topic attr:class="set-topic">
+                <input type="hidden" name="room_id" value=room_id />
+                <input type="hidden" name="client_id" value=fresh_client_id() />
+                <label for="room-topic">"Topic"</label>
+                <input
+                    id="room-topic"
+                    name="topic"
+                    prop:value=move || topic.get()
+                    maxlength=MAX_TOPIC_CHARS
+                />
+                <button type="submit">"Set topic"</button>
+                <FormError error=topic_error />
+            </ActionForm>
+        </details>
     }
 }

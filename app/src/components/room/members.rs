@@ -1,22 +1,47 @@
 //! Who is in the room, and who of them is online.
 
+use super::slice;
 use crate::{
-    client::{Chat, RoomState},
+    client::Chat,
     components::Avatar,
-    protocol::MemberInfo,
+    protocol::{MemberInfo, UserInfo},
 };
 use leptos::prelude::*;
 
-/// The online list (live, from the v1 presence frames) and the members.
+/// The online members and the member list, each member with an online dot
+/// (live: `presence` on open, then `presence_changed`, joins and leaves).
+/// `roles` are the page's first page of members, for their roles.
 #[component]
-pub(super) fn Members(state: RoomState, members: Vec<MemberInfo>) -> impl IntoView {
+pub(super) fn Members(room_id: i64, roles: Vec<MemberInfo>) -> impl IntoView {
     let chat = expect_context::<Chat>();
-    let count = members.len();
+    let people = slice(chat, room_id, Vec::new(), |t| {
+        t.members
+            .iter()
+            .map(|u| (u.clone(), t.online.contains(&u.id)))
+            .collect::<Vec<(UserInfo, bool)>>()
+    });
+    let online = Memo::new(move |_| {
+        people.with(|p| {
+            let mut online: Vec<UserInfo> = p
+                .iter()
+                .filter(|(_, on)| *on)
+                .map(|(u, _)| u.clone())
+                .collect();
+            online.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+            online
+        })
+    });
+    let role_of = move |id: i64| {
+        roles
+            .iter()
+            .find(|m| m.user.id == id)
+            .map_or("member", |m| m.role.as_str())
+    };
     view! {
-        <aside class="online" aria-label="Online">
-            <h2>"Online " <span class="count">{move || state.online.with(Vec::len)}</span></h2>
+        <aside class="online" aria-label="People">
+            <h2>"Online " <span class="count">{move || online.with(Vec::len)}</span></h2>
             <ul data-testid="online">
-                <For each=move || state.online.get() key=|u| u.id let:user>
+                <For each=move || online.get() key=|u| u.clone() let:user>
                     <li>
                         <Avatar user=user.clone() />
                         <span class="name">{user.name}</span>
@@ -24,19 +49,17 @@ pub(super) fn Members(state: RoomState, members: Vec<MemberInfo>) -> impl IntoVi
                     </li>
                 </For>
             </ul>
-            <h2>"Members " <span class="count">{count}</span></h2>
+            <h2>"Members " <span class="count">{move || people.with(Vec::len)}</span></h2>
             <ul class="members" data-testid="members">
-                {members
-                    .into_iter()
-                    .map(|m| {
-                        view! {
-                            <li data-role=m.role.as_str()>
-                                <Avatar user=m.user.clone() />
-                                <span class="name">{m.user.name}</span>
-                            </li>
-                        }
-                    })
-                    .collect_view()}
+                <For each=move || people.get() key=|p| p.clone() let:person>
+                    <li data-role=role_of(person.0.id) data-online=person.1.to_string()>
+                        <Avatar user=person.0.clone() />
+                        <span class="name">{person.0.name}</span>
+                        <span class="visually-hidden">
+                            {if person.1 { ", online" } else { ", offline" }}
+                        </span>
+                    </li>
+                </For>
             </ul>
         </aside>
     }
@@ -45,9 +68,5 @@ pub(super) fn Members(state: RoomState, members: Vec<MemberInfo>) -> impl IntoVi
 /// The signed-in user's email when `id` is theirs: the online list shows
 /// it on their own line only (others' emails never reach the browser).
 fn my_email(chat: Chat, id: i64) -> Option<String> {
-    chat.me.with_untracked(|me| {
-        me.as_ref()
-            .filter(|m| m.id == id)
-            .and_then(|m| m.email.clone())
-    })
+    chat.me().filter(|m| m.id == id).and_then(|m| m.email)
 }

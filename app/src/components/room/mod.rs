@@ -14,8 +14,7 @@ mod timeline;
 
 use crate::{
     api::RoomPage,
-    client::{Chat, RoomState},
-    protocol::ChatMessage,
+    client::{Chat, Timeline},
 };
 use composer::{Composer, JoinBar};
 use header::RoomHeader;
@@ -23,39 +22,51 @@ use leptos::prelude::*;
 use members::Members;
 use timeline::{typing_text, MessageList};
 
-/// The header, message pane, composer and people of one room. A member's
-/// room goes live (protocol v1: subscribed by name); a preview shows the
-/// server-rendered page with the Join bar instead of the composer.
+/// A slice of the open timeline of `room_id`, as a memo (`fallback` while
+/// another room, or none, is open).
+pub(super) fn slice<T: Clone + PartialEq + Send + Sync + 'static>(
+    chat: Chat,
+    room_id: i64,
+    fallback: T,
+    f: impl Fn(&Timeline) -> T + Send + Sync + 'static,
+) -> Memo<T> {
+    Memo::new(move |_| {
+        chat.state
+            .with(|s| s.timeline(room_id).map(&f))
+            .unwrap_or_else(|| fallback.clone())
+    })
+}
+
+/// The header, message pane, composer and people of one room: live for a
+/// member (its events come by membership), and for someone previewing a
+/// public room (the Join bar instead of the composer) while it is open.
 #[component]
 pub fn RoomPane(room: RoomPage) -> impl IntoView {
     let chat = expect_context::<Chat>();
-    let preview = room.is_preview();
-    let name = room.summary.display_name().to_owned();
     let room_id = room.summary.id;
-    let messages = room
-        .messages
-        .into_iter()
-        .map(|m| ChatMessage::from_v2(m, &name))
-        .collect();
-    let state = RoomState::new(name.clone(), messages, room.has_more, room.online);
-    // A v1 subscribe joins a public room: a preview must not subscribe.
-    if !preview {
-        Effect::new(move || chat.open(state));
-        let name = name.clone();
-        on_cleanup(move || chat.close(&name));
-    }
+    chat.open(&room);
+    on_cleanup(move || chat.close(room_id));
+    let name = slice(chat, room_id, room.summary.display_name().to_owned(), |t| {
+        t.name.clone().unwrap_or_default()
+    });
+    let member = slice(chat, room_id, room.summary.role.is_some(), |t| {
+        t.role.is_some()
+    });
+    let typing = slice(chat, room_id, String::new(), |t| typing_text(&t.typing));
 
     view! {
-        <main class="pane" data-room=name.clone() data-room-id=room_id>
-            <RoomHeader summary=room.summary />
-            <MessageList state name=name.clone() />
-            <p class="typing" aria-live="polite">{move || typing_text(&state.typing.get())}</p>
-            {if preview {
-                view! { <JoinBar room_id name=name.clone() /> }.into_any()
-            } else {
-                view! { <Composer name=name.clone() /> }.into_any()
+        <main class="pane" data-room=move || name.get() data-room-id=room_id>
+            <RoomHeader room_id name member />
+            <MessageList room_id name />
+            <p class="typing" aria-live="polite">{move || typing.get()}</p>
+            {move || {
+                if member.get() {
+                    view! { <Composer room_id name /> }.into_any()
+                } else {
+                    view! { <JoinBar room_id name /> }.into_any()
+                }
             }}
         </main>
-        <Members state members=room.members />
+        <Members room_id roles=room.members />
     }
 }

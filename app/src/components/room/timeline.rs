@@ -1,24 +1,30 @@
 //! The message stream: history, live lines, notices and "Load older".
 
+use super::slice;
 use crate::{
-    client::{first_seq, Chat, Item, RoomState},
+    client::{Chat, Item},
     components::{Avatar, Time},
-    protocol::{SystemEvent, UserInfo},
+    protocol::{Event, EventKind, UserInfo},
 };
 use leptos::{html, prelude::*};
 
 /// How close to the top (in pixels) scrolling asks for older history.
 const LOAD_OLDER_WITHIN: i32 = 300;
+/// How close to the bottom (in pixels) counts as reading the newest line.
+const AT_BOTTOM_WITHIN: i32 = 120;
 
 #[component]
-pub(super) fn MessageList(state: RoomState, name: String) -> impl IntoView {
+pub(super) fn MessageList(room_id: i64, name: Memo<String>) -> impl IntoView {
     let chat = expect_context::<Chat>();
     let list = NodeRef::<html::Ol>::new();
-    // The list's height and oldest message when last laid out, to tell an
+    let items = slice(chat, room_id, Vec::new(), |t| t.items.clone());
+    let has_more = slice(chat, room_id, false, |t| t.has_more);
+    let loading_older = slice(chat, room_id, false, |t| t.loading_older || t.awaiting_page);
+    // The list's height and oldest line when last laid out, to tell an
     // append from a page of older history put on top.
     let laid_out = StoredValue::new((0, None::<i64>));
     Effect::new(move || {
-        let first = state.items.with(|items| first_seq(items));
+        let first = items.with(|items| items.iter().find_map(Item::seq));
         chat.status.track(); // history can only be asked for once online
         let Some(el) = list.get() else { return };
         let (height, top) = (el.scroll_height(), el.scroll_top());
@@ -26,7 +32,9 @@ pub(super) fn MessageList(state: RoomState, name: String) -> impl IntoView {
         if matches!((first, old_first), (Some(now), Some(was)) if now < was) {
             // Older lines went in above: keep the lines being read in place.
             el.set_scroll_top(top + height - old_height);
-        } else if old_height - top - el.client_height() < 120 || !chat.hydrated.get_untracked() {
+        } else if old_height - top - el.client_height() < AT_BOTTOM_WITHIN
+            || !chat.hydrated.get_untracked()
+        {
             // Keep the newest line in view as lines arrive, unless the reader
             // had scrolled up to read older ones.
             el.set_scroll_top(height);
@@ -38,22 +46,26 @@ pub(super) fn MessageList(state: RoomState, name: String) -> impl IntoView {
         }
     });
     let on_scroll = move |_| {
-        if list
-            .get()
-            .is_some_and(|el| el.scroll_top() < LOAD_OLDER_WITHIN)
-        {
+        let Some(el) = list.get() else { return };
+        if el.scroll_top() < LOAD_OLDER_WITHIN {
             chat.load_older();
         }
+        let from_bottom = el.scroll_height() - el.scroll_top() - el.client_height();
+        chat.at_bottom(from_bottom < AT_BOTTOM_WITHIN);
     };
     view! {
         <ol class="messages" node_ref=list aria-live="polite" on:scroll=on_scroll>
             <li class="history-edge">
                 {move || {
-                    if !state.has_more.get() {
-                        view! { <span class="start">{format!("This is the start of # {name}.")}</span> }
-                            .into_any()
-                    } else if state.loading_older.get() {
+                    if loading_older.get() {
                         view! { <span class="loading">"Loading older messages…"</span> }.into_any()
+                    } else if !has_more.get() {
+                        view! {
+                            <span class="start">
+                                {move || format!("This is the start of # {}.", name.get())}
+                            </span>
+                        }
+                            .into_any()
                     } else {
                         view! {
                             <button
@@ -69,7 +81,7 @@ pub(super) fn MessageList(state: RoomState, name: String) -> impl IntoView {
                     }
                 }}
             </li>
-            <For each=move || state.items.get() key=Item::key let:item>
+            <For each=move || items.get() key=Item::key let:item>
                 <Line item />
             </For>
         </ol>
@@ -136,19 +148,34 @@ fn Line(item: Item) -> impl IntoView {
             }
             .into_any()
         }
-        Item::Notice {
-            user, event, ts, ..
-        } => {
-            let text = match event {
-                SystemEvent::Joined => format!("{user} joined"),
-                SystemEvent::Left => format!("{user} left"),
-            };
+        Item::Notice(event) => {
+            let ts = event.ts;
             view! {
-                <li class="notice">
-                    {text} " " <Time ts />
+                <li class="notice" data-seq=event.seq>
+                    {notice_text(&event)} " " <Time ts />
                 </li>
             }
             .into_any()
         }
+    }
+}
+
+/// What a membership or room notice says.
+fn notice_text(event: &Event) -> String {
+    match &event.kind {
+        EventKind::MemberJoined { user, .. } => format!("{} joined the room", user.name),
+        EventKind::MemberLeft { user } => format!("{} left the room", user.name),
+        EventKind::MemberKicked { user, by, .. } => {
+            format!("{} was removed by {}", user.name, by.name)
+        }
+        EventKind::MemberBanned { user, by, .. } => {
+            format!("{} was banned by {}", user.name, by.name)
+        }
+        EventKind::Renamed { name, by, .. } => format!("{} renamed the room to # {name}", by.name),
+        EventKind::TopicChanged { topic, by } if topic.is_empty() => {
+            format!("{} cleared the topic", by.name)
+        }
+        EventKind::TopicChanged { topic, by } => format!("{} set the topic: {topic}", by.name),
+        _ => String::new(),
     }
 }

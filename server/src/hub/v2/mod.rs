@@ -328,6 +328,19 @@ impl Hub {
         .unwrap_or(Err(HubError::Gone))
     }
 
+    /// The room's online members (as `presence` lists them, at most
+    /// [`app::protocol::v2::PRESENCE_SNAPSHOT`]), for a server-rendered page.
+    pub fn online(&self, room_id: i64) -> Vec<UserInfo> {
+        self.with_room(room_id, false, |live| {
+            live.online()
+                .into_iter()
+                .take(app::protocol::v2::PRESENCE_SNAPSHOT as usize)
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default()
+    }
+
     /// Closes a room on the connection (and ends its preview); returns
     /// whether it was open.
     pub fn close(&self, conn: &Conn, room_id: i64) -> bool {

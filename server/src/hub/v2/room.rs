@@ -79,12 +79,7 @@ impl Live {
     /// online members), by name then id, at most [`PRESENCE_SNAPSHOT`],
     /// with `more` counting the rest.
     pub fn presence(&self, room_id: i64) -> Utf8Bytes {
-        let mut users: HashMap<i64, &UserInfo> = HashMap::new();
-        for conn in &self.recipients {
-            users.entry(conn.user.id).or_insert(&conn.user);
-        }
-        let mut online: Vec<&UserInfo> = users.into_values().collect();
-        online.sort_unstable_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+        let online = self.online();
         let shown = online.len().min(PRESENCE_SNAPSHOT as usize);
         let more = u32::try_from(online.len() - shown).unwrap_or(u32::MAX);
         encode(&ServerFrame::Presence {
@@ -92,6 +87,18 @@ impl Live {
             online: online.into_iter().take(shown).cloned().collect(),
             more,
         })
+    }
+
+    /// The online members: distinct users among the recipients, by name
+    /// then id.
+    pub fn online(&self) -> Vec<&UserInfo> {
+        let mut users: HashMap<i64, &UserInfo> = HashMap::new();
+        for conn in &self.recipients {
+            users.entry(conn.user.id).or_insert(&conn.user);
+        }
+        let mut online: Vec<&UserInfo> = users.into_values().collect();
+        online.sort_unstable_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+        online
     }
 }
 
