@@ -296,8 +296,10 @@ mod ssr {
     }
 
     /// A plain HTML form (no JavaScript) cannot show an error itself, so it is
-    /// sent back to the page it came from with `?error=` for the page to show.
-    /// Clients running the WASM app get the error as the function's result.
+    /// sent back to the page it came from with `?error=<message>` for the page
+    /// to show and `&code=<error code>` for whatever needs the exact refusal
+    /// (the code as on the wire: `not_found`, `banned`, …). Clients running
+    /// the WASM app get the error as the function's result.
     pub fn fail<T>(err: ApiError) -> Result<T, ApiError> {
         set_status(&err);
         if let Some(parts) = use_context::<Parts>() {
@@ -315,8 +317,9 @@ mod ssr {
                     .map(|uri| uri.path().to_owned())
                     .unwrap_or_else(|| "/".to_owned());
                 leptos_axum::redirect(&format!(
-                    "{back}?error={}",
-                    crate::percent_encode(&err.message)
+                    "{back}?error={}&code={}",
+                    crate::percent_encode(&err.message),
+                    error_code(err.code),
                 ));
             }
         }
@@ -326,6 +329,15 @@ mod ssr {
 
 #[cfg(feature = "ssr")]
 pub use ssr::{redirect_page, ClientIp, SharedBackend};
+
+/// An error code as the wire spells it (`not_found`), for a URL's `code=`.
+pub fn error_code(code: ErrorCode) -> String {
+    match serde_json::to_value(code) {
+        Ok(serde_json::Value::String(code)) => code,
+        // A unit variant always serialises as its name.
+        _ => "internal".to_owned(),
+    }
+}
 
 /// The form fields the server function at `path` (e.g. `/api/sign_in_guest`)
 /// takes, or `None` when no server function here has that path. The server
@@ -630,6 +642,13 @@ pub async fn resolve_room(name: String) -> Result<i64, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_codes_are_spelled_as_on_the_wire() {
+        assert_eq!(error_code(ErrorCode::NotFound), "not_found");
+        assert_eq!(error_code(ErrorCode::Unauthorized), "unauthorized");
+        assert_eq!(error_code(ErrorCode::NotMember), "not_member");
+    }
 
     #[test]
     fn page_routes_come_from_the_first_argument_given() {
