@@ -207,11 +207,12 @@ pub trait Backend: Send + Sync + 'static {
     ) -> Result<DirectoryPage, ApiError>;
     /// The id of the public room with this name.
     async fn resolve_room(&self, session: Option<&str>, name: &str) -> Result<i64, ApiError>;
-    /// Posts a message through the same commit pipeline as the WebSocket.
+    /// Posts a message to a room the caller is a member of, through the same
+    /// commit pipeline as the WebSocket (it joins nothing).
     async fn post_message(
         &self,
         session: Option<&str>,
-        room: &str,
+        room_id: i64,
         client_id: &str,
         body: &str,
     ) -> Result<ChatMessage, ApiError>;
@@ -533,16 +534,17 @@ pub async fn create_room(
     }
 }
 
-/// Posts a message from the plain HTML composer (the no-JavaScript path).
+/// Posts a message from the plain HTML composer (the no-JavaScript path) to
+/// the room with id `room_id`, of which the caller must be a member.
 #[server(endpoint = "post_message")]
 pub async fn post_message(
-    room: String,
+    room_id: i64,
     client_id: String,
     body: String,
 ) -> Result<ChatMessage, ApiError> {
     let backend = ssr::backend()?;
     match backend
-        .post_message(ssr::session_token().as_deref(), &room, &client_id, &body)
+        .post_message(ssr::session_token().as_deref(), room_id, &client_id, &body)
         .await
     {
         Ok(message) => Ok(message),

@@ -356,33 +356,29 @@ impl Backend for AppBackend {
     async fn post_message(
         &self,
         session: Option<&str>,
-        room: &str,
+        room_id: i64,
         client_id: &str,
         body: &str,
     ) -> Result<ChatMessage, ApiError> {
         let user = self.require_user(session).await?;
-        // v1 names rooms; a name that is not a public room's is unknown.
-        let room_id = self
-            .0
-            .chat
-            .resolve_name(Some(&user), room)
-            .await
-            .map_err(|err| match err.code {
-                ErrorCode::NotFound => unknown_room(room),
-                _ => err,
-            })?;
-        // The v1 form posts to any public room: it joins first (until S13).
-        crate::commit::join_v1(&self.0.store, &self.0.committer, &user, room_id).await?;
+        // Members post; the committer asks the policy (an outsider of a
+        // public room gets `not_member`: posting joins nothing).
         let (stored_in, message) = self
             .0
             .chat
             .post_and_wait(&user, room_id, client_id, body)
             .await?;
         // A resend is answered as it was stored, in the room it was stored in.
-        let stored_in = self.0.hub.room_by_id(stored_in);
+        let room = self
+            .0
+            .store
+            .rooms
+            .summary(stored_in, user.id)
+            .await
+            .map_err(unavailable)?;
         Ok(v1_message(
             message,
-            stored_in.as_ref().map_or(room, |r| &r.name),
+            room.as_ref().map_or("", RoomSummary::display_name),
         ))
     }
 

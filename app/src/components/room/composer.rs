@@ -7,11 +7,11 @@ use crate::{
 };
 use leptos::{html, prelude::*};
 
-/// The composer. Without JavaScript it is a plain form posting to the
-/// `post_message` server function; once hydrated, Enter sends over the
-/// WebSocket and the text is kept whenever the message is refused.
+/// The composer of room `room_id`. Without JavaScript it is a plain form
+/// posting to the `post_message` server function; once hydrated, Enter sends
+/// over the WebSocket and the text is kept whenever the message is refused.
 #[component]
-pub(super) fn Composer(name: String) -> impl IntoView {
+pub(super) fn Composer(room_id: i64, name: String) -> impl IntoView {
     let chat = expect_context::<Chat>();
     let text = NodeRef::<html::Textarea>::new();
     let error = RwSignal::new(None::<String>);
@@ -35,7 +35,7 @@ pub(super) fn Composer(name: String) -> impl IntoView {
                 send();
             }
         >
-            <input type="hidden" name="room" value=name.clone() />
+            <input type="hidden" name="room_id" value=room_id />
             <input type="hidden" name="client_id" value=fresh_client_id() />
             <textarea
                 name="body"

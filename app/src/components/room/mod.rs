@@ -53,7 +53,7 @@ pub fn RoomPane(room: RoomPage) -> impl IntoView {
             {if preview {
                 view! { <JoinBar room_id name=name.clone() /> }.into_any()
             } else {
-                view! { <Composer name=name.clone() /> }.into_any()
+                view! { <Composer room_id name=name.clone() /> }.into_any()
             }}
         </main>
         <Members state members=room.members />
