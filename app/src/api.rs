@@ -108,6 +108,9 @@ pub struct RoomPage {
     pub members: Vec<MemberInfo>,
     /// Who is online, as others see them (no emails).
     pub online: Vec<UserInfo>,
+    /// Whether a previewer may join (the Join bar): not when banned. Always
+    /// false for a member, who has nothing to join.
+    pub can_join: bool,
 }
 
 impl RoomPage {

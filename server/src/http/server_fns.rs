@@ -2,7 +2,12 @@
 //! each one finds the session's user and calls one `chat::` operation (or
 //! an `auth::` one for signing in). No rights are decided here.
 
-use crate::{auth, chat::messages::HistoryQuery, store::StoreError, unavailable, AppState};
+use crate::{
+    auth,
+    chat::{messages::HistoryQuery, policy::Action},
+    store::StoreError,
+    unavailable, AppState,
+};
 use app::{
     api::{Backend, PageData, PageRoute, ProviderLink, RoomPage, SignInOptions, View},
     protocol::{
@@ -74,10 +79,21 @@ impl AppBackend {
     /// A room's page for `user`: a member's view, or a preview of a public
     /// room (`not_found` for a room they may not see, or none). Rights are
     /// `chat::`'s: the summary needs `Preview`, the history `ReadHistory`,
-    /// the members `SeeMembers`. Who is online still comes from the v1 hub.
+    /// the members `SeeMembers`, the Join bar `Join`. Who is online still
+    /// comes from the v1 hub.
     async fn room_page(&self, user: &UserInfo, room_id: i64) -> Result<RoomPage, ApiError> {
         let chat = &self.0.chat;
         let summary = chat.summary(user, room_id).await?;
+        let can_join = if summary.role.is_some() {
+            false
+        } else {
+            match chat.may(user, room_id, Action::Join).await {
+                Ok(()) => true,
+                // Refused (banned): the page offers no Join bar.
+                Err(err) if err.code != ErrorCode::Unavailable => false,
+                Err(err) => return Err(err),
+            }
+        };
         let page = chat
             .history(user, room_id, HistoryQuery::Latest, HISTORY_PAGE)
             .await?;
@@ -94,6 +110,7 @@ impl AppBackend {
             has_more: page.has_more_before,
             members,
             online,
+            can_join,
         })
     }
 

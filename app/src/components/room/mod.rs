@@ -25,11 +25,13 @@ use timeline::{typing_text, MessageList};
 
 /// The header, message pane, composer and people of one room. A member's
 /// room goes live (protocol v1: subscribed by name); a preview shows the
-/// server-rendered page with the Join bar instead of the composer.
+/// server-rendered page with the Join bar instead of the composer (no bar
+/// for a user banned from the room: they may read it, not join it).
 #[component]
 pub fn RoomPane(room: RoomPage) -> impl IntoView {
     let chat = expect_context::<Chat>();
     let preview = room.is_preview();
+    let can_join = room.can_join;
     let name = room.summary.display_name().to_owned();
     let room_id = room.summary.id;
     let messages = room
@@ -50,8 +52,11 @@ pub fn RoomPane(room: RoomPage) -> impl IntoView {
             <RoomHeader summary=room.summary />
             <MessageList state name=name.clone() />
             <p class="typing" aria-live="polite">{move || typing_text(&state.typing.get())}</p>
-            {if preview {
+            {if preview && can_join {
                 view! { <JoinBar room_id name=name.clone() /> }.into_any()
+            } else if preview {
+                view! { <p class="preview-note">"You may read this room, not join it."</p> }
+                    .into_any()
             } else {
                 view! { <Composer room_id name=name.clone() /> }.into_any()
             }}
