@@ -620,7 +620,7 @@ impl World {
                 json!({"type": "create_room", "client_id": client_id, "name": format!("Made {n}")}),
                 "ack",
             ),
-            "typing" => return self.typing(client, t).await,
+            "typing" => return self.typing(client, actor, t).await,
             other => panic!("`{other}` is not offered over ws, yet the table has a cell for it"),
         };
         let command = frame.get("client_id").is_some();
@@ -655,7 +655,7 @@ impl World {
 
     /// `typing` in a room the actor has opened (or tried to): an error, or
     /// the `typing` frame relayed to a member watching the room.
-    async fn typing(&self, mut client: Client, t: &Target) -> Answer {
+    async fn typing(&self, mut client: Client, actor: Option<&User>, t: &Target) -> Answer {
         let room = t.room_id;
         let mut observer = match &t.observer {
             Some(user) => {
@@ -708,7 +708,11 @@ impl World {
         };
         // The relay was queued for the watcher before the actor's pong.
         watcher.send(json!({"type": "ping"})).await;
-        let actor_typed = |f: &Value| f["type"] == "typing" && f["room_id"] == room;
+        // Other cells' actors may type in a shared fixture room meanwhile.
+        let actor_id = actor.map(|a| a.id);
+        let actor_typed = |f: &Value| {
+            f["type"] == "typing" && f["room_id"] == room && f["user"]["id"].as_i64() == actor_id
+        };
         match next_frame(watcher, |f| f["type"] == "pong" || actor_typed(f)).await {
             Some((raw, frame)) if actor_typed(&frame) => Answer::new(Got::Ok, raw),
             _ => Answer::odd("typing was neither refused nor relayed"),
