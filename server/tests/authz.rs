@@ -565,14 +565,26 @@ impl World {
             client
                 .send(json!({"type": "resume", "rooms": {room.to_string(): 0}}))
                 .await;
-            return match next_frame(&mut client, |f| {
-                f["type"] == "resumed" || (f["type"] == "error" && f["room_id"] == room)
-            })
-            .await
-            {
-                Some((raw, frame)) if frame["type"] == "error" => error_frame(raw, &frame),
-                Some((raw, _)) => Answer::new(Got::Ok, raw),
-                None => Answer::odd("no answer to resume"),
+            // From cursor 0 a member gets the room's events (every fixture
+            // room has at least its message's), then `resumed`.
+            let mut replayed = false;
+            return loop {
+                match next_frame(&mut client, |f| {
+                    f["type"] == "resumed"
+                        || ((f["type"] == "error" || f["type"] == "event") && f["room_id"] == room)
+                })
+                .await
+                {
+                    Some((_, frame)) if frame["type"] == "event" => replayed = true,
+                    Some((raw, frame)) if frame["type"] == "error" => {
+                        break error_frame(raw, &frame)
+                    }
+                    Some((raw, _)) if replayed => break Answer::new(Got::Ok, raw),
+                    Some((raw, _)) => {
+                        break Answer::odd(format!("resumed without the room's events: {raw}"))
+                    }
+                    None => break Answer::odd("no answer to resume"),
+                }
             };
         }
         let mut client = match self.resumed(cookie, json!({})).await {
