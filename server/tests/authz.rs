@@ -1049,8 +1049,8 @@ struct Checked {
     expected: Expected,
     got: Got,
     verdict: Verdict,
-    /// For a `not_found` of a room that exists: `None` when the missing id
-    /// answers the same bytes, else what differs.
+    /// For a `not_found` of a room that exists: `Ok` when the missing id
+    /// answers the same bytes, else what differs (`None`: not compared).
     invisible: Option<Result<(), String>>,
 }
 
@@ -1118,7 +1118,7 @@ async fn every_cell_of_the_authorisation_table_holds_over_every_transport() {
         .execute(&db)
         .await
         .unwrap();
-    // Room ids above FIRST_ROOM_ID (general has id 1, and set the sequence).
+    // Rooms made from now on get ids above FIRST_ROOM_ID (general keeps 1).
     let bumped = sqlx::query("UPDATE sqlite_sequence SET seq = ? WHERE name = 'rooms'")
         .bind(FIRST_ROOM_ID)
         .execute(&db)
@@ -1152,7 +1152,7 @@ async fn every_cell_of_the_authorisation_table_holds_over_every_transport() {
         .map(|(c, e)| (*c, *e))
         .collect();
     let not_offered = table.cells.len() - offered.len();
-    let results: Vec<Checked> = futures::stream::iter(offered)
+    let mut results: Vec<Checked> = futures::stream::iter(offered)
         .map(|(cell, e)| check(&world, &shared, cell, e))
         .buffer_unordered(PARALLEL)
         .collect()
@@ -1160,7 +1160,6 @@ async fn every_cell_of_the_authorisation_table_holds_over_every_transport() {
 
     let mut report = Vec::new();
     let (mut wrong_allows, mut wrong_denies, mut mismatches, mut identical) = (0, 0, 0, 0);
-    let mut results = results;
     results.sort_by_key(|r| r.cell);
     for r in &results {
         let what = match r.verdict {
