@@ -108,6 +108,9 @@ pub struct RoomPage {
     pub members: Vec<MemberInfo>,
     /// Who is online, as others see them (no emails).
     pub online: Vec<UserInfo>,
+    /// Whether a previewer may join (the Join bar): not when banned. Always
+    /// false for a member, who has nothing to join.
+    pub can_join: bool,
 }
 
 impl RoomPage {
@@ -207,11 +210,12 @@ pub trait Backend: Send + Sync + 'static {
     ) -> Result<DirectoryPage, ApiError>;
     /// The id of the public room with this name.
     async fn resolve_room(&self, session: Option<&str>, name: &str) -> Result<i64, ApiError>;
-    /// Posts a message through the same commit pipeline as the WebSocket.
+    /// Posts a message to a room the caller is a member of, through the same
+    /// commit pipeline as the WebSocket (it joins nothing).
     async fn post_message(
         &self,
         session: Option<&str>,
-        room: &str,
+        room_id: i64,
         client_id: &str,
         body: &str,
     ) -> Result<ChatMessage, ApiError>;
@@ -296,8 +300,10 @@ mod ssr {
     }
 
     /// A plain HTML form (no JavaScript) cannot show an error itself, so it is
-    /// sent back to the page it came from with `?error=` for the page to show.
-    /// Clients running the WASM app get the error as the function's result.
+    /// sent back to the page it came from with `?error=<message>` for the page
+    /// to show and `&code=<error code>` for whatever needs the exact refusal
+    /// (the code as on the wire: `not_found`, `banned`, …). Clients running
+    /// the WASM app get the error as the function's result.
     pub fn fail<T>(err: ApiError) -> Result<T, ApiError> {
         set_status(&err);
         if let Some(parts) = use_context::<Parts>() {
@@ -315,8 +321,9 @@ mod ssr {
                     .map(|uri| uri.path().to_owned())
                     .unwrap_or_else(|| "/".to_owned());
                 leptos_axum::redirect(&format!(
-                    "{back}?error={}",
-                    crate::percent_encode(&err.message)
+                    "{back}?error={}&code={}",
+                    crate::percent_encode(&err.message),
+                    error_code(err.code),
                 ));
             }
         }
@@ -326,6 +333,15 @@ mod ssr {
 
 #[cfg(feature = "ssr")]
 pub use ssr::{redirect_page, ClientIp, SharedBackend};
+
+/// An error code as the wire spells it (`not_found`), for a URL's `code=`.
+pub fn error_code(code: ErrorCode) -> String {
+    match serde_json::to_value(code) {
+        Ok(serde_json::Value::String(code)) => code,
+        // A unit variant always serialises as its name.
+        _ => "internal".to_owned(),
+    }
+}
 
 /// The form fields the server function at `path` (e.g. `/api/sign_in_guest`)
 /// takes, or `None` when no server function here has that path. The server
@@ -521,16 +537,17 @@ pub async fn create_room(
     }
 }
 
-/// Posts a message from the plain HTML composer (the no-JavaScript path).
+/// Posts a message from the plain HTML composer (the no-JavaScript path) to
+/// the room with id `room_id`, of which the caller must be a member.
 #[server(endpoint = "post_message")]
 pub async fn post_message(
-    room: String,
+    room_id: i64,
     client_id: String,
     body: String,
 ) -> Result<ChatMessage, ApiError> {
     let backend = ssr::backend()?;
     match backend
-        .post_message(ssr::session_token().as_deref(), &room, &client_id, &body)
+        .post_message(ssr::session_token().as_deref(), room_id, &client_id, &body)
         .await
     {
         Ok(message) => Ok(message),
@@ -638,6 +655,13 @@ pub async fn resolve_room(name: String) -> Result<i64, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_codes_are_spelled_as_on_the_wire() {
+        assert_eq!(error_code(ErrorCode::NotFound), "not_found");
+        assert_eq!(error_code(ErrorCode::Unauthorized), "unauthorized");
+        assert_eq!(error_code(ErrorCode::NotMember), "not_member");
+    }
 
     #[test]
     fn page_routes_come_from_the_first_argument_given() {

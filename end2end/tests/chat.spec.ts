@@ -554,12 +554,22 @@ test.describe('chat', () => {
 /** Longest an own server may take to start (a debug build on a busy machine). */
 const OWN_SERVER_START = 30_000;
 
-/** Posts `count` messages to `room` over HTTP (the no-JavaScript form endpoint) as `page`'s user. */
-async function postMany(page: Page, room: string, bodies: string[]) {
+/** The id of the room `page` shows, from its URL `/r/<id>/<slug>`. */
+function shownRoomId(page: Page): number {
+  const match = /^\/r\/(\d+)(\/|$)/.exec(new URL(page.url()).pathname);
+  if (!match) throw new Error(`not a room page: ${page.url()}`);
+  return Number(match[1]);
+}
+
+/**
+ * Posts `bodies` to room `roomId` over HTTP (the no-JavaScript form endpoint)
+ * as `page`'s user, who must be a member of it (posting joins nothing).
+ */
+async function postMany(page: Page, roomId: number, bodies: string[]) {
   const origin = new URL(page.url()).origin;
   for (const body of bodies) {
     const res = await page.request.post(`${origin}/api/post_message`, {
-      form: { room, client_id: crypto.randomUUID(), body },
+      form: { room_id: String(roomId), client_id: crypto.randomUUID(), body },
       headers: { Origin: origin, Accept: 'application/json' },
       maxRedirects: 0,
     });
@@ -711,7 +721,7 @@ test.describe('delivery', () => {
 
       await server.start();
       // Someone else posts as soon as the server is back.
-      await postMany(watcher, 'general', ['meanwhile 1', 'meanwhile 2']);
+      await postMany(watcher, shownRoomId(watcher), ['meanwhile 1', 'meanwhile 2']);
       // The page may be waiting out its reconnect backoff (up to 8 s), on a
       // machine that may be slow: a generous wait for it to be live again.
       await expect(page.locator('.status[data-status="online"]')).toHaveText('live', { timeout: 30_000 });
@@ -740,9 +750,9 @@ test.describe('delivery', () => {
   }) => {
     await signIn(page, unique('Ora'));
     const room = unique('Archive');
-    await createRoom(page, room);
+    const roomId = await createRoom(page, room);
     const total = 130;
-    await postMany(page, room, Array.from({ length: total }, (_, i) => `archived ${i + 1}`));
+    await postMany(page, roomId, Array.from({ length: total }, (_, i) => `archived ${i + 1}`));
     await page.reload();
     await expectLive(page);
     // The server renders the latest page (50).

@@ -108,7 +108,11 @@ fn main() -> Result<()> {
         } => local(async move {
             let cookie = prepare::sessions(addr, 1, None).await?.remove(0);
             loadgen::http::create_room(addr, &cookie, &room).await?;
-            prepare::history(addr, &cookie, &room, messages).await?;
+            let room_id = loadgen::http::resolve_room(addr, &cookie, &room).await?;
+            // The creator is a member; a room made by an earlier run is
+            // joined (posting needs membership, and joins are idempotent).
+            loadgen::http::join_room(addr, &cookie, room_id).await?;
+            prepare::history(addr, &cookie, room_id, messages).await?;
             println!("{cookie}");
             Ok(())
         }),

@@ -111,8 +111,10 @@ pub async fn memberships(
     futures_join(tasks).await.map(|_| ())
 }
 
-/// Posts `count` messages to `room` over HTTP (history for the page scenario).
-pub async fn history(addr: SocketAddr, cookie: &str, room: &str, count: usize) -> Result<()> {
+/// Posts `count` messages to room `room_id`, of which the session's user is
+/// a member, over HTTP (history for the page scenario).
+pub async fn history(addr: SocketAddr, cookie: &str, room_id: i64, count: usize) -> Result<()> {
+    let room = room_id.to_string();
     for i in 0..count {
         let id = crate::adapter::client_id(rand::random(), 0, i as u32);
         let id = std::str::from_utf8(&id)?;
@@ -121,7 +123,7 @@ pub async fn history(addr: SocketAddr, cookie: &str, room: &str, count: usize) -
             addr,
             "/api/post_message",
             Some(cookie),
-            &[("room", room), ("client_id", id), ("body", &body)],
+            &[("room_id", &room), ("client_id", id), ("body", &body)],
         )
         .await?;
         anyhow::ensure!(

@@ -40,7 +40,8 @@ fn endpoints() -> Vec<(&'static str, Vec<(&'static str, String)>)> {
         (
             "post_message",
             vec![
-                ("room", "general".into()),
+                // general: the first room of every database (migration 0001).
+                ("room_id", "1".into()),
                 ("client_id", id()),
                 ("body", "hello".into()),
             ],
@@ -354,12 +355,13 @@ async fn the_largest_legitimate_message_fits_the_limit() {
     // Four UTF-8 bytes a character, each percent-encoded: the worst case.
     let body = "𝄞".repeat(app::protocol::MAX_BODY_CHARS);
     let client_id = uuid::Uuid::new_v4().to_string();
+    let general = app.room_id("general").await.to_string();
     let (status, answer, _) = app
         .call(
             Some(&cookie),
             "post_message",
             &[
-                ("room", "general"),
+                ("room_id", &general),
                 ("client_id", &client_id),
                 ("body", &body),
             ],
@@ -378,13 +380,13 @@ async fn errors_raised_by_a_function_keep_their_status_and_plain_forms_still_red
             Some(&cookie),
             "post_message",
             &[
-                ("room", "nowhere"),
+                ("room_id", "999999"),
                 ("client_id", &uuid::Uuid::new_v4().to_string()),
                 ("body", "x"),
             ],
         )
         .await;
-    assert_eq!((status, body["code"].as_str()), (404, Some("unknown_room")));
+    assert_eq!((status, body["code"].as_str()), (404, Some("not_found")));
 
     // A browser without JavaScript is sent back to the page it came from.
     let res = reqwest::Client::builder()
@@ -419,7 +421,7 @@ async fn every_server_function_has_its_fields_listed() {
     }
     assert_eq!(
         app::api::form_fields("/api/post_message"),
-        Some(&["room", "client_id", "body"][..])
+        Some(&["room_id", "client_id", "body"][..])
     );
     assert_eq!(app::api::form_fields("/api/sign_out"), Some(&[][..]));
 }

@@ -466,12 +466,13 @@ async fn the_no_javascript_form_posts_through_the_same_pipeline() {
     let mut b = app.ws(&bob).await;
     b.open(app.room_id("general").await, None).await;
     let id = uuid::Uuid::new_v4().to_string();
+    let general = app.room_id("general").await.to_string();
     let (status, body, _) = app
         .call(
             Some(&ann),
             "post_message",
             &[
-                ("room", "general"),
+                ("room_id", &general),
                 ("client_id", &id),
                 ("body", "from a form"),
             ],
@@ -495,7 +496,7 @@ async fn the_no_javascript_form_posts_through_the_same_pipeline() {
             Some(&ann),
             "post_message",
             &[
-                ("room", "general"),
+                ("room_id", &general),
                 ("client_id", &id),
                 ("body", &"x".repeat(4001)),
             ],
@@ -509,7 +510,7 @@ async fn the_no_javascript_form_posts_through_the_same_pipeline() {
         .call(
             None,
             "post_message",
-            &[("room", "general"), ("client_id", &id), ("body", "hi")],
+            &[("room_id", &general), ("client_id", &id), ("body", "hi")],
         )
         .await;
     assert_eq!((status, body["code"].as_str()), (401, Some("unauthorized")));
@@ -561,11 +562,12 @@ async fn a_client_id_is_its_authors_and_a_repeat_in_any_room_answers_the_origina
         (Some(general), Some(base + 1))
     );
     // Over HTTP, a resend answers with what was stored the first time.
+    let other = app.room_id("other").await.to_string();
     let (status, body, _) = app
         .call(
             Some(&ann),
             "post_message",
-            &[("room", "other"), ("client_id", &id), ("body", "changed")],
+            &[("room_id", &other), ("client_id", &id), ("body", "changed")],
         )
         .await;
     assert_eq!(

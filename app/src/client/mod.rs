@@ -365,6 +365,7 @@ mod tests {
             has_more: false,
             members: vec![],
             online: vec![UserInfo::default()],
+            can_join: false,
         }
     }
 

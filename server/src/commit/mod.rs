@@ -188,9 +188,9 @@ impl Committer {
 }
 
 /// The v1 wire's implicit join (until S13): v1 has no `join` frame, and a
-/// v1 user may post in any room they subscribe to, so subscribing (and a
-/// no-JS post) makes a non-member a member first, through the committer, with
-/// its `member_joined` event. The committer checks membership again.
+/// v1 user may post in any room they subscribe to, so subscribing makes a
+/// non-member a member first, through the committer, with its
+/// `member_joined` event. The committer checks membership again.
 pub async fn join_v1(
     store: &Store,
     committer: &Committer,

@@ -2,7 +2,12 @@
 //! each one finds the session's user and calls one `chat::` operation (or
 //! an `auth::` one for signing in). No rights are decided here.
 
-use crate::{auth, chat::messages::HistoryQuery, store::StoreError, unavailable, AppState};
+use crate::{
+    auth,
+    chat::{messages::HistoryQuery, policy::Action},
+    store::StoreError,
+    unavailable, AppState,
+};
 use app::{
     api::{Backend, PageData, PageRoute, ProviderLink, RoomPage, SignInOptions, View},
     protocol::{
@@ -74,10 +79,21 @@ impl AppBackend {
     /// A room's page for `user`: a member's view, or a preview of a public
     /// room (`not_found` for a room they may not see, or none). Rights are
     /// `chat::`'s: the summary needs `Preview`, the history `ReadHistory`,
-    /// the members `SeeMembers`. Who is online still comes from the v1 hub.
+    /// the members `SeeMembers`, the Join bar `Join`. Who is online still
+    /// comes from the v1 hub.
     async fn room_page(&self, user: &UserInfo, room_id: i64) -> Result<RoomPage, ApiError> {
         let chat = &self.0.chat;
         let summary = chat.summary(user, room_id).await?;
+        let can_join = if summary.role.is_some() {
+            false
+        } else {
+            match chat.may(user, room_id, Action::Join).await {
+                Ok(()) => true,
+                // Refused (banned): the page offers no Join bar.
+                Err(err) if err.code != ErrorCode::Unavailable => false,
+                Err(err) => return Err(err),
+            }
+        };
         let page = chat
             .history(user, room_id, HistoryQuery::Latest, HISTORY_PAGE)
             .await?;
@@ -89,6 +105,7 @@ impl AppBackend {
             has_more: page.has_more_before,
             members,
             online,
+            can_join,
         })
     }
 
@@ -351,33 +368,29 @@ impl Backend for AppBackend {
     async fn post_message(
         &self,
         session: Option<&str>,
-        room: &str,
+        room_id: i64,
         client_id: &str,
         body: &str,
     ) -> Result<ChatMessage, ApiError> {
         let user = self.require_user(session).await?;
-        // v1 names rooms; a name that is not a public room's is unknown.
-        let room_id = self
-            .0
-            .chat
-            .resolve_name(Some(&user), room)
-            .await
-            .map_err(|err| match err.code {
-                ErrorCode::NotFound => unknown_room(room),
-                _ => err,
-            })?;
-        // The v1 form posts to any public room: it joins first (until S13).
-        crate::commit::join_v1(&self.0.store, &self.0.committer, &user, room_id).await?;
+        // Members post; the committer asks the policy (an outsider of a
+        // public room gets `not_member`: posting joins nothing).
         let (stored_in, message) = self
             .0
             .chat
             .post_and_wait(&user, room_id, client_id, body)
             .await?;
         // A resend is answered as it was stored, in the room it was stored in.
-        let stored_in = self.0.hub.room_by_id(stored_in);
+        let room = self
+            .0
+            .store
+            .rooms
+            .summary(stored_in, user.id)
+            .await
+            .map_err(unavailable)?;
         Ok(v1_message(
             message,
-            stored_in.as_ref().map_or(room, |r| &r.name),
+            room.as_ref().map_or("", RoomSummary::display_name),
         ))
     }
 

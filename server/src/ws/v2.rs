@@ -307,12 +307,22 @@ impl Session {
                     self.fail(err, Some(room_id), None).await;
                 }
             }
-            // Ephemeral: a typing frame for a room that is not open here,
-            // or that the user only previews (members type; policy: Typing),
-            // is dropped, and so is one within a second of the last.
+            // Ephemeral: a member's typing frame for a room that is not
+            // open here is dropped, and so is one within a second of the
+            // last. Anyone else is refused as the policy says (`not_member`
+            // for a previewer, `not_found` for a room they may not see), so
+            // typing answers like every other room frame.
             ClientFrame::Typing { room_id } => {
                 let every = self.state.config.ws_typing_every;
-                let member = self.state.hub2.membership(user.id, room_id).is_some();
+                let mut member = self.state.hub2.membership(user.id, room_id).is_some();
+                if !member {
+                    // Not in the hub's view: the store has the last word (a
+                    // member it has not heard of yet types from now on).
+                    match self.state.chat.may(&user, room_id, Action::Typing).await {
+                        Ok(()) => member = true,
+                        Err(err) => return self.fail(err, Some(room_id), None).await,
+                    }
+                }
                 if member
                     && self.typed_at.is_none_or(|t| t.elapsed() >= every)
                     && self.state.hub2.typing(&self.conn, room_id)

@@ -7,9 +7,9 @@ use crate::{
 };
 use leptos::{html, prelude::*};
 
-/// The composer. Without JavaScript it is a plain form posting to the
-/// `post_message` server function; once hydrated, Enter sends over the
-/// WebSocket and the text is kept whenever the message is refused.
+/// The composer of room `room_id`. Without JavaScript it is a plain form
+/// posting to the `post_message` server function; once hydrated, Enter sends
+/// over the WebSocket and the text is kept whenever the message is refused.
 #[component]
 pub(super) fn Composer(room_id: i64, name: Memo<String>) -> impl IntoView {
     let chat = expect_context::<Chat>();

@@ -39,11 +39,14 @@ pub(super) fn slice<T: Clone + PartialEq + Send + Sync + 'static>(
 
 /// The header, message pane, composer and people of one room: live for a
 /// member (its events come by membership), and for someone previewing a
-/// public room (the Join bar instead of the composer) while it is open.
+/// public room (the Join bar instead of the composer, or for a user
+/// banned from it a note) while it is open.
 #[component]
 pub fn RoomPane(room: RoomPage) -> impl IntoView {
     let chat = expect_context::<Chat>();
     let room_id = room.summary.id;
+    // A user banned from the room may read it, not join it: no Join bar.
+    let can_join = room.can_join;
     chat.open(&room);
     on_cleanup(move || chat.close(room_id));
     let name = slice(chat, room_id, room.summary.display_name().to_owned(), |t| {
@@ -62,8 +65,11 @@ pub fn RoomPane(room: RoomPage) -> impl IntoView {
             {move || {
                 if member.get() {
                     view! { <Composer room_id name /> }.into_any()
-                } else {
+                } else if can_join {
                     view! { <JoinBar room_id name /> }.into_any()
+                } else {
+                    view! { <p class="preview-note">"You may read this room, not join it."</p> }
+                        .into_any()
                 }
             }}
         </main>
