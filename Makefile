@@ -81,7 +81,9 @@ e2e: e2e-deps oidc-deps
 		cargo leptos end-to-end' 2>&1 | tee target/e2e/run.log
 	@passed=$$(grep -oE '^ +[0-9]+ passed' target/e2e/run.log | tail -1 | tr -dc 0-9); \
 	 failed=$$(grep -oE '^ +[0-9]+ failed' target/e2e/run.log | tail -1 | tr -dc 0-9); \
-	 echo "playwright: $${passed:-0} passed, $${failed:-0} failed"
+	 echo "playwright: $${passed:-0} passed, $${failed:-0} failed"; \
+	 [ "$${passed:-0}" -gt 0 ] && [ "$${failed:-0}" -eq 0 ] \
+		|| { echo "the e2e run did not pass (cargo-leptos exits 0 when the build fails)"; exit 1; }
 	@! grep -n "panicked at" target/e2e/run.log || { echo "the server panicked during the e2e run"; exit 1; }
 
 test: deps lint unit e2e
