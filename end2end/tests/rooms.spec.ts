@@ -121,7 +121,7 @@ test.describe('rooms', () => {
     }
   });
 
-  test('unread counts rise in a background room and clear when it is opened, in every tab', async ({ browser }) => {
+  test('unread and mention counts rise in a background room and clear when it is opened, in every tab', async ({ browser }) => {
     const [ann, bob] = [unique('Ann'), unique('Bob')];
     const room = unique('Backroom');
     const a = await person(browser, ann);
@@ -137,16 +137,23 @@ test.describe('rooms', () => {
       await expectUnread(tab1, id, 0);
 
       await send(b.page, 'one');
-      await send(b.page, 'two');
+      await send(b.page, `two, @${ann}`);
       await expectUnread(tab1, id, 2);
       await expectUnread(tab2, id, 2);
+      // The second mentions her: a mention badge too, in both tabs.
+      for (const tab of [tab1, tab2]) {
+        await expect(sidebarRoom(tab, id)).toHaveAttribute('data-mentions', '1');
+        await expect(sidebarRoom(tab, id).locator('.badge.mentions')).toHaveText('@1');
+      }
 
       // Opening it in one tab reads it there, and the other tab hears so.
       await roomLink(tab1, room).click();
       await expect(pane(tab1, room)).toBeVisible();
-      await expect(committedBodies(tab1)).toHaveText(['one', 'two']);
+      await expect(committedBodies(tab1)).toHaveText(['one', `two, @${ann}`]);
       await expectUnread(tab1, id, 0);
       await expectUnread(tab2, id, 0);
+      await expect(sidebarRoom(tab2, id)).toHaveAttribute('data-mentions', '0');
+      await expect(sidebarRoom(tab2, id).locator('.badge.mentions')).toHaveCount(0);
       // The read marker is the server's: a reload and another device agree.
       await tab2.reload();
       await expectLive(tab2);
@@ -154,7 +161,7 @@ test.describe('rooms', () => {
 
       // A message arriving while the room is open and read is not unread.
       await send(b.page, 'three');
-      await expect(committedBodies(tab1)).toHaveText(['one', 'two', 'three']);
+      await expect(committedBodies(tab1)).toHaveText(['one', `two, @${ann}`, 'three']);
       await expectUnread(tab2, id, 0);
       await expectUnread(tab1, id, 0);
     } finally {

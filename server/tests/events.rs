@@ -296,18 +296,24 @@ async fn hello_lists_your_rooms_only_and_does_not_grow_with_the_system() {
 }
 
 #[tokio::test]
-async fn unread_counts_survive_a_reload_and_read_markers_reach_every_tab() {
+async fn unread_and_mention_counts_survive_a_reload_and_read_markers_reach_every_tab() {
     let app = TestApp::spawn().await;
     let ann = app.sign_in("Ann").await;
     let bob = app.sign_in("Bob").await;
     let mut b = app.ws(&bob).await;
     let room = create(&mut b, "Unread").await;
-    let (mut a1, _) = app.ws_with(&ann, json!({})).await;
+    let (mut a1, hello) = app.ws_with(&ann, json!({})).await;
+    let ann_id = hello["user"]["id"].as_i64().unwrap();
     let mut a2 = app.ws(&ann).await;
     join(&mut a1, room).await;
-    for i in 0..3 {
-        b.say(room, &format!("u{i}")).await;
-    }
+    b.say(room, "u0").await;
+    // One post mentions Ann (and someone who is not in the room, ignored).
+    b.send(json!({
+        "type": "send", "room_id": room, "client_id": uuid::Uuid::new_v4().to_string(),
+        "body": "@Ann u1", "mentions": [ann_id, 999_999],
+    }))
+    .await;
+    b.say(room, "u2").await;
     // Bob's join was seq 1, Ann's 2, the posts 3..=5.
     events_until(&mut a2, room, 5).await;
     // Ann's own posts do not count.
@@ -316,21 +322,38 @@ async fn unread_counts_survive_a_reload_and_read_markers_reach_every_tab() {
     let (_, hello) = app.ws_hello(&ann).await;
     let seen = summary(&hello, room).unwrap();
     assert_eq!(
-        (seen["unread"].as_u64(), seen["last_seq"].as_i64()),
-        (Some(3), Some(6))
+        (
+            seen["unread"].as_u64(),
+            seen["mentions"].as_u64(),
+            seen["last_seq"].as_i64()
+        ),
+        (Some(3), Some(1), Some(6))
     );
+    // The posted event names whom it mentions.
+    let stored: Vec<String> =
+        sqlx::query_scalar("SELECT mentions FROM messages WHERE room_id = ? AND body = '@Ann u1'")
+            .bind(room)
+            .fetch_all(&app.db().await)
+            .await
+            .unwrap();
+    assert_eq!(stored, [format!("[{ann_id},999999]")]);
 
     a1.send(json!({"type": "read", "room_id": room, "seq": 6}))
         .await;
     for tab in [&mut a1, &mut a2] {
         let read = tab.expect_where("read", |f| f["room_id"] == room).await;
         assert_eq!(
-            (read["unread"].as_u64(), read["last_read_seq"].as_i64()),
-            (Some(0), Some(6))
+            (
+                read["unread"].as_u64(),
+                read["mentions"].as_u64(),
+                read["last_read_seq"].as_i64()
+            ),
+            (Some(0), Some(0), Some(6))
         );
     }
     let (_, hello) = app.ws_hello(&ann).await;
-    assert_eq!(summary(&hello, room).unwrap()["unread"], 0);
+    let seen = summary(&hello, room).unwrap();
+    assert_eq!((&seen["unread"], &seen["mentions"]), (&json!(0), &json!(0)));
 }
 
 #[tokio::test]

@@ -845,6 +845,12 @@ fn send_message(
         ));
         return;
     };
+    let mentions = if mentions.is_empty() {
+        let t = s.open.as_ref().map_or(&[][..], |t| &t.members[..]);
+        mentioned(&body, t, s.my_id())
+    } else {
+        mentions
+    };
     let entry = OutboxEntry {
         client_id: client_id.clone(),
         room_id,
@@ -869,6 +875,32 @@ fn send_message(
             reply_to: None,
         },
     );
+}
+
+/// The members `body` mentions as `@Name` (any case; the longest name that
+/// matches at each `@`, ending at a non-alphanumeric character or the end),
+/// without `me`, each once.
+pub fn mentioned(body: &str, members: &[UserInfo], me: i64) -> Vec<i64> {
+    let mut ids = Vec::new();
+    for (at, _) in body.match_indices('@') {
+        let rest = &body[at + 1..];
+        let best = members
+            .iter()
+            .filter(|m| !m.name.is_empty())
+            .filter(|m| {
+                let n = m.name.len();
+                rest.get(..n)
+                    .is_some_and(|head| head.to_lowercase() == m.name.to_lowercase())
+                    && !rest[n..].starts_with(char::is_alphanumeric)
+            })
+            .max_by_key(|m| m.name.len());
+        if let Some(member) = best.filter(|m| m.id != me) {
+            if !ids.contains(&member.id) {
+                ids.push(member.id);
+            }
+        }
+    }
+    ids
 }
 
 /// If the user is looking at the open room and it has unread posts up to
@@ -2141,4 +2173,52 @@ mod tests {
         assert_eq!(ids, [ANN, BOB, 3]);
         assert_eq!(t.online.iter().copied().collect::<Vec<_>>(), [BOB, 3]);
     }
+
+    #[test]
+    fn mentions_are_found_by_at_name_among_the_rooms_members() {
+        let named = |id, name: &str| UserInfo {
+            id,
+            name: name.into(),
+            ..UserInfo::default()
+        };
+        let members = [
+            named(ANN, "Ann"),
+            named(BOB, "Bob"),
+            named(3, "Bob Lee"),
+            named(4, "Zoë"),
+        ];
+        assert_eq!(mentioned("hi @bob and @Bob Lee!", &members, ANN), [BOB, 3]);
+        assert_eq!(mentioned("@zoë, @ZOË.", &members, ANN), [4], "once, any case");
+        assert_eq!(mentioned("@Bobby @Ann", &members, ANN), Vec::<i64>::new());
+        assert_eq!(mentioned("mail ann@Bob", &members, ANN), [BOB]);
+
+        let mut s = online();
+        let summary = s.room(1).unwrap().summary.clone();
+        intent(
+            &mut s,
+            Intent::Open {
+                summary,
+                messages: vec![],
+                has_more: false,
+                cursor: 10,
+                members: members.to_vec(),
+                online: vec![],
+            },
+            0.0,
+        );
+        let fx = intent(
+            &mut s,
+            Intent::Send {
+                client_id: "6f1c1f8e-0000-4000-8000-000000000002".into(),
+                body: "@Bob Lee look".into(),
+                mentions: vec![],
+            },
+            0.0,
+        );
+        assert!(matches!(
+            fx.send.as_slice(),
+            [ClientFrame::Send { mentions, .. }] if *mentions == [3]
+        ));
+    }
 }
+

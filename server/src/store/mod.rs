@@ -504,7 +504,10 @@ pub trait EventTx: Send {
     /// returns (room, first reserved seq); a missing room is
     /// [`StoreError::Missing`].
     async fn reserve_seqs(&mut self, counts: &[(i64, i64)]) -> Result<Vec<(i64, i64)>>;
-    /// Inserts messages; their ids in input order.
+    /// Inserts messages; their ids in input order. A message's `mentions`
+    /// that are joined members of its room are recorded (the `mentions`
+    /// table) and, for those who have not read past it, counted in their
+    /// `mention_count`; anyone else named is ignored.
     async fn insert_messages(&mut self, rows: &[MessageRow<'_>]) -> Result<Vec<i64>>;
     /// Appends events (and hands them to the hooks at commit).
     async fn append_events(&mut self, events: &[NewEvent<'_>]) -> Result<()>;

@@ -541,13 +541,41 @@ impl EventTx for SqliteEventTx {
                 );
             }
         }
-        rows.iter()
+        let ids: Vec<i64> = rows
+            .iter()
             .map(|m| {
                 ids.get(&(m.room_id, m.seq))
                     .copied()
                     .ok_or(StoreError::Missing("message"))
             })
-            .collect()
+            .collect::<Result<_>>()?;
+        // Mentions are rare: two statements per message that has any.
+        for (m, id) in rows.iter().zip(&ids) {
+            let Some(mentions) = m.mentions else { continue };
+            sqlx::query(
+                "INSERT OR IGNORE INTO mentions (user_id, room_id, seq, message_id)
+                 SELECT user_id, room_id, ?, ? FROM members
+                 WHERE room_id = ? AND state = 'joined'
+                   AND user_id IN (SELECT value FROM json_each(?))",
+            )
+            .bind(m.seq)
+            .bind(id)
+            .bind(m.room_id)
+            .bind(mentions)
+            .execute(&mut *self.w)
+            .await?;
+            sqlx::query(
+                "UPDATE members SET mention_count = mention_count + 1
+                 WHERE room_id = ? AND state = 'joined' AND last_read_seq < ?
+                   AND user_id IN (SELECT value FROM json_each(?))",
+            )
+            .bind(m.room_id)
+            .bind(m.seq)
+            .bind(mentions)
+            .execute(&mut *self.w)
+            .await?;
+        }
+        Ok(ids)
     }
 
     async fn append_events(&mut self, events: &[NewEvent<'_>]) -> Result<()> {
