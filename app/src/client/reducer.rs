@@ -238,22 +238,39 @@ pub fn intent(s: &mut ChatState, i: Intent, now_ms: f64) -> Effects {
             }
         }
         Intent::Retry { client_id } => {
-            let body = s.open.as_mut().and_then(|t| {
-                t.items.iter_mut().find_map(|i| match i {
-                    Item::Pending {
+            let failed_line = |t: &mut Timeline| {
+                t.items
+                    .iter_mut()
+                    .find_map(|i| match i {
+                        Item::Pending {
+                            client_id: id,
+                            body,
+                            failed,
+                            ..
+                        } if *id == client_id && failed.is_some() => Some((body.clone(), failed)),
+                        _ => None,
+                    })
+                    .map(|(body, _)| body)
+            };
+            let Some(body) = s.open.as_mut().and_then(failed_line) else {
+                return fx;
+            };
+            send_message(s, client_id.clone(), body, Vec::new(), &mut fx);
+            // Pending again only once it is on its way (a refusal, e.g.
+            // after leaving the room, keeps it marked as not sent).
+            if s.outbox.contains(&client_id) {
+                for item in s.open.iter_mut().flat_map(|t| t.items.iter_mut()) {
+                    if let Item::Pending {
                         client_id: id,
-                        body,
                         failed,
                         ..
-                    } if *id == client_id && failed.is_some() => {
-                        *failed = None;
-                        Some(body.clone())
+                    } = item
+                    {
+                        if *id == client_id {
+                            *failed = None;
+                        }
                     }
-                    _ => None,
-                })
-            });
-            if let Some(body) = body {
-                send_message(s, client_id, body, Vec::new(), &mut fx);
+                }
             }
         }
         Intent::Close => {
@@ -564,14 +581,23 @@ fn on_event(s: &mut ChatState, event: Event, now_ms: f64, fx: &mut Effects) {
     if renamed {
         s.sort_rooms();
     }
-    if let Some(t) = s.timeline_mut(event.room_id) {
+    let room_id = event.room_id;
+    if let Some(t) = s.timeline_mut(room_id) {
         if event.seq > t.cursor {
             t.cursor = event.seq;
             apply_to_timeline(t, event, me);
+        } else if !t.items.iter().any(|i| i.seq() == Some(event.seq)) {
+            // A replay behind live events (`open {since}` on a connection
+            // that already gets the room by membership): fill the hole,
+            // without rolling the header or members back to older state.
+            fill_hole(t, event, me);
         }
     }
     if let Some(seq) = read_upto {
         schedule_read(s, seq, now_ms, fx);
+    } else if s.timeline(room_id).is_some() {
+        // Replayed posts counted by the snapshot: read once they are shown.
+        mark_read_if_looking(s, now_ms, fx);
     }
 }
 
@@ -620,6 +646,22 @@ fn apply_to_timeline(t: &mut Timeline, event: Event, me: i64) {
         EventKind::KindChanged { room_kind, .. } => t.kind = *room_kind,
         // Reactions, invitations, mutes: shown by later issues. Unknown
         // kinds are skipped; the cursor has moved past them either way.
+        _ => {}
+    }
+}
+
+/// Puts an event older than the timeline's cursor where it belongs: posts
+/// and notices only (edits, deletions and state changes below the cursor
+/// are already reflected, or superseded).
+fn fill_hole(t: &mut Timeline, event: Event, me: i64) {
+    match &event.kind {
+        EventKind::Posted { message } => insert_message(t, message.clone(), me),
+        EventKind::MemberJoined { silent: false, .. }
+        | EventKind::MemberLeft { .. }
+        | EventKind::MemberKicked { .. }
+        | EventKind::MemberBanned { .. }
+        | EventKind::Renamed { .. }
+        | EventKind::TopicChanged { .. } => t.upsert(Item::Notice(event)),
         _ => {}
     }
 }
@@ -2188,7 +2230,11 @@ mod tests {
             named(4, "Zoë"),
         ];
         assert_eq!(mentioned("hi @bob and @Bob Lee!", &members, ANN), [BOB, 3]);
-        assert_eq!(mentioned("@zoë, @ZOË.", &members, ANN), [4], "once, any case");
+        assert_eq!(
+            mentioned("@zoë, @ZOË.", &members, ANN),
+            [4],
+            "once, any case"
+        );
         assert_eq!(mentioned("@Bobby @Ann", &members, ANN), Vec::<i64>::new());
         assert_eq!(mentioned("mail ann@Bob", &members, ANN), [BOB]);
 
@@ -2220,5 +2266,47 @@ mod tests {
             [ClientFrame::Send { mentions, .. }] if *mentions == [3]
         ));
     }
-}
 
+    #[test]
+    fn replayed_posts_fill_holes_behind_live_ones() {
+        let mut s = online();
+        // The page was read at 10; 11 and 12 came while no room was open
+        // (the sidebar counted them), then 13 arrives live before the
+        // replay that `open {since: 10}` asked for.
+        apply(&mut s, posted(1, 11, BOB), 0.0);
+        apply(&mut s, posted(1, 12, BOB), 0.0);
+        open_room(&mut s, 1, 10);
+        apply(&mut s, posted(1, 13, BOB), 0.0);
+        for seq in 11..=13 {
+            apply(&mut s, posted(1, seq, BOB), 0.0);
+        }
+        assert_eq!(seqs(&s), (1..=13).collect::<Vec<_>>(), "no hole, no repeat");
+        assert_eq!(s.open.as_ref().unwrap().cursor, 13);
+    }
+
+    #[test]
+    fn posts_replayed_into_the_room_being_read_are_marked_read() {
+        let mut s = online();
+        open_room(&mut s, 1, 10);
+        intent(&mut s, Intent::Status(Status::Reconnecting), 0.0);
+        // Offline, 5 posts came: the snapshot counts them.
+        let mut general = room(1, "general", 15);
+        general.last_read_seq = 10;
+        general.unread = 5;
+        let fx = apply(&mut s, hello(vec![general, room(2, "random", 20)]), 0.0);
+        assert_eq!(fx.wake_at, None, "nothing shown yet to read");
+        for seq in 11..=15 {
+            apply(&mut s, posted(1, seq, BOB), 0.0);
+        }
+        assert_eq!(unread(&s, 1), (5, 0), "counted once, by the snapshot");
+        assert_eq!(s.read_due.map(|d| d.seq), Some(15));
+        let fx = intent(&mut s, Intent::Tick, READ_DEBOUNCE_MS);
+        assert_eq!(
+            fx.send,
+            [ClientFrame::Read {
+                room_id: 1,
+                seq: 15
+            }]
+        );
+    }
+}

@@ -207,7 +207,11 @@ async fn run(chat: Chat, stopped: Rc<Cell<bool>>) {
         attempt = attempt.saturating_add(1);
         gloo_timers::future::TimeoutFuture::new(delay).await;
     }
-    set_status(chat, Status::Idle);
+    // A loop stopped by sign-out leaves the state to `stop()` (and to the
+    // loop a new sign-in may have started meanwhile).
+    if !stopped.get() {
+        set_status(chat, Status::Idle);
+    }
 }
 
 /// Tells the reducer what became of the connection (`hello` says `Online`).

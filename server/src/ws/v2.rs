@@ -410,10 +410,12 @@ impl Session {
     /// `open`: presence and typing of a room the user may open (a public
     /// room they are not in is previewed), replaying after `since` first.
     ///
-    /// `since` is honoured only where it cannot repeat an event: for a
-    /// preview that is not open yet. A member's room is streamed by
-    /// `resume` (before it, the resume's cursor covers the room), and an
-    /// open preview already streams it live.
+    /// `since` is honoured when the room is not open on this connection
+    /// yet, for members too: their timeline may have been loaded before
+    /// events that reached the connection while no room showed them. The
+    /// replay may repeat events already sent live; clients drop repeats by
+    /// seq. An open room is already streamed, so opening it again replays
+    /// nothing.
     async fn open(&self, room_id: i64, since: Option<i64>) -> Result<(), ApiError> {
         self.state
             .chat

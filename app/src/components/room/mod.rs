@@ -46,7 +46,8 @@ pub fn RoomPane(room: RoomPage) -> impl IntoView {
     let chat = expect_context::<Chat>();
     let room_id = room.summary.id;
     // A user banned from the room may read it, not join it: no Join bar.
-    let can_join = room.can_join;
+    // (A member may always join again after leaving.)
+    let can_join = room.can_join || room.summary.role.is_some();
     chat.open(&room);
     on_cleanup(move || chat.close(room_id));
     let name = slice(chat, room_id, room.summary.display_name().to_owned(), |t| {
