@@ -733,13 +733,18 @@ impl World {
 
     // --- fn -----------------------------------------------------------------
 
-    async fn over_fn(&self, action: &str, actor: Option<&User>, t: &Target) -> Answer {
-        let cookie = actor.map(|a| a.cookie.as_str());
+    /// The server function and form fields of a state-changing `action`
+    /// (the same over fn and as a plain form), each with a fresh
+    /// `client_id`; `None` for an action that is not a command.
+    fn command_form(
+        &self,
+        action: &str,
+        t: &Target,
+    ) -> Option<(&'static str, Vec<(&'static str, String)>)> {
         let room = t.room_id.to_string();
         let client_id = uuid();
         let n = self.next();
-        let (f, form): (&str, Vec<(&str, String)>) = match action {
-            "history" | "preview_page" | "members" => ("page", vec![("room_id", room)]),
+        Some(match action {
             "post" => (
                 "post_message",
                 vec![
@@ -772,12 +777,24 @@ impl World {
                     ("topic", format!("Topic {n}")),
                 ],
             ),
-            "directory" => ("directory", vec![("q", t.q.clone())]),
             "create_room" => (
                 "create_room",
                 vec![("name", format!("Made {n}")), ("client_id", client_id)],
             ),
-            other => panic!("`{other}` is not offered over fn, yet the table has a cell for it"),
+            _ => return None,
+        })
+    }
+
+    async fn over_fn(&self, action: &str, actor: Option<&User>, t: &Target) -> Answer {
+        let cookie = actor.map(|a| a.cookie.as_str());
+        let (f, form) = match action {
+            "history" | "preview_page" | "members" => {
+                ("page", vec![("room_id", t.room_id.to_string())])
+            }
+            "directory" => ("directory", vec![("q", t.q.clone())]),
+            other => self.command_form(other, t).unwrap_or_else(|| {
+                panic!("`{other}` is not offered over fn, yet the table has a cell for it")
+            }),
         };
         let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let (status, _, body) = self.call(cookie, f, &form).await;
@@ -928,48 +945,9 @@ impl World {
         room_path: &str,
         t: &Target,
     ) -> Answer {
-        let room = t.room_id.to_string();
-        let client_id = uuid();
-        let n = self.next();
-        let (f, form): (&str, Vec<(&str, String)>) = match action {
-            "post" => (
-                "post_message",
-                vec![
-                    ("room_id", room),
-                    ("client_id", client_id),
-                    ("body", format!("Posted {n}")),
-                ],
-            ),
-            "join" => (
-                "join_room",
-                vec![("room_id", room), ("client_id", client_id)],
-            ),
-            "leave" => (
-                "leave_room",
-                vec![("room_id", room), ("client_id", client_id)],
-            ),
-            "rename" => (
-                "rename_room",
-                vec![
-                    ("room_id", room),
-                    ("client_id", client_id),
-                    ("name", format!("Renamed {n}")),
-                ],
-            ),
-            "set_topic" => (
-                "set_topic",
-                vec![
-                    ("room_id", room),
-                    ("client_id", client_id),
-                    ("topic", format!("Topic {n}")),
-                ],
-            ),
-            "create_room" => (
-                "create_room",
-                vec![("name", format!("Made {n}")), ("client_id", client_id)],
-            ),
-            other => panic!("`{other}` is not offered as a page, yet the table has a cell for it"),
-        };
+        let (f, form) = self.command_form(action, t).unwrap_or_else(|| {
+            panic!("`{action}` is not offered as a page, yet the table has a cell for it")
+        });
         let mut req = self
             .http
             .post(self.remote.url(&format!("/api/{f}")))
