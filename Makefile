@@ -57,11 +57,12 @@ lint:
 # tests include a one-second smoke run against each peer. The fault tests
 # (server binary as a child: kill -9, SIGTERM, stalled readers; a database
 # file made unwritable mid-load) run on their own so their figures are printed,
-# and so does the authorisation matrix (server/tests/authz.rs), for its line.
+# and so do the authorisation matrix (tests/authz.rs) and the upgrade of the
+# committed v1 database (tests/migrate.rs), for their lines.
 unit: oidc-deps bench-peers
-	$(WITH_OIDC) cargo test -p app -p server -p loadgen -- --skip fault_ --skip every_cell_of_the_authorisation_table
+	$(WITH_OIDC) cargo test -p app -p server -p loadgen -- --skip fault_ --skip every_cell_of_the_authorisation_table --skip a_v1_database_upgrades
 	cargo test -p server --test faults --test db_fault -- --nocapture --test-threads=1 fault_
-	cargo test -p server --test authz -- --nocapture every_cell_of_the_authorisation_table
+	cargo test -p server --test authz --test migrate -- --nocapture every_cell_of_the_authorisation_table a_v1_database_upgrades
 
 # cargo-leptos builds the site, starts the server on a throwaway database and
 # runs Playwright against it; the server offers the local OpenID provider as
