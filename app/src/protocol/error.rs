@@ -3,8 +3,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::ServerFrame;
-
 /// Error codes shared by WebSocket `error` frames and server-function errors.
 /// Clients match on these; the message is for people.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -16,10 +14,6 @@ pub enum ErrorCode {
     Unauthorized,
     /// The request came from a page this server does not trust.
     Forbidden,
-    /// No room by that name.
-    UnknownRoom,
-    /// The room must be subscribed to (joined) first.
-    NotJoined,
     /// A message body is empty.
     EmptyBody,
     /// A message body is longer than [`MAX_BODY_CHARS`](super::MAX_BODY_CHARS).
@@ -70,11 +64,8 @@ impl ErrorCode {
             | ErrorCode::InvalidAccount
             | ErrorCode::InvalidTopic => 422,
             ErrorCode::Unauthorized | ErrorCode::BadCredentials => 401,
-            ErrorCode::Forbidden
-            | ErrorCode::NotJoined
-            | ErrorCode::NotMember
-            | ErrorCode::Banned => 403,
-            ErrorCode::UnknownRoom | ErrorCode::NotFound => 404,
+            ErrorCode::Forbidden | ErrorCode::NotMember | ErrorCode::Banned => 403,
+            ErrorCode::NotFound => 404,
             ErrorCode::RoomExists | ErrorCode::AccountExists | ErrorCode::TooManyRooms => 409,
             ErrorCode::TooLarge => 413,
             ErrorCode::BadContentType => 415,
@@ -113,17 +104,6 @@ impl ApiError {
         Self {
             retry_after: Some(u64::try_from(millis).unwrap_or(u64::MAX)),
             ..Self::new(ErrorCode::RateLimited, message)
-        }
-    }
-
-    /// The `error` frame for this error.
-    pub fn frame(self, room: Option<String>, client_id: Option<String>) -> ServerFrame {
-        ServerFrame::Error {
-            code: self.code,
-            message: self.message,
-            client_id,
-            room,
-            retry_after: self.retry_after,
         }
     }
 }
