@@ -53,7 +53,7 @@ use crate::{
     hub::Hub,
     store::Store,
 };
-use app::protocol::{ApiError, ErrorCode};
+use app::protocol::ApiError;
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::net::TcpListener;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -69,10 +69,7 @@ pub fn now_ms() -> i64 {
 /// Logs a store failure and turns it into the error clients see.
 pub fn unavailable(err: store::StoreError) -> ApiError {
     tracing::error!(cause = %err, "store failure");
-    ApiError::new(
-        ErrorCode::Unavailable,
-        "The database is unavailable right now; try again shortly.",
-    )
+    ApiError::unavailable("The database is unavailable right now; try again shortly.")
 }
 
 /// How often expired sessions and abandoned sign-ins are purged.

@@ -809,9 +809,15 @@ async fn a_database_that_cannot_be_written_gets_a_clear_error_and_a_retry_succee
         (
             error["code"].as_str(),
             error["client_id"].as_str(),
-            error["room_id"].as_i64()
+            error["room_id"].as_i64(),
+            error["retry_after"].as_u64()
         ),
-        (Some("unavailable"), Some(client_id.as_str()), Some(general))
+        (
+            Some("unavailable"),
+            Some(client_id.as_str()),
+            Some(general),
+            Some(1000)
+        )
     );
     a.assert_alive().await;
 

@@ -82,10 +82,15 @@ impl ErrorCode {
 pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
-    /// With [`ErrorCode::RateLimited`]: milliseconds until a retry may succeed.
+    /// With [`ErrorCode::RateLimited`] and [`ErrorCode::Unavailable`]:
+    /// milliseconds until a retry may succeed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<u64>,
 }
+
+/// The wait an `unavailable` answer asks for, in milliseconds (a client
+/// backs off further while it repeats).
+pub const UNAVAILABLE_RETRY_MS: u64 = 1000;
 
 impl ApiError {
     /// An error with `code` and a message for people.
@@ -94,6 +99,15 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
+        }
+    }
+
+    /// An `unavailable` error: nothing was done, retry after
+    /// [`UNAVAILABLE_RETRY_MS`].
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self {
+            retry_after: Some(UNAVAILABLE_RETRY_MS),
+            ..Self::new(ErrorCode::Unavailable, message)
         }
     }
 

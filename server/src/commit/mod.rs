@@ -107,8 +107,7 @@ impl Committer {
         })
         .await?;
         rx.await.unwrap_or_else(|_| {
-            Err(ApiError::new(
-                ErrorCode::Unavailable,
+            Err(ApiError::unavailable(
                 "The server is shutting down; try again.",
             ))
         })
@@ -169,10 +168,7 @@ impl Committer {
     /// Queues a command, waiting while the queue is full (backpressure).
     pub async fn submit(&self, request: Submitted) -> Result<(), ApiError> {
         self.tx.send(request).await.map_err(|_| {
-            ApiError::new(
-                ErrorCode::Unavailable,
-                "The server is shutting down; send again after reconnecting.",
-            )
+            ApiError::unavailable("The server is shutting down; send again after reconnecting.")
         })
     }
 }
