@@ -4,7 +4,7 @@
 //! `server/` while the routes stay here.
 
 use crate::protocol::{
-    ApiError, ChatMessage, DirectoryPage, ErrorCode, Me, MemberInfo, Message, RoomSummary, UserInfo,
+    ApiError, DirectoryPage, ErrorCode, Me, MemberInfo, Message, RoomSummary, UserInfo,
 };
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -162,7 +162,7 @@ pub trait Backend: Send + Sync + 'static {
     /// Ends a session.
     async fn sign_out(&self, session: &str) -> Result<(), ApiError>;
     /// Creates a room owned by the caller (idempotent per `client_id`; none:
-    /// a fresh one, for the v1 form).
+    /// a fresh one, for a form that sends none).
     async fn create_room(
         &self,
         session: Option<&str>,
@@ -211,14 +211,15 @@ pub trait Backend: Send + Sync + 'static {
     /// The id of the public room with this name.
     async fn resolve_room(&self, session: Option<&str>, name: &str) -> Result<i64, ApiError>;
     /// Posts a message to a room the caller is a member of, through the same
-    /// commit pipeline as the WebSocket (it joins nothing).
+    /// commit pipeline as the WebSocket (it joins nothing); answers with the
+    /// message as stored (for a resend of a `client_id`: as first stored).
     async fn post_message(
         &self,
         session: Option<&str>,
         room_id: i64,
         client_id: &str,
         body: &str,
-    ) -> Result<ChatMessage, ApiError>;
+    ) -> Result<Message, ApiError>;
     /// The `Set-Cookie` value that stores `token` (or clears it when `None`).
     fn session_cookie(&self, token: Option<&str>) -> String;
 }
@@ -544,7 +545,7 @@ pub async fn post_message(
     room_id: i64,
     client_id: String,
     body: String,
-) -> Result<ChatMessage, ApiError> {
+) -> Result<Message, ApiError> {
     let backend = ssr::backend()?;
     match backend
         .post_message(ssr::session_token().as_deref(), room_id, &client_id, &body)

@@ -2,7 +2,7 @@
 //! headers, how a client joins a room, and the frame that sends a message.
 //! Everything else (connections, schedule, accounting) is shared.
 //!
-//! The project speaks protocol v2 (`docs/protocol-v2.md`): its clients are
+//! The project speaks protocol v2 (`docs/protocol.md`): its clients are
 //! members of their room before they connect (joined over HTTP in
 //! `prepare`), so setting up a connection is `hello` → `resume` → `resumed`
 //! (`resume` only once `hello` has arrived, as the protocol asks), and
@@ -16,7 +16,7 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
-    /// This project: `docs/protocol-v2.md` (session cookie, Origin, `/ws?v=2`).
+    /// This project: `docs/protocol.md` (session cookie, Origin, `/ws`).
     Project,
     /// `../shared/peers/seed_ws_chat.py` (Python `websockets`).
     Python,
@@ -37,7 +37,7 @@ impl Kind {
     /// The upgrade request's path.
     pub fn path(self) -> &'static str {
         match self {
-            Kind::Project => "/ws?v=2",
+            Kind::Project => "/ws",
             Kind::Python => "/",
             Kind::Socketio => sio::PATH,
         }
@@ -58,7 +58,7 @@ impl Kind {
     /// Frames to send right after the upgrade.
     pub fn start(self, room: &str, name: &str, out: &mut Vec<u8>, mask: [u8; 4]) {
         match self {
-            // `resume` waits for `hello` (docs/protocol-v2.md §3.3).
+            // `resume` waits for `hello` (docs/protocol.md §3.3).
             Kind::Project => {}
             Kind::Python => wire::encode(
                 out,

@@ -52,7 +52,7 @@ pub struct Config {
     #[arg(long, env = "CHAT_ROOMS_PER_USER", default_value_t = 10)]
     pub rooms_per_user: usize,
 
-    /// The window in which a connection may subscribe and unsubscribe at
+    /// The window in which a connection may send `open` and `close` at
     /// most 30 times (each one notifies a whole room). Not a flag: tests set it.
     #[arg(skip = Duration::from_secs(10))]
     pub ws_churn_window: Duration,

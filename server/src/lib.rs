@@ -12,10 +12,13 @@
 //!     each a thin call into [`chat`].
 //! - [`chat`]: one function per user operation, and `chat::policy`, the one
 //!   place that decides rights.
-//! - [`ws`]: one task pair per WebSocket: the upgrade and a reader handling
-//!   client frames (`ws/mod.rs`), a writer draining the connection's bounded
-//!   queue (`ws/writer.rs`), and the close codes it may end with ([`ws::close`]).
-//! - [`hub`]: rooms, presence and fan-out; each event serialised once and shared.
+//! - [`ws`]: one task pair per WebSocket: the upgrade and the read loop
+//!   (`ws/mod.rs`), the protocol's handshake, resume and frames
+//!   (`ws/v2.rs`, docs/protocol.md), a writer draining the connection's
+//!   bounded queue (`ws/writer.rs`), and the close codes it may end with
+//!   ([`ws::close`]).
+//! - [`hub`]: per-user fan-out of room events, presence and typing; each
+//!   event serialised once and shared.
 //! - [`commit`]: the batch committer, where messages get their `seq` and become
 //!   durable before anyone is told about them.
 //! - [`store`]: one trait per aggregate (accounts, sessions, rooms, events,
@@ -50,7 +53,7 @@ use crate::{
     hub::Hub,
     store::Store,
 };
-use app::protocol::{ApiError, ErrorCode};
+use app::protocol::ApiError;
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::net::TcpListener;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -66,10 +69,7 @@ pub fn now_ms() -> i64 {
 /// Logs a store failure and turns it into the error clients see.
 pub fn unavailable(err: store::StoreError) -> ApiError {
     tracing::error!(cause = %err, "store failure");
-    ApiError::new(
-        ErrorCode::Unavailable,
-        "The database is unavailable right now; try again shortly.",
-    )
+    ApiError::unavailable("The database is unavailable right now; try again shortly.")
 }
 
 /// How often expired sessions and abandoned sign-ins are purged.
@@ -132,17 +132,10 @@ pub async fn run(
         );
     }
     let store = store::open(&config.database_url).await?;
-    let hub = Hub::new(&store.rooms.rooms().await?);
+    let hub = Hub::new();
     let stop_commits = CancellationToken::new();
-    let hub2 = hub::v2::Hub::new();
-    let (committer, commit_task) = Committer::spawn(
-        store.events.clone(),
-        commit::Hubs {
-            v1: hub.clone(),
-            v2: hub2.clone(),
-        },
-        stop_commits.clone(),
-    );
+    let (committer, commit_task) =
+        Committer::spawn(store.events.clone(), hub.clone(), stop_commits.clone());
     let chat = chat::Chat::new(store.clone(), committer.clone(), config.rooms_per_user);
     let state = AppState {
         leptos: config.leptos_options(),
@@ -150,7 +143,6 @@ pub async fn run(
         chat,
         store,
         hub,
-        hub2,
         committer,
         shutdown: CancellationToken::new(),
         tasks: TaskTracker::new(),
@@ -161,10 +153,7 @@ pub async fn run(
     tokio::spawn(purge_sessions(state.store.clone(), state.shutdown.clone()));
     tokio::spawn(auth::sweep::run(
         state.store.clone(),
-        commit::Hubs {
-            v1: state.hub.clone(),
-            v2: state.hub2.clone(),
-        },
+        state.hub.clone(),
         state
             .config
             .session_check_every

@@ -35,7 +35,7 @@ pub fn add(counter: &AtomicU64, n: u64) {
 }
 
 /// Renders every counter plus the given gauges.
-pub fn render(connections: usize, rooms: usize) -> String {
+pub fn render(connections: usize, live_rooms: usize) -> String {
     let m = &METRICS;
     let gauges = [
         (
@@ -43,7 +43,11 @@ pub fn render(connections: usize, rooms: usize) -> String {
             "Open WebSocket connections.",
             connections as u64,
         ),
-        ("chat_rooms", "Rooms.", rooms as u64),
+        (
+            "chat_live_rooms",
+            "Rooms with a connection receiving, previewing or open in them.",
+            live_rooms as u64,
+        ),
     ];
     let counters = [
         (
@@ -73,7 +77,7 @@ pub fn render(connections: usize, rooms: usize) -> String {
         ),
         (
             "chat_deliveries_total",
-            "Frames queued for delivery to subscribers.",
+            "Frames queued for delivery to connections.",
             &m.deliveries,
         ),
         (

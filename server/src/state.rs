@@ -20,9 +20,8 @@ pub struct AppState {
     pub store: Store,
     /// The chat operations (every user action goes through them).
     pub chat: Chat,
+    /// Fan-out to the WebSocket connections (`/ws`).
     pub hub: Hub,
-    /// The protocol v2 hub (`/ws?v=2`).
-    pub hub2: crate::hub::v2::Hub,
     pub committer: Committer,
     pub leptos: LeptosOptions,
     /// Cancelled when the server is shutting down: connections close with 1012.
@@ -38,11 +37,10 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Closes (1008) every socket opened with this session, on both
-    /// protocols: the server ended it (sign-out, a sign-in replacing it).
+    /// Closes (1008) every socket opened with this session: the server
+    /// ended it (sign-out, a sign-in replacing it).
     pub fn end_session(&self, session: &[u8; 32]) {
-        self.hub.end_session(session);
-        self.hub2
+        self.hub
             .end_sessions(&std::collections::HashSet::from([*session]));
     }
 }

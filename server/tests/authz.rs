@@ -2,7 +2,7 @@
 //! hand-written table `server/tests/fixtures/authz.csv` against the real
 //! running server, over the three transports the table names:
 //!
-//! - `ws`: `/ws?v=2`, `hello`, `resume`, then the action's frame; the answer
+//! - `ws`: `/ws`, `hello`, `resume`, then the action's frame; the answer
 //!   is its `error.code` or its success frame. Signed out, the upgrade itself
 //!   is refused with 401 (`unauthorized`).
 //! - `fn`: the JSON server function under `/api/` (the `code` of the error
@@ -519,7 +519,7 @@ impl World {
     async fn connect(&self, cookie: Option<&str>) -> Result<Client, Answer> {
         match self
             .remote
-            .try_ws_at("/ws?v=2", cookie, Some(&self.remote.origin()), None)
+            .try_ws_at("/ws", cookie, Some(&self.remote.origin()), None)
             .await
         {
             Ok(mut client) => match next_frame(&mut client, |f| f["type"] == "hello").await {

@@ -159,6 +159,7 @@ async fn http_post(app: &TestApp, cookie: &str, ledger: &mut Ledger, body: &str)
     } else {
         assert_eq!(status, 503, "refusal: {reply}");
         assert_eq!(reply["code"], "unavailable", "refusal: {reply}");
+        assert_eq!(reply["retry_after"], 1000, "refusal: {reply}");
         ledger.refused.insert(client_id);
         false
     }

@@ -1,4 +1,4 @@
-//! Protocol v2 (`/ws?v=2`): one event log per room, delivered per user.
+//! Protocol v2 (`/ws`): one event log per room, delivered per user.
 //! Seqs are dense across every kind and the same for every member; resume
 //! replays exactly what was missed (or says `gap`); membership decides which
 //! rooms' events a connection gets, `open` which rooms' presence and typing.
@@ -64,6 +64,25 @@ fn summary(hello: &Value, room_id: i64) -> Option<&Value> {
         .unwrap()
         .iter()
         .find(|r| r["id"] == room_id)
+}
+
+/// `/ws` speaks v2; `/ws?v=2`, which clients dialled while v1 was served at
+/// `/ws`, is the same protocol.
+#[tokio::test]
+async fn ws_and_ws_with_v_2_both_speak_v2() {
+    let app = TestApp::spawn().await;
+    let cookie = app.sign_in("ann").await;
+    for path in ["/ws", "/ws?v=2"] {
+        let mut client = app
+            .try_ws_at(path, Some(&cookie), Some(&app.origin()), None)
+            .await
+            .unwrap_or_else(|e| panic!("upgrade at {path}: {e}"));
+        let hello = client.expect("hello").await;
+        assert_eq!(hello["protocol"], 2, "{path}: {hello}");
+        client.resume(json!({})).await;
+        client.send(json!({"type": "ping"})).await;
+        client.expect("pong").await;
+    }
 }
 
 #[tokio::test]

@@ -66,7 +66,7 @@ fn url() -> Option<String> {
     } else {
         "ws"
     };
-    Some(format!("{scheme}://{}/ws?v=2", location.host().ok()?))
+    Some(format!("{scheme}://{}/ws", location.host().ok()?))
 }
 
 /// Whether the browser believes it has a network.

@@ -3,8 +3,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::ServerFrame;
-
 /// Error codes shared by WebSocket `error` frames and server-function errors.
 /// Clients match on these; the message is for people.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -16,10 +14,6 @@ pub enum ErrorCode {
     Unauthorized,
     /// The request came from a page this server does not trust.
     Forbidden,
-    /// No room by that name.
-    UnknownRoom,
-    /// The room must be subscribed to (joined) first.
-    NotJoined,
     /// A message body is empty.
     EmptyBody,
     /// A message body is longer than [`MAX_BODY_CHARS`](super::MAX_BODY_CHARS).
@@ -70,11 +64,8 @@ impl ErrorCode {
             | ErrorCode::InvalidAccount
             | ErrorCode::InvalidTopic => 422,
             ErrorCode::Unauthorized | ErrorCode::BadCredentials => 401,
-            ErrorCode::Forbidden
-            | ErrorCode::NotJoined
-            | ErrorCode::NotMember
-            | ErrorCode::Banned => 403,
-            ErrorCode::UnknownRoom | ErrorCode::NotFound => 404,
+            ErrorCode::Forbidden | ErrorCode::NotMember | ErrorCode::Banned => 403,
+            ErrorCode::NotFound => 404,
             ErrorCode::RoomExists | ErrorCode::AccountExists | ErrorCode::TooManyRooms => 409,
             ErrorCode::TooLarge => 413,
             ErrorCode::BadContentType => 415,
@@ -91,10 +82,15 @@ impl ErrorCode {
 pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
-    /// With [`ErrorCode::RateLimited`]: milliseconds until a retry may succeed.
+    /// With [`ErrorCode::RateLimited`] and [`ErrorCode::Unavailable`]:
+    /// milliseconds until a retry may succeed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<u64>,
 }
+
+/// The wait an `unavailable` answer asks for, in milliseconds (a client
+/// backs off further while it repeats).
+pub const UNAVAILABLE_RETRY_MS: u64 = 1000;
 
 impl ApiError {
     /// An error with `code` and a message for people.
@@ -106,6 +102,15 @@ impl ApiError {
         }
     }
 
+    /// An `unavailable` error: nothing was done, retry after
+    /// [`UNAVAILABLE_RETRY_MS`].
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self {
+            retry_after: Some(UNAVAILABLE_RETRY_MS),
+            ..Self::new(ErrorCode::Unavailable, message)
+        }
+    }
+
     /// A `rate_limited` error saying when to retry (rounded up to the next
     /// millisecond, so a client waiting that long is never early).
     pub fn rate_limited(message: impl Into<String>, wait: std::time::Duration) -> Self {
@@ -113,17 +118,6 @@ impl ApiError {
         Self {
             retry_after: Some(u64::try_from(millis).unwrap_or(u64::MAX)),
             ..Self::new(ErrorCode::RateLimited, message)
-        }
-    }
-
-    /// The `error` frame for this error.
-    pub fn frame(self, room: Option<String>, client_id: Option<String>) -> ServerFrame {
-        ServerFrame::Error {
-            code: self.code,
-            message: self.message,
-            client_id,
-            room,
-            retry_after: self.retry_after,
         }
     }
 }

@@ -1,8 +1,6 @@
-//! Protocol v2: rooms by id, one event log per room, resume by cursor.
-//!
-//! Defined beside v1 while the server learns to speak it (it will be served
-//! at `/ws?v=2`); v1's frames in [`super`] are unchanged. Same framing as
-//! v1: one JSON text frame per tagged enum value, `{"type": "...", ...}`.
+//! Protocol v2, served at `/ws` (docs/protocol.md): rooms by id, one event
+//! log per room, resume by cursor. One JSON text frame per tagged enum
+//! value, `{"type": "...", ...}`. [`super`] re-exports these names.
 //!
 //! Numbers in client frames: every id, seq and timestamp is an integer in
 //! `0..=`[`MAX_SAFE_INTEGER`] (2⁵³−1, what a JavaScript client parses
@@ -14,14 +12,12 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{encode_or_internal, ApiError, ErrorCode, Event, Me, Message, RoomSummary, UserInfo};
+use super::{ApiError, ErrorCode, Event, Me, Message, RoomSummary, UserInfo};
 
 pub use super::{HISTORY_PAGE, MAX_HISTORY_PAGE};
 
 /// This protocol's version, announced in `hello`.
 pub const PROTOCOL_VERSION: u32 = 2;
-/// The same, under a name that does not clash with v1's `PROTOCOL_VERSION`.
-pub const PROTOCOL_VERSION_2: u32 = PROTOCOL_VERSION;
 
 /// Largest id, seq or timestamp (2⁵³−1): JavaScript parses every integer up
 /// to it exactly.
@@ -247,10 +243,23 @@ pub enum ServerFrame {
 }
 
 impl ServerFrame {
-    /// The frame as the JSON text sent on the wire; see
-    /// [`super::ServerFrame::encode`] for why this cannot fail.
+    /// The frame as the JSON text sent on the wire.
+    ///
+    /// Serialising these types cannot fail: every field is a string, a
+    /// number, a bool, an enum or a struct of those, with derived `Serialize`
+    /// impls and no maps with non-string keys (`resume`'s map is a client
+    /// frame), which are the only ways `serde_json::to_string` can return an
+    /// error. The fallback keeps that a promise checked in debug builds
+    /// rather than a panic in release ones: the peer then gets an
+    /// `internal` error frame.
     pub fn encode(&self) -> String {
-        encode_or_internal(self)
+        match serde_json::to_string(self) {
+            Ok(text) => text,
+            Err(err) => {
+                debug_assert!(false, "a protocol frame failed to serialise: {err}");
+                ENCODE_FAILED.to_owned()
+            }
+        }
     }
 
     /// The `error` frame for `err`, about a room and/or a command.
@@ -264,6 +273,10 @@ impl ServerFrame {
         }
     }
 }
+
+/// What [`ServerFrame::encode`] sends if serialising ever failed.
+const ENCODE_FAILED: &str =
+    r#"{"type":"error","code":"internal","message":"The server could not encode a frame."}"#;
 
 /// Deserialisers that refuse numbers outside `0..=MAX_SAFE_INTEGER`.
 mod ranged {
@@ -587,6 +600,18 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{text} does not parse back: {e}"));
             assert_eq!(back, frame, "{text}");
         }
+    }
+
+    #[test]
+    fn the_encode_fallback_is_a_frame_every_client_can_read() {
+        let fallback: ServerFrame = serde_json::from_str(ENCODE_FAILED).unwrap();
+        assert!(matches!(
+            fallback,
+            ServerFrame::Error {
+                code: ErrorCode::Internal,
+                ..
+            }
+        ));
     }
 
     #[test]

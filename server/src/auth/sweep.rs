@@ -1,14 +1,10 @@
 //! Ends the sockets of sessions that ended without the server ending them:
 //! expired, or deleted from the database by someone else. Sessions the
 //! server ends itself (sign-out, a sign-in replacing one) close their
-//! sockets at once ([`Hub::end_session`]); the hourly purge only deletes
+//! sockets at once ([`crate::AppState::end_session`]); the hourly purge only deletes
 //! sessions that already expired, which this sweep has closed by then.
 
-use crate::{
-    commit::Hubs,
-    hub::{v2, Hub},
-    store::Store,
-};
+use crate::{hub::Hub, store::Store};
 use std::{collections::HashSet, time::Duration};
 use tokio_util::sync::CancellationToken;
 
@@ -29,29 +25,9 @@ impl Sockets for Hub {
     }
 }
 
-impl Sockets for v2::Hub {
-    fn sessions(&self) -> Vec<[u8; 32]> {
-        v2::Hub::sessions(self)
-    }
-    fn end_sessions(&self, ended: &HashSet<[u8; 32]>) -> usize {
-        v2::Hub::end_sessions(self, ended)
-    }
-}
-
-impl Sockets for Hubs {
-    fn sessions(&self) -> Vec<[u8; 32]> {
-        let mut all: HashSet<[u8; 32]> = self.v1.sessions().into_iter().collect();
-        all.extend(self.v2.sessions());
-        all.into_iter().collect()
-    }
-    fn end_sessions(&self, ended: &HashSet<[u8; 32]>) -> usize {
-        Sockets::end_sessions(&self.v1, ended) + Sockets::end_sessions(&self.v2, ended)
-    }
-}
-
 /// Sweeps every `every` (the ping interval: a dead session's socket lives
 /// at most that long), first one interval after start, until `shutdown`.
-pub async fn run(store: Store, hub: Hubs, every: Duration, shutdown: CancellationToken) {
+pub async fn run(store: Store, hub: Hub, every: Duration, shutdown: CancellationToken) {
     let mut ticks = crate::housekeeping_schedule(every);
     loop {
         tokio::select! {
@@ -94,7 +70,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("chat.db").display());
         let store = store::open(&url).await.unwrap();
-        let hub = Hub::default();
+        let hub = Hub::new();
         let mut conns = Vec::new();
         for name in ["ann", "bob"] {
             let me = store.accounts.create_guest(name, 0).await.unwrap();
@@ -104,7 +80,7 @@ mod tests {
                 .create_session(me.id, &hash, 0, crate::now_ms() + 60_000)
                 .await
                 .unwrap();
-            conns.push((hash, hub.connect(me, hash)));
+            conns.push((hash, hub.connect(me.public(), hash)));
         }
         assert_eq!(sweep(&store, &hub).await.unwrap(), 0);
 

@@ -22,7 +22,7 @@ pub mod write;
 use crate::{
     hub::{Conn, Hub},
     metrics::{self, METRICS},
-    store::{Events, Health, MemberState, Store},
+    store::{Events, Health},
 };
 use app::protocol::{ApiError, ErrorCode, UserInfo};
 use plan::Command;
@@ -37,14 +37,6 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 use write::{Entry, Receipt};
 
-/// Where committed events are published: the v1 hub (until S13) and the
-/// v2 hub.
-#[derive(Debug, Clone)]
-pub struct Hubs {
-    pub v1: Hub,
-    pub v2: crate::hub::v2::Hub,
-}
-
 /// Most messages in one transaction.
 pub const MAX_BATCH: usize = 1024;
 /// Sends that may wait for the committer before senders are made to wait.
@@ -53,10 +45,8 @@ const QUEUE: usize = 16 * 1024;
 /// Where the outcome of a command goes.
 #[derive(Debug)]
 pub enum Reply {
-    /// Queue an `ack` (or `error`) frame on the sender's v1 connection.
+    /// Queue an `ack` (or `error`) frame on the sender's connection.
     Socket(Arc<Conn>),
-    /// Queue an `ack` (or `error`) frame on the sender's v2 connection.
-    Socket2(Arc<crate::hub::v2::Conn>),
     /// Hand the receipt to the caller (a server function, a form, a join).
     Caller(oneshot::Sender<Result<Receipt, ApiError>>),
 }
@@ -117,8 +107,7 @@ impl Committer {
         })
         .await?;
         rx.await.unwrap_or_else(|_| {
-            Err(ApiError::new(
-                ErrorCode::Unavailable,
+            Err(ApiError::unavailable(
                 "The server is shutting down; try again.",
             ))
         })
@@ -128,12 +117,12 @@ impl Committer {
     /// commits every queued one, and the returned task ends.
     pub fn spawn(
         events: Arc<dyn Events>,
-        hubs: Hubs,
+        hub: Hub,
         stop: CancellationToken,
     ) -> (Self, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE);
         let health = Arc::new(WriteHealth::default());
-        let task = tokio::spawn(run(rx, events, hubs, health.clone(), stop));
+        let task = tokio::spawn(run(rx, events, hub, health.clone(), stop));
         (Self { tx, health }, task)
     }
 
@@ -179,51 +168,15 @@ impl Committer {
     /// Queues a command, waiting while the queue is full (backpressure).
     pub async fn submit(&self, request: Submitted) -> Result<(), ApiError> {
         self.tx.send(request).await.map_err(|_| {
-            ApiError::new(
-                ErrorCode::Unavailable,
-                "The server is shutting down; send again after reconnecting.",
-            )
+            ApiError::unavailable("The server is shutting down; send again after reconnecting.")
         })
     }
-}
-
-/// The v1 wire's implicit join (until S13): v1 has no `join` frame, and a
-/// v1 user may post in any room they subscribe to, so subscribing makes a
-/// non-member a member first, through the committer, with its
-/// `member_joined` event. The committer checks membership again.
-pub async fn join_v1(
-    store: &Store,
-    committer: &Committer,
-    user: &UserInfo,
-    room_id: i64,
-) -> Result<(), ApiError> {
-    let member = store
-        .rooms
-        .membership(room_id, user.id)
-        .await
-        .map_err(crate::unavailable)?;
-    if member.is_some_and(|m| m.state == MemberState::Joined) {
-        return Ok(());
-    }
-    // v1 frames carry no client_id for this: a fresh one, server-side.
-    let client_id = uuid::Uuid::new_v4().hyphenated().to_string();
-    committer
-        .call(
-            user.clone(),
-            Some(client_id),
-            Command::Join {
-                room_id,
-                silent: false,
-            },
-        )
-        .await
-        .map(|_| ())
 }
 
 async fn run(
     mut rx: mpsc::Receiver<Submitted>,
     events: Arc<dyn Events>,
-    hub: Hubs,
+    hub: Hub,
     health: Arc<WriteHealth>,
     stop: CancellationToken,
 ) {
@@ -250,7 +203,7 @@ async fn run(
     tracing::info!("committer stopped: every queued command is committed");
 }
 
-async fn commit(events: &dyn Events, hub: &Hubs, health: &WriteHealth, batch: &mut Vec<Submitted>) {
+async fn commit(events: &dyn Events, hub: &Hub, health: &WriteHealth, batch: &mut Vec<Submitted>) {
     // One commit, one time: every event of the batch is stamped alike.
     let ts = crate::now_ms();
     let started = std::time::Instant::now();
@@ -291,5 +244,5 @@ async fn commit(events: &dyn Events, hub: &Hubs, health: &WriteHealth, batch: &m
     // write path unhealthy.
     health.record(unavailable < answers.len() || answers.is_empty());
     tracing::debug!(size = entries.len(), elapsed_us = micros, "batch committed");
-    publish::publish(&hub.v1, &hub.v2, entries, replies, answers);
+    publish::publish(hub, entries, replies, answers);
 }

@@ -102,8 +102,7 @@ fn not_stored(err: StoreError) -> ApiError {
         ApiError::new(ErrorCode::Internal, "The command could not be stored.")
     } else {
         tracing::error!(cause = %err, "commit failed; senders told to retry");
-        ApiError::new(
-            ErrorCode::Unavailable,
+        ApiError::unavailable(
             "The database is unavailable right now; nothing was changed. Try again.",
         )
     }

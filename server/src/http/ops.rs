@@ -37,10 +37,7 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Response {
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4",
         )],
-        crate::metrics::render(
-            state.hub.connections() + state.hub2.connections(),
-            state.hub.rooms().len(),
-        ),
+        crate::metrics::render(state.hub.connections(), state.hub.live_rooms()),
     )
         .into_response()
 }

@@ -11,8 +11,8 @@ use crate::{
 use app::{
     api::{Backend, PageData, PageRoute, ProviderLink, RoomPage, SignInOptions, View},
     protocol::{
-        validate_display_name, validate_email, validate_new_password, ApiError, ChatMessage,
-        DirectoryPage, ErrorCode, Me, RoomSummary, UserInfo, HISTORY_PAGE, MAX_PASSWORD_BYTES,
+        validate_display_name, validate_email, validate_new_password, ApiError, DirectoryPage,
+        ErrorCode, Me, Message, RoomSummary, UserInfo, HISTORY_PAGE, MAX_PASSWORD_BYTES,
     },
     urls::room_href_v2,
 };
@@ -79,8 +79,8 @@ impl AppBackend {
     /// A room's page for `user`: a member's view, or a preview of a public
     /// room (`not_found` for a room they may not see, or none). Rights are
     /// `chat::`'s: the summary needs `Preview`, the history `ReadHistory`,
-    /// the members `SeeMembers`, the Join bar `Join`. Who is online still
-    /// comes from the v1 hub.
+    /// the members `SeeMembers`, the Join bar `Join`. Who is online comes
+    /// from the hub.
     async fn room_page(&self, user: &UserInfo, room_id: i64) -> Result<RoomPage, ApiError> {
         let chat = &self.0.chat;
         let summary = chat.summary(user, room_id).await?;
@@ -98,7 +98,7 @@ impl AppBackend {
             .history(user, room_id, HistoryQuery::Latest, HISTORY_PAGE)
             .await?;
         let members = chat.members(user, room_id, None, None).await?;
-        let online = self.0.hub2.online(room_id);
+        let online = self.0.hub.online(room_id);
         Ok(RoomPage {
             summary,
             messages: page.messages,
@@ -288,8 +288,8 @@ impl Backend for AppBackend {
         topic: &str,
     ) -> Result<RoomSummary, ApiError> {
         let user = self.require_user(session).await?;
-        // The v1 form sends no client_id: a fresh one, so each post of the
-        // form is its own command.
+        // A caller that sends no client_id gets a fresh one, so each post
+        // of such a form is its own command.
         let fresh;
         let client_id = match client_id {
             Some(id) => id,
@@ -371,27 +371,17 @@ impl Backend for AppBackend {
         room_id: i64,
         client_id: &str,
         body: &str,
-    ) -> Result<ChatMessage, ApiError> {
+    ) -> Result<Message, ApiError> {
         let user = self.require_user(session).await?;
         // Members post; the committer asks the policy (an outsider of a
-        // public room gets `not_member`: posting joins nothing).
-        let (stored_in, message) = self
+        // public room gets `not_member`: posting joins nothing). A resend
+        // is answered with the message as it was stored the first time.
+        let (_, message) = self
             .0
             .chat
             .post_and_wait(&user, room_id, client_id, body)
             .await?;
-        // A resend is answered as it was stored, in the room it was stored in.
-        let room = self
-            .0
-            .store
-            .rooms
-            .summary(stored_in, user.id)
-            .await
-            .map_err(unavailable)?;
-        Ok(v1_message(
-            message,
-            room.as_ref().map_or("", RoomSummary::display_name),
-        ))
+        Ok(message)
     }
 
     fn session_cookie(&self, token: Option<&str>) -> String {
@@ -418,18 +408,5 @@ fn rate_limited(wait: Duration) -> ApiError {
     ApiError::rate_limited(
         format!("Too many attempts; try again in {minutes} minute(s)."),
         wait,
-    )
-}
-
-/// A v2 message as the v1 wire sends it, in the room named `room`.
-pub fn v1_message(m: app::protocol::Message, room: &str) -> ChatMessage {
-    ChatMessage::from_v2(m, room)
-}
-
-/// The v1 answer for a room name that names no room.
-pub fn unknown_room(name: &str) -> ApiError {
-    ApiError::new(
-        ErrorCode::UnknownRoom,
-        format!("There is no room named “{name}”."),
     )
 }

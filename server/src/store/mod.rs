@@ -16,8 +16,7 @@ pub mod sqlite;
 
 use crate::chat::policy::{Access, Standing};
 use app::protocol::{
-    ChatMessage, DirectoryPage, Event, Me, MemberInfo, Message, RoomInfo, RoomKind, RoomSummary,
-    UserInfo,
+    DirectoryPage, Event, Me, MemberInfo, Message, RoomKind, RoomSummary, UserInfo,
 };
 use async_trait::async_trait;
 use std::{collections::HashSet, fmt, sync::Arc};
@@ -72,15 +71,6 @@ pub struct RoomRow {
     pub last_seq: i64,
     /// Members whose state is joined.
     pub member_count: i64,
-}
-
-impl RoomRow {
-    pub fn info(&self) -> RoomInfo {
-        RoomInfo {
-            name: self.name.clone(),
-            created_at: self.created_at,
-        }
-    }
 }
 
 /// What a member may do in a room.
@@ -192,21 +182,7 @@ pub struct StoredMessage {
 }
 
 impl StoredMessage {
-    /// The message as protocol v1 sends it, in the room named `room`
-    /// (v1 has no edits, deletions, replies or mentions: they are left out).
-    pub fn into_message(self, room: &str) -> ChatMessage {
-        ChatMessage {
-            room: room.to_owned(),
-            seq: self.seq,
-            id: self.id,
-            author: self.author,
-            body: self.body,
-            ts: self.ts,
-            client_id: self.client_id,
-        }
-    }
-
-    /// The message as protocol v2 sends it: every stored field, unchanged.
+    /// The message as the protocol sends it: every stored field, unchanged.
     pub fn into_v2(self) -> Message {
         Message {
             id: self.id,

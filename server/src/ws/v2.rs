@@ -1,4 +1,4 @@
-//! Protocol v2 on `/ws?v=2` (docs/protocol-v2.md): `hello` with the user's
+//! Protocol v2 on `/ws` (docs/protocol.md): `hello` with the user's
 //! rooms, then `resume`, after which the connection gets the events of every
 //! room its user belongs to; `open` adds a room's presence and typing (or
 //! previews a public room). Every frame is handled by one `chat::` operation;
@@ -16,7 +16,7 @@ use crate::{
         Chat,
     },
     commit::{plan::Command, Reply},
-    hub::v2::{Conn, Dedupe, HubError, Out},
+    hub::{Conn, Dedupe, HubError, Out},
     AppState,
 };
 use app::protocol::{
@@ -55,7 +55,7 @@ fn encode(frame: &ServerFrame) -> Utf8Bytes {
 /// Serves one v2 connection until it closes.
 #[tracing::instrument(skip_all, fields(user = me.id, v = 2))]
 pub(super) async fn connection(socket: WebSocket, state: AppState, me: Me, session: [u8; 32]) {
-    let (conn, queue) = state.hub2.connect(me.public(), session);
+    let (conn, queue) = state.hub.connect(me.public(), session);
     let (sink, mut stream) = socket.split();
     let mut writer = tokio::spawn(write_loop(
         sink,
@@ -93,7 +93,7 @@ pub(super) async fn connection(socket: WebSocket, state: AppState, me: Me, sessi
                 rooms,
                 resume_limit: RESUME_LIMIT,
             });
-            if state.hub2.hello(&conn, memberships, hello).is_err() {
+            if state.hub.hello(&conn, memberships, hello).is_err() {
                 conn.kick(Close::Internal);
             }
         }
@@ -101,7 +101,7 @@ pub(super) async fn connection(socket: WebSocket, state: AppState, me: Me, sessi
             // Nothing can be served without the rooms: say why, then close
             // (without touching the user's rooms, which other tabs use).
             state
-                .hub2
+                .hub
                 .refuse(&conn, encode(&ServerFrame::error(err, None, None)));
         }
     }
@@ -118,7 +118,7 @@ pub(super) async fn connection(socket: WebSocket, state: AppState, me: Me, sessi
         _ = &mut writer => Ended::Writer,
         () = state.shutdown.cancelled() => Ended::Shutdown,
     };
-    state.hub2.disconnect(&conn);
+    state.hub.disconnect(&conn);
     wind_down(ended, &*conn, &mut writer, &mut stream).await;
 }
 
@@ -175,7 +175,7 @@ impl Session {
         let room_id = command.as_ref().ok().and_then(Command::room_id);
         let submitted = match command {
             Ok(command) => {
-                let reply = Reply::Socket2(self.conn.clone());
+                let reply = Reply::Socket(self.conn.clone());
                 self.state
                     .chat
                     .submit(&self.conn.user, Some(&client_id), command, reply)
@@ -213,7 +213,7 @@ impl Session {
                 .count(self.state.config.ws_churn_window, "opens and closes")
             {
                 Ok(()) => {
-                    self.state.hub2.close(&self.conn, room_id);
+                    self.state.hub.close(&self.conn, room_id);
                 }
                 Err(err) => self.fail(err, Some(room_id), None).await,
             },
@@ -256,7 +256,7 @@ impl Session {
                     mentions,
                     reply_to,
                 };
-                let reply = Reply::Socket2(self.conn.clone());
+                let reply = Reply::Socket(self.conn.clone());
                 if let Err(err) = self.state.chat.post(&user, post, reply).await {
                     self.fail(err, Some(room_id), Some(client_id)).await;
                 }
@@ -302,7 +302,7 @@ impl Session {
             }
             ClientFrame::Read { room_id, seq } => {
                 let command = Command::MarkRead { room_id, seq };
-                let reply = Reply::Socket2(self.conn.clone());
+                let reply = Reply::Socket(self.conn.clone());
                 if let Err(err) = self.state.chat.submit(&user, None, command, reply).await {
                     self.fail(err, Some(room_id), None).await;
                 }
@@ -314,7 +314,7 @@ impl Session {
             // typing answers like every other room frame.
             ClientFrame::Typing { room_id } => {
                 let every = self.state.config.ws_typing_every;
-                let mut member = self.state.hub2.membership(user.id, room_id).is_some();
+                let mut member = self.state.hub.membership(user.id, room_id).is_some();
                 if !member {
                     // Not in the hub's view: the store has the last word (a
                     // member it has not heard of yet types from now on).
@@ -325,7 +325,7 @@ impl Session {
                 }
                 if member
                     && self.typed_at.is_none_or(|t| t.elapsed() >= every)
-                    && self.state.hub2.typing(&self.conn, room_id)
+                    && self.state.hub.typing(&self.conn, room_id)
                 {
                     self.typed_at = Some(Instant::now());
                 }
@@ -344,7 +344,7 @@ impl Session {
                 "resume is accepted once per connection.",
             ));
         }
-        let hub = &self.state.hub2;
+        let hub = &self.state.hub;
         let user = &self.conn.user;
         let mine: Vec<i64> = cursors
             .keys()
@@ -426,7 +426,7 @@ impl Session {
         // it), deduplicated against the live stream. Opening an open room
         // again replays nothing.
         let since = since.filter(|_| !self.conn.is_open(room_id));
-        match self.state.hub2.open(&self.conn, room_id, since) {
+        match self.state.hub.open(&self.conn, room_id, since) {
             Ok(_) | Err(HubError::Gone) => Ok(()),
             Err(err) => Err(ApiError::new(ErrorCode::BadFrame, err.to_string())),
         }

@@ -3,11 +3,7 @@
 //! store when asked, pings, and ends with a close frame ([`finish`]).
 
 use super::Close;
-use crate::{
-    hub::{Conn, Out},
-    AppState,
-};
-use app::protocol::ServerFrame;
+use crate::AppState;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures::{stream::SplitSink, SinkExt};
 use std::{sync::Arc, time::Duration};
@@ -31,15 +27,6 @@ pub(super) trait Link: Send + Sync + 'static {
     fn kicked(&self) -> impl std::future::Future<Output = Close> + Send + '_;
 }
 
-impl Link for Conn {
-    fn id(&self) -> u64 {
-        self.id
-    }
-    fn kicked(&self) -> impl std::future::Future<Output = Close> + Send + '_ {
-        Conn::kicked(self)
-    }
-}
-
 /// Writes one kind of queued item to the socket (without flushing).
 pub(super) trait Writer: Send {
     type Out: Send;
@@ -49,18 +36,6 @@ pub(super) trait Writer: Send {
         sink: &mut Sink,
         out: Self::Out,
     ) -> impl std::future::Future<Output = Result<(), Close>> + Send;
-}
-
-/// The v1 writer: frames, and replays of messages.
-pub(super) struct V1 {
-    pub state: AppState,
-}
-
-impl Writer for V1 {
-    type Out = Out;
-    async fn write(&mut self, sink: &mut Sink, out: Out) -> Result<(), Close> {
-        write(sink, out, &self.state).await
-    }
 }
 
 pub(super) async fn write_loop<L: Link, W: Writer>(
@@ -118,45 +93,6 @@ pub(super) async fn write_loop<L: Link, W: Writer>(
         }
     };
     finish(sink, close).await;
-}
-
-/// Writes one queued item without flushing. `Err` carries the close to end with.
-async fn write(sink: &mut Sink, out: Out, state: &AppState) -> Result<(), Close> {
-    match out {
-        Out::Frame(frame) => sink
-            .feed(Message::Text(frame))
-            .await
-            .map_err(|_| Close::Normal),
-        Out::Replay { room, after, upto } => {
-            let mut cursor = after;
-            while cursor < upto {
-                let page = match state
-                    .store
-                    .events
-                    .range(room.id, cursor, upto, REPLAY_PAGE)
-                    .await
-                {
-                    Ok(page) if !page.is_empty() => page,
-                    Ok(_) => break,
-                    Err(err) => {
-                        // A replay with a hole would break the no-gap promise:
-                        // close instead, and the client resumes on reconnect.
-                        tracing::error!(cause = %err, room = room.id, "replay failed");
-                        return Err(Close::Internal);
-                    }
-                };
-                for message in page {
-                    cursor = message.seq;
-                    let frame =
-                        crate::hub::encode(&ServerFrame::Message(message.into_message(&room.name)));
-                    sink.feed(Message::Text(frame))
-                        .await
-                        .map_err(|_| Close::Normal)?;
-                }
-            }
-            Ok(())
-        }
-    }
 }
 
 /// Sends the close frame for `close` and closes the socket, briefly.

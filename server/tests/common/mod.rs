@@ -245,7 +245,7 @@ impl Remote {
             .expect("page body")
     }
 
-    /// Opens a WebSocket (`/ws?v=2`) as the session in `cookie` and reads
+    /// Opens a WebSocket (`/ws`) as the session in `cookie` and reads
     /// `hello`; the connection is not resumed yet. Returns the client and
     /// the hello.
     pub async fn ws_hello(&self, cookie: &str) -> (Client, Value) {
@@ -300,7 +300,7 @@ impl Remote {
         origin: Option<&str>,
         host: Option<&str>,
     ) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
-        self.try_ws_at("/ws?v=2", cookie, origin, host).await
+        self.try_ws_at("/ws", cookie, origin, host).await
     }
 
     /// Attempts an upgrade at `path` (with its query).

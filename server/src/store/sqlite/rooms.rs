@@ -49,7 +49,7 @@ impl Rooms for SqliteStore {
     }
 
     async fn rooms(&self) -> Result<Vec<RoomRow>> {
-        // Public rooms only: the v1 wire lists every room to everyone.
+        // Public rooms only (a private room's name is its members' business).
         let rows = sqlx::query(
             "SELECT id, name, created_at, last_seq, member_count FROM rooms
              WHERE kind = 'public' ORDER BY created_at, id",

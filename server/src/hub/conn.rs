@@ -1,4 +1,4 @@
-//! One connection as the v2 hub sees it: its bounded queue, the rooms it has
+//! One connection as the hub sees it: its bounded queue, the rooms it has
 //! open, the pre-hello buffer and the kick that closes it.
 
 use super::lock;
@@ -17,10 +17,9 @@ use std::{
 };
 use tokio::sync::{mpsc, Notify};
 
-/// Frames a connection may have queued before it counts as too slow
-/// (today's value: a burst of 1024 frames is far beyond what a reading
-/// client lets pile up).
-pub const CONN_QUEUE: usize = crate::hub::CONN_QUEUE;
+/// Frames a connection may have queued before it counts as too slow (a
+/// burst of 1024 frames is far beyond what a reading client lets pile up).
+pub const CONN_QUEUE: usize = 1024;
 
 /// Per-user frames held for a connection whose `hello` is not sent yet; one
 /// more closes it with 1013. `hello` follows one snapshot read, so only
@@ -98,7 +97,7 @@ impl Conn {
     }
 
     /// Queues without waiting. A full queue means the client is not
-    /// reading: it is kicked with 1013 (as v1 decides) rather than stalling
+    /// reading: it is kicked with 1013 (slow consumer) rather than stalling
     /// anyone, and `false` tells fan-out to drop it from its lists.
     pub fn push(&self, out: Out) -> bool {
         if !self.greeted.load(Ordering::Acquire) {

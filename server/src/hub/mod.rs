@@ -1,5 +1,5 @@
-//! Hub v2: per-user fan-out of room events, presence per user, typing per
-//! open room. Not wired yet (step S9 serves it at `/ws?v=2`).
+//! The hub: per-user fan-out of room events, presence per user, typing per
+//! open room, for the WebSocket connections of [`crate::ws`].
 //!
 //! The hub moves bytes: events arrive encoded (one shared [`Utf8Bytes`] per
 //! event, reference-counted, never copied per recipient), and its API takes
@@ -23,7 +23,7 @@
 //! Every lock is a `std::sync::Mutex` (or a `DashMap` shard) held for a few
 //! instructions and never across an `.await`: every send under one is a
 //! `try_send` into a bounded queue. A connection whose queue is full is
-//! kicked with 1013 (as v1's hub decides), dropped from the list being
+//! kicked with 1013 (slow consumer), dropped from the list being
 //! walked, and resumes on reconnect; no one waits for it.
 //!
 //! Locks are taken in this order, never the reverse, so they cannot deadlock:
@@ -99,7 +99,7 @@ pub struct Opened {
     pub closed: Option<i64>,
 }
 
-/// The v2 hub: a cheap `Clone` handle.
+/// The hub: a cheap `Clone` handle.
 #[derive(Debug, Clone)]
 pub struct Hub {
     inner: Arc<Inner>,
