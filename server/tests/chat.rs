@@ -14,6 +14,16 @@ fn seq(frame: &Value) -> i64 {
     frame["seq"].as_i64().expect("seq")
 }
 
+/// The seqs of a `history` page's messages, in its order.
+fn page_seqs(page: &Value) -> Vec<i64> {
+    page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(seq)
+        .collect()
+}
+
 /// A `posted` event's (seq, body); `None` for any other frame.
 fn posted(frame: &Value) -> Option<(i64, String)> {
     (frame["type"] == "event" && frame["kind"] == "posted").then(|| {
@@ -414,12 +424,7 @@ async fn history_survives_a_restart_and_is_in_the_server_rendered_page() {
     a.send(json!({"type": "history", "room_id": general, "before": base + 11, "limit": 10}))
         .await;
     let page = a.expect("history").await;
-    let seqs: Vec<i64> = page["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(seq)
-        .collect();
+    let seqs = page_seqs(&page);
     assert_eq!(seqs, (base + 1..=base + 10).collect::<Vec<_>>());
     assert_eq!(page["has_more_before"], false);
 
@@ -738,13 +743,7 @@ async fn a_client_that_stops_reading_is_closed_and_stalls_no_one() {
                 frame["before"] = json!(b);
             }
             resumed.send(frame).await;
-            let page = resumed.expect("history").await;
-            let seqs: Vec<i64> = page["messages"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(seq)
-                .collect();
+            let seqs = page_seqs(&resumed.expect("history").await);
             before = Some(*seqs.first().expect("a page back to the cursor"));
             got.extend(seqs.into_iter().filter(|&s| s > last));
         }
@@ -1625,7 +1624,10 @@ async fn rooms_open_by_id_old_names_redirect_and_outsiders_preview() {
     ] {
         let (status, _, html) = app.get(&bob, &path).await;
         assert_eq!(status, 200, "{path}");
-        assert!(html.contains("hello &lt;team&gt;"), "history on {path}");
+        assert!(
+            html.contains("hello &lt;team&gt;"),
+            "history on {path}: {html}"
+        );
         assert!(html.contains("Join # Team Chat"), "join form on {path}");
         assert!(
             !html.contains("class=\"composer\""),

@@ -1110,6 +1110,23 @@ mod tests {
         )
     }
 
+    /// Opens general (cursor 10, no messages) with the page's people.
+    fn open_general_with(s: &mut ChatState, members: Vec<UserInfo>, online: Vec<UserInfo>) {
+        let summary = s.room(1).unwrap().summary.clone();
+        intent(
+            s,
+            Intent::Open {
+                summary,
+                messages: vec![],
+                has_more: false,
+                cursor: 10,
+                members,
+                online,
+            },
+            0.0,
+        );
+    }
+
     fn unread(s: &ChatState, room_id: i64) -> (u32, u32) {
         let summary = &s.room(room_id).unwrap().summary;
         (summary.unread, summary.mentions)
@@ -2197,19 +2214,7 @@ mod tests {
     #[test]
     fn opening_with_page_people_fills_members_and_online() {
         let mut s = online();
-        let summary = s.room(1).unwrap().summary.clone();
-        intent(
-            &mut s,
-            Intent::Open {
-                summary,
-                messages: vec![],
-                has_more: false,
-                cursor: 10,
-                members: vec![user(ANN), user(BOB)],
-                online: vec![user(BOB), user(3)],
-            },
-            0.0,
-        );
+        open_general_with(&mut s, vec![user(ANN), user(BOB)], vec![user(BOB), user(3)]);
         let t = s.open.as_ref().unwrap();
         let ids: Vec<i64> = t.members.iter().map(|u| u.id).collect();
         assert_eq!(ids, [ANN, BOB, 3]);
@@ -2239,19 +2244,7 @@ mod tests {
         assert_eq!(mentioned("mail ann@Bob", &members, ANN), [BOB]);
 
         let mut s = online();
-        let summary = s.room(1).unwrap().summary.clone();
-        intent(
-            &mut s,
-            Intent::Open {
-                summary,
-                messages: vec![],
-                has_more: false,
-                cursor: 10,
-                members: members.to_vec(),
-                online: vec![],
-            },
-            0.0,
-        );
+        open_general_with(&mut s, members.to_vec(), vec![]);
         let fx = intent(
             &mut s,
             Intent::Send {
