@@ -71,6 +71,9 @@ pub struct Chat {
     /// A `hello` has come on this page: the room list is the live one from
     /// then on, and page data no longer replaces it.
     live: StoredValue<bool>,
+    /// How many times a room pane has opened a room on this page: a pane
+    /// closes its room only if no pane opened one after it.
+    opens: StoredValue<u64>,
     /// The earliest time a `Tick` is already scheduled for (ms).
     #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
     wake: StoredValue<f64>,
@@ -92,6 +95,7 @@ impl Chat {
             hydrated: RwSignal::new(false),
             status: Memo::new(move |_| state.with(|s| s.status)),
             live: StoredValue::new(false),
+            opens: StoredValue::new(0),
             wake: StoredValue::new(f64::INFINITY),
             #[cfg(feature = "hydrate")]
             conn: StoredValue::new_local(None),
@@ -160,8 +164,13 @@ impl Chat {
         fx.refused
     }
 
-    /// Shows `room` (a member's view or a preview) from its page.
-    pub fn open(&self, room: &RoomPage) {
+    /// Shows `room` (a member's view or a preview) from its page; returns
+    /// the ticket its pane closes it with.
+    pub fn open(&self, room: &RoomPage) -> u64 {
+        let ticket = self.opens.try_update_value(|n| {
+            *n += 1;
+            *n
+        });
         let _ = self.dispatch(Intent::Open {
             summary: room.summary.clone(),
             messages: room.messages.clone(),
@@ -172,13 +181,19 @@ impl Chat {
             members: room.members.iter().map(|m| m.user.clone()).collect(),
             online: room.online.clone(),
         });
+        ticket.unwrap_or_default()
     }
 
-    /// Closes `room_id` if it is the room on screen. Runs from a component's
-    /// cleanup, which may come after the owner of the state is gone (a
-    /// whole page torn down, as SSR does after every render): then there is
-    /// nothing to close.
-    pub fn close(&self, room_id: i64) {
+    /// Closes `room_id` if it is the room on screen and no pane opened a
+    /// room after the one holding `ticket`. Runs from a component's cleanup,
+    /// which may come after the owner of the state is gone (a whole page
+    /// torn down, as SSR does after every render): then there is nothing to
+    /// close. Cleanups of a replaced pane may also run after its successor
+    /// opened the same room: the ticket keeps them from closing it.
+    pub fn close(&self, room_id: i64, ticket: u64) {
+        if self.opens.try_get_value() != Some(ticket) {
+            return;
+        }
         let open = self
             .state
             .try_with_untracked(|s| s.timeline(room_id).is_some())
@@ -374,21 +389,37 @@ mod tests {
     #[test]
     fn closing_a_room_after_the_page_is_gone_does_nothing() {
         let owner = Owner::new();
-        let chat = owner.with(|| {
+        let (chat, ticket) = owner.with(|| {
             let chat = Chat::new();
-            chat.open(&page(1));
-            chat
+            let ticket = chat.open(&page(1));
+            (chat, ticket)
         });
-        chat.close(1);
+        chat.close(1, ticket);
         assert!(
             chat.state.with_untracked(|s| s.open.is_none()),
             "closed while alive"
         );
-        owner.with(|| chat.open(&page(1)));
+        let ticket = owner.with(|| chat.open(&page(1)));
         owner.cleanup();
         drop(owner);
-        chat.close(1);
-        chat.close(2);
+        chat.close(1, ticket);
+        chat.close(2, ticket);
+    }
+
+    /// A replaced pane's cleanup may run after the new pane opened the same
+    /// room (SSR disposes owners in no fixed order): it must not close it.
+    #[test]
+    fn a_replaced_panes_cleanup_does_not_close_its_successors_room() {
+        let owner = Owner::new();
+        owner.with(|| {
+            let chat = Chat::new();
+            let old = chat.open(&page(1));
+            let new = chat.open(&page(1));
+            chat.close(1, old);
+            assert!(chat.state.with_untracked(|s| s.timeline(1).is_some()));
+            chat.close(1, new);
+            assert!(chat.state.with_untracked(|s| s.open.is_none()));
+        });
     }
 
     /// Page data fills the sidebar until the socket's `hello`; after it, a

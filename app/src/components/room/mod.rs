@@ -48,8 +48,14 @@ pub fn RoomPane(room: RoomPage) -> impl IntoView {
     // A user banned from the room may read it, not join it: no Join bar.
     // (A member may always join again after leaving.)
     let can_join = room.can_join || room.summary.role.is_some();
-    chat.open(&room);
-    on_cleanup(move || chat.close(room_id));
+    let ticket = chat.open(&room);
+    // Only a browser has a room to close. A server render's state goes with
+    // its request, and closing it there could empty the timeline before the
+    // page is written out (owners are disposed in no fixed order).
+    #[cfg(feature = "hydrate")]
+    on_cleanup(move || chat.close(room_id, ticket));
+    #[cfg(not(feature = "hydrate"))]
+    let _ = ticket;
     let name = slice(chat, room_id, room.summary.display_name().to_owned(), |t| {
         t.name.clone().unwrap_or_default()
     });
