@@ -244,6 +244,7 @@ pub async fn contract(store: Store) {
     member_list(&store).await;
     replay(&store).await;
     around(&store).await;
+    mentions(&store).await;
 }
 
 async fn health(store: &Store) {
@@ -1392,6 +1393,42 @@ async fn member_list(store: &Store) {
         .await
         .unwrap()
         .is_empty());
+}
+
+/// A post counts for the members it mentions who have not read past it,
+/// including one who joined earlier in the same batch, and not for anyone
+/// who is not a member when it is posted (nor its author).
+async fn mentions(store: &Store) {
+    let ann = guest(store, "mn-ann").await;
+    let bob = guest(store, "mn-bob").await;
+    let cat = guest(store, "mn-cat").await;
+    let room = create(store, &ann, "Mentions", "mentions").await;
+    let answers = commit(
+        store,
+        &[
+            entry(&bob, "mn-1", join(room)),
+            entry(
+                &ann,
+                "mn-2",
+                Command::Post {
+                    room_id: room,
+                    body: "@mn-bob @mn-cat".into(),
+                    mentions: vec![bob.id, cat.id],
+                    reply_to: None,
+                },
+            ),
+            entry(&cat, "mn-3", join(room)),
+        ],
+    )
+    .await;
+    assert_eq!(seqs(&answers), [Some(2), Some(3), Some(4)]);
+    let mentions = |user_id: i64| async move {
+        let rooms = store.rooms.my_rooms(user_id).await.unwrap();
+        rooms.into_iter().find(|r| r.id == room).unwrap().mentions
+    };
+    assert_eq!(mentions(bob.id).await, 1, "joined before the post");
+    assert_eq!(mentions(cat.id).await, 0, "joined after it");
+    assert_eq!(mentions(ann.id).await, 0, "the author");
 }
 
 /// Replay renders every kind the committer writes, from the log and the

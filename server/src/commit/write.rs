@@ -329,10 +329,9 @@ async fn write(events: &dyn Events, batch: &[Entry], ts: i64) -> Result<Vec<Answ
             posts.push(at);
         }
     }
-    let message_ids: HashMap<usize, i64> = posts
-        .into_iter()
-        .zip(tx.insert_messages(&rows).await?)
-        .collect();
+    let inserted = tx.insert_messages(&rows).await?;
+    let message_ids: HashMap<usize, i64> =
+        posts.into_iter().zip(inserted.iter().copied()).collect();
 
     let payloads: Vec<Vec<Option<String>>> = planned
         .outcomes
@@ -395,6 +394,7 @@ async fn write(events: &dyn Events, batch: &[Entry], ts: i64) -> Result<Vec<Answ
     }
     tx.append_events(&new_events).await?;
     tx.apply_members(&members).await?;
+    tx.record_mentions(&rows, &inserted).await?;
     let reads: HashMap<(i64, i64), ReadState> = tx
         .mark_read(&marks)
         .await?

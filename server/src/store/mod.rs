@@ -480,11 +480,14 @@ pub trait EventTx: Send {
     /// returns (room, first reserved seq); a missing room is
     /// [`StoreError::Missing`].
     async fn reserve_seqs(&mut self, counts: &[(i64, i64)]) -> Result<Vec<(i64, i64)>>;
-    /// Inserts messages; their ids in input order. A message's `mentions`
-    /// that are joined members of its room are recorded (the `mentions`
-    /// table) and, for those who have not read past it, counted in their
-    /// `mention_count`; anyone else named is ignored.
+    /// Inserts messages; their ids in input order.
     async fn insert_messages(&mut self, rows: &[MessageRow<'_>]) -> Result<Vec<i64>>;
+    /// Records whom each message (`rows` as inserted, with their ids)
+    /// mentions: the named users who are joined members of its room (the
+    /// `mentions` table), counted in `mention_count` for those who have not
+    /// read past it; anyone else named is ignored. Called after the batch's
+    /// membership changes, so a join earlier in the batch counts.
+    async fn record_mentions(&mut self, rows: &[MessageRow<'_>], ids: &[i64]) -> Result<()>;
     /// Appends events (and hands them to the hooks at commit).
     async fn append_events(&mut self, events: &[NewEvent<'_>]) -> Result<()>;
     /// Applies joins and leaves, keeping `member_count`.

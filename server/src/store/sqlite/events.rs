@@ -549,8 +549,12 @@ impl EventTx for SqliteEventTx {
                     .ok_or(StoreError::Missing("message"))
             })
             .collect::<Result<_>>()?;
+        Ok(ids)
+    }
+
+    async fn record_mentions(&mut self, rows: &[MessageRow<'_>], ids: &[i64]) -> Result<()> {
         // Mentions are rare: two statements per message that has any.
-        for (m, id) in rows.iter().zip(&ids) {
+        for (m, id) in rows.iter().zip(ids) {
             let Some(mentions) = m.mentions else { continue };
             sqlx::query(
                 "INSERT OR IGNORE INTO mentions (user_id, room_id, seq, message_id)
@@ -575,7 +579,7 @@ impl EventTx for SqliteEventTx {
             .execute(&mut *self.w)
             .await?;
         }
-        Ok(ids)
+        Ok(())
     }
 
     async fn append_events(&mut self, events: &[NewEvent<'_>]) -> Result<()> {
