@@ -127,8 +127,11 @@ impl Chat {
 
     /// Applies one frame from the server.
     pub fn apply(&self, frame: ServerFrame) {
-        if matches!(frame, ServerFrame::Hello { .. }) {
-            self.live.set_value(true);
+        match frame {
+            // Nothing to change: do not wake every view of the state.
+            ServerFrame::Pong | ServerFrame::Unknown => return,
+            ServerFrame::Hello { .. } => self.live.set_value(true),
+            _ => {}
         }
         self.run(|s| reducer::apply(s, frame, now_ms()));
     }

@@ -238,38 +238,20 @@ pub fn intent(s: &mut ChatState, i: Intent, now_ms: f64) -> Effects {
             }
         }
         Intent::Retry { client_id } => {
-            let failed_line = |t: &mut Timeline| {
-                t.items
-                    .iter_mut()
-                    .find_map(|i| match i {
-                        Item::Pending {
-                            client_id: id,
-                            body,
-                            failed,
-                            ..
-                        } if *id == client_id && failed.is_some() => Some((body.clone(), failed)),
-                        _ => None,
-                    })
-                    .map(|(body, _)| body)
-            };
-            let Some(body) = s.open.as_mut().and_then(failed_line) else {
+            let Some(body) = s
+                .open
+                .as_mut()
+                .and_then(|t| t.pending_mut(&client_id))
+                .and_then(|(body, failed)| failed.is_some().then(|| body.clone()))
+            else {
                 return fx;
             };
             send_message(s, client_id.clone(), body, Vec::new(), &mut fx);
             // Pending again only once it is on its way (a refusal, e.g.
             // after leaving the room, keeps it marked as not sent).
             if s.outbox.contains(&client_id) {
-                for item in s.open.iter_mut().flat_map(|t| t.items.iter_mut()) {
-                    if let Item::Pending {
-                        client_id: id,
-                        failed,
-                        ..
-                    } = item
-                    {
-                        if *id == client_id {
-                            *failed = None;
-                        }
-                    }
+                if let Some((_, failed)) = s.open.as_mut().and_then(|t| t.pending_mut(&client_id)) {
+                    *failed = None;
                 }
             }
         }
@@ -586,7 +568,7 @@ fn on_event(s: &mut ChatState, event: Event, now_ms: f64, fx: &mut Effects) {
         if event.seq > t.cursor {
             t.cursor = event.seq;
             apply_to_timeline(t, event, me);
-        } else if !t.items.iter().any(|i| i.seq() == Some(event.seq)) {
+        } else if !t.has_seq(event.seq) {
             // A replay behind live events (`open {since}` on a connection
             // that already gets the room by membership): fill the hole,
             // without rolling the header or members back to older state.
@@ -740,19 +722,8 @@ fn error(
         // A refused send is not retried: it stays on screen, marked.
         s.outbox.remove(&client_id);
         fx.save_outbox = true;
-        if let Some(t) = &mut s.open {
-            for item in &mut t.items {
-                if let Item::Pending {
-                    client_id: id,
-                    failed,
-                    ..
-                } = item
-                {
-                    if *id == client_id {
-                        *failed = Some(message.clone());
-                    }
-                }
-            }
+        if let Some((_, failed)) = s.open.as_mut().and_then(|t| t.pending_mut(&client_id)) {
+            *failed = Some(message);
         }
         return;
     }

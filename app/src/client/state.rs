@@ -232,6 +232,30 @@ impl Timeline {
         }
     }
 
+    /// Whether a committed line with this seq is shown (committed lines
+    /// are in seq order).
+    pub fn has_seq(&self, seq: i64) -> bool {
+        self.items[..self.first_pending()]
+            .binary_search_by_key(&seq, |i| i.seq().unwrap_or(i64::MAX))
+            .is_ok()
+    }
+
+    /// The body and failure of this tab's pending send `client_id`, if shown.
+    pub(crate) fn pending_mut(
+        &mut self,
+        client_id: &str,
+    ) -> Option<(&mut String, &mut Option<String>)> {
+        self.items.iter_mut().find_map(|i| match i {
+            Item::Pending {
+                client_id: id,
+                body,
+                failed,
+                ..
+            } if id == client_id => Some((body, failed)),
+            _ => None,
+        })
+    }
+
     /// The message with this id, if shown.
     pub(crate) fn message_mut(&mut self, id: i64) -> Option<&mut Message> {
         self.items.iter_mut().find_map(|i| match i {

@@ -122,3 +122,13 @@ fn local_hhmm(ts: i64) -> String {
 pub(crate) fn fresh_client_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
+
+/// The hidden fields of a command on a room (join, leave, rename, topic):
+/// its id and a fresh `client_id`.
+#[component]
+pub(crate) fn RoomCommandFields(room_id: i64) -> impl IntoView {
+    view! {
+        <input type="hidden" name="room_id" value=room_id />
+        <input type="hidden" name="client_id" value=fresh_client_id() />
+    }
+}

@@ -2,7 +2,7 @@
 //! rendered on the server, so the filter, paging, previews and joins all
 //! work without JavaScript.
 
-use super::{action_error, fresh_client_id, FormError, PageActions};
+use super::{action_error, FormError, PageActions, RoomCommandFields};
 use crate::{
     protocol::{DirectoryEntry, DirectoryPage},
     urls::{percent_encode, room_href_v2},
@@ -73,8 +73,7 @@ fn Row(room: DirectoryEntry) -> impl IntoView {
                         "Preview"
                     </a>
                     <ActionForm action=join attr:class="join-room">
-                        <input type="hidden" name="room_id" value=room.id />
-                        <input type="hidden" name="client_id" value=fresh_client_id() />
+                        <RoomCommandFields room_id=room.id />
                         <button type="submit">"Join"</button>
                     </ActionForm>
                 }

@@ -26,7 +26,9 @@ use crate::{
     client::Chat,
 };
 pub use common::NotFound;
-pub(crate) use common::{fresh_client_id, Avatar, DisplayNameField, FormError, StatusBadge, Time};
+pub(crate) use common::{
+    fresh_client_id, Avatar, DisplayNameField, FormError, RoomCommandFields, StatusBadge, Time,
+};
 use directory::Directory;
 use leptos::prelude::*;
 use leptos_router::hooks::{use_location, use_params_map, use_query_map};

@@ -2,7 +2,7 @@
 
 use crate::{
     client::Chat,
-    components::{action_error, fresh_client_id, FormError, PageActions},
+    components::{action_error, FormError, PageActions, RoomCommandFields},
     protocol::MAX_BODY_CHARS,
 };
 use leptos::{html, prelude::*};
@@ -35,8 +35,7 @@ pub(super) fn Composer(room_id: i64, name: Memo<String>) -> impl IntoView {
                 send();
             }
         >
-            <input type="hidden" name="room_id" value=room_id />
-            <input type="hidden" name="client_id" value=fresh_client_id() />
+            <RoomCommandFields room_id />
             <textarea
                 name="body"
                 node_ref=text
@@ -74,8 +73,7 @@ pub(super) fn JoinBar(room_id: i64, name: Memo<String>) -> impl IntoView {
     let error = action_error(join);
     view! {
         <ActionForm action=join attr:class="join-room join-bar">
-            <input type="hidden" name="room_id" value=room_id />
-            <input type="hidden" name="client_id" value=fresh_client_id() />
+            <RoomCommandFields room_id />
             <p class="preview-note">"You are previewing this room."</p>
             <button type="submit">{move || format!("Join # {}", name.get())}</button>
             <FormError error=error />

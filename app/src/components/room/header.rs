@@ -3,7 +3,7 @@
 use super::slice;
 use crate::{
     client::Chat,
-    components::{action_error, fresh_client_id, FormError, PageActions},
+    components::{action_error, FormError, PageActions, RoomCommandFields},
     protocol::{v2::MAX_TOPIC_CHARS, Role, MAX_ROOM_NAME_CHARS},
 };
 use leptos::prelude::*;
@@ -35,8 +35,7 @@ fn LeaveForm(room_id: i64) -> impl IntoView {
     let error = action_error(leave);
     view! {
         <ActionForm action=leave attr:class="leave-room">
-            <input type="hidden" name="room_id" value=room_id />
-            <input type="hidden" name="client_id" value=fresh_client_id() />
+            <RoomCommandFields room_id />
             <button type="submit" class="link">"Leave"</button>
             <FormError error=error />
         </ActionForm>
@@ -54,8 +53,7 @@ fn RoomSettings(room_id: i64, name: Memo<String>, topic: Memo<String>) -> impl I
         <details class="room-settings">
             <summary>"Room settings"</summary>
             <ActionForm action=actions.rename attr:class="rename-room">
-                <input type="hidden" name="room_id" value=room_id />
-                <input type="hidden" name="client_id" value=fresh_client_id() />
+                <RoomCommandFields room_id />
                 <label for="room-name">"Name"</label>
                 <input
                     id="room-name"
@@ -68,8 +66,7 @@ fn RoomSettings(room_id: i64, name: Memo<String>, topic: Memo<String>) -> impl I
                 <FormError error=rename_error />
             </ActionForm>
             <ActionForm action=actions.topic attr:class="set-topic">
-                <input type="hidden" name="room_id" value=room_id />
-                <input type="hidden" name="client_id" value=fresh_client_id() />
+                <RoomCommandFields room_id />
                 <label for="room-topic">"Topic"</label>
                 <input
                     id="room-topic"
