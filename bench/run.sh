@@ -139,9 +139,12 @@ for kind in $SERVERS; do
 		fi
 		if [[ $kind == project ]] && scenario 5; then
 			# 5. The server-rendered page with 50 messages of history.
-			cookie=$(taskset -c "$LOADGEN_CORE" "$LOADGEN" prepare-page --addr "127.0.0.1:${PORT[project]}" --room bench-page)
+			# prepare-page prints the cookie, then the page's path (/r/<id>/<slug>).
+			{ read -r cookie; read -r page; } < <(taskset -c "$LOADGEN_CORE" "$LOADGEN" prepare-page \
+				--addr "127.0.0.1:${PORT[project]}" --room bench-page)
+			[[ $page == /r/* ]] || { echo "prepare-page failed" >&2; exit 1; }
 			taskset -c "$LOADGEN_CORE" oha -z 10s -c 50 --no-tui --output-format json \
-				-H "Cookie: $cookie" "http://127.0.0.1:${PORT[project]}/rooms/bench-page" >"$RESULTS/page.json"
+				-H "Cookie: $cookie" "http://127.0.0.1:${PORT[project]}$page" >"$RESULTS/page.json"
 		fi
 		stop_server
 	fi

@@ -22,7 +22,8 @@ struct Cli {
 enum Command {
     /// Runs one scenario and writes its JSON report.
     Run(Box<RunArgs>),
-    /// Signs in, creates a room and posts messages to it; prints the cookie.
+    /// Signs in, creates a room and posts messages to it; prints the cookie,
+    /// then the room page's path (`/r/<id>/<slug>`) on the next line.
     PreparePage {
         #[arg(long)]
         addr: SocketAddr,
@@ -113,7 +114,8 @@ fn main() -> Result<()> {
             // joined (posting needs membership, and joins are idempotent).
             loadgen::http::join_room(addr, &cookie, room_id).await?;
             prepare::history(addr, &cookie, room_id, messages).await?;
-            println!("{cookie}");
+            // The room's page by id: any slug opens it (the name is one here).
+            println!("{cookie}\n/r/{room_id}/{room}");
             Ok(())
         }),
         Command::Report { work, out } => loadgen::report::write(&work, &out),
