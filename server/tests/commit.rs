@@ -62,13 +62,30 @@ async fn db() -> Db {
     }
 }
 
+/// A new guest, joined to general as the server joins every new user.
 async fn user(store: &Store, name: &str) -> UserInfo {
-    store
+    let user = store
         .accounts
         .create_guest(name, NOW)
         .await
         .unwrap()
-        .public()
+        .public();
+    let general = store.rooms.auto_join().await.unwrap()[0];
+    let joined = commit_batch(
+        &*store.events,
+        &[Entry {
+            actor: user.clone(),
+            client_id: Some(format!("00000000-0000-4000-8000-{general:012x}")),
+            command: Command::Join {
+                room_id: general,
+                silent: true,
+            },
+        }],
+        NOW,
+    )
+    .await;
+    assert!(joined[0].is_ok(), "{joined:?}");
+    user
 }
 
 fn entry(actor: &UserInfo, key: &str, command: Command) -> Entry {

@@ -141,6 +141,51 @@ async fn seqs_are_dense_across_kinds_and_the_same_for_every_member() {
     );
 }
 
+/// Every new user joins general silently, through the committer like any
+/// join: the members connected now get the `member_joined {silent: true}`
+/// at general's next seq (no hole in their log), and the newcomer starts
+/// with nothing unread.
+#[tokio::test]
+async fn a_new_users_silent_join_of_general_reaches_its_members_with_the_next_seq() {
+    let app = TestApp::spawn().await;
+    let ann = app.sign_in("Ann").await;
+    let (mut a, hello) = app.ws_with(&ann, json!({})).await;
+    let general = hello["rooms"][0]["id"].as_i64().unwrap();
+    let before = hello["rooms"][0]["last_seq"].as_i64().unwrap();
+
+    let newcomer = app.sign_in("Newcomer").await;
+    let joined = a.event(general).await;
+    assert_eq!(
+        (
+            joined["seq"].as_i64(),
+            &joined["kind"],
+            &joined["user"]["name"],
+            &joined["silent"]
+        ),
+        (
+            Some(before + 1),
+            &json!("member_joined"),
+            &json!("Newcomer"),
+            &json!(true)
+        ),
+        "{joined}"
+    );
+    let log = stored(&app, general).await;
+    assert_eq!(
+        log.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(),
+        (1..=before + 1).collect::<Vec<_>>(),
+        "dense"
+    );
+
+    let (_n, hello) = app.ws_with(&newcomer, json!({})).await;
+    let mine = summary(&hello, general).expect("the newcomer is in general");
+    assert_eq!(
+        (&mine["last_seq"], &mine["last_read_seq"], &mine["unread"]),
+        (&json!(before + 1), &json!(before + 1), &json!(0)),
+        "{hello}"
+    );
+}
+
 #[tokio::test]
 async fn resume_replays_exactly_what_was_missed_or_says_gap() {
     let app = TestApp::spawn().await;

@@ -527,11 +527,28 @@ async fn check_writes_after_the_upgrade(store: &Store, expected: &Value) {
         "duplicates take no seq"
     );
 
+    // general is still the room every new user joins; the server's silent
+    // join of a new user takes general's next seq and leaves nothing unread.
+    assert_eq!(store.rooms.auto_join().await.unwrap(), [general.id]);
     let new = store
         .accounts
         .create_guest("After", server::now_ms())
         .await
         .unwrap();
+    let joined = commit_batch(
+        &*store.events,
+        &[Entry {
+            actor: new.public(),
+            client_id: Some(format!("00000000-0000-4000-8000-{:012x}", general.id)),
+            command: Command::Join {
+                room_id: general.id,
+                silent: true,
+            },
+        }],
+        server::now_ms(),
+    )
+    .await;
+    assert!(joined[0].is_ok(), "{joined:?}");
     let membership = store
         .rooms
         .membership(general.id, new.id)

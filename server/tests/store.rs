@@ -4,7 +4,8 @@
 //! function against a fresh database.
 //!
 //! It assumes only what the migrations promise every backend: an empty
-//! database apart from the room `general`, which every new user joins. Ids
+//! database apart from the room `general`, which every new user joins (the
+//! server joins them through the committer; [`guest`] does the same). Ids
 //! are compared, never guessed.
 
 use app::protocol::{
@@ -32,14 +33,35 @@ const HOUR: i64 = 3_600_000;
 /// A committer's answer to one command.
 type Answer = Result<Receipt, ApiError>;
 
-/// A new guest, as others see them.
+/// A new guest, as others see them, joined to general as the server joins
+/// every new user (`Chat::join_defaults`).
 async fn guest(store: &Store, name: &str) -> UserInfo {
-    store
+    let user = store
         .accounts
         .create_guest(name, NOW)
         .await
         .unwrap()
-        .public()
+        .public();
+    ok(&join_general(store, &user).await);
+    user
+}
+
+/// The silent join of general a new user gets, under its fixed key.
+async fn join_general(store: &Store, user: &UserInfo) -> Answer {
+    let general = general(store).await.id;
+    let answers = commit(
+        store,
+        &[entry(
+            user,
+            &format!("00000000-0000-4000-8000-{general:012x}"),
+            Command::Join {
+                room_id: general,
+                silent: true,
+            },
+        )],
+    )
+    .await;
+    answers.into_iter().next().unwrap()
 }
 
 fn entry(actor: &UserInfo, key: &str, command: Command) -> Entry {
@@ -133,7 +155,13 @@ async fn sqlite_posts_take_the_room_counter_and_write_events_and_commands() {
     let url = format!("sqlite://{}", dir.path().join("chat.db").display());
     let store = server::store::open(&url).await.unwrap();
     let db = sqlx::SqlitePool::connect(&url).await.unwrap();
-    let ann = guest(&store, "ann").await;
+    // Not joined to general: the hook sees this test's events only.
+    let ann = store
+        .accounts
+        .create_guest("ann", NOW)
+        .await
+        .unwrap()
+        .public();
     let room = store
         .rooms
         .create_room("r", "r", ann.id, NOW)
@@ -261,7 +289,7 @@ async fn general(store: &Store) -> RoomRow {
 
 /// A plain member of `general`, joined at `at`, who had read it all when
 /// joining: the marker is at `joined_seq`, the seq of their own silent
-/// `member_joined` (later sign-ups move general's counter on).
+/// `member_joined`.
 async fn assert_in_general(store: &Store, user_id: i64, at: i64, joined_seq: i64) {
     let general = general(store).await;
     let membership = store.rooms.membership(general.id, user_id).await.unwrap();
@@ -277,25 +305,15 @@ async fn assert_in_general(store: &Store, user_id: i64, at: i64, joined_seq: i64
     );
 }
 
-/// The seq of the `member_joined` a sign-up just appended to general: it is
-/// the newest event there, so general's `last_seq`. It must be new.
-async fn joined_seq(store: &Store, before: &mut i64) -> i64 {
-    let seq = general(store).await.last_seq;
-    assert_eq!(seq, *before + 1, "a sign-up appends one event to general");
-    *before = seq;
-    seq
-}
-
 async fn accounts(store: &Store) {
     let a = &store.accounts;
-    let members_before = general(store).await.member_count;
-    let mut seq = general(store).await.last_seq;
+    let before = general(store).await;
+    let general_id = before.id;
+    assert_eq!(store.rooms.auto_join().await.unwrap(), [general_id]);
 
     // Guests: a new user each time, even under the same name; no email.
     let ann = a.create_guest("ann", NOW).await.unwrap();
-    let ann_seq = joined_seq(store, &mut seq).await;
     let ann2 = a.create_guest("ann", NOW).await.unwrap();
-    let ann2_seq = joined_seq(store, &mut seq).await;
     assert_ne!(ann.id, ann2.id);
     assert_eq!((ann.name.as_str(), ann.email.as_deref()), ("ann", None));
 
@@ -310,7 +328,6 @@ async fn accounts(store: &Store) {
         )
         .await
         .unwrap();
-    let bob_seq = joined_seq(store, &mut seq).await;
     assert_eq!(bob.email.as_deref(), Some("Bob@Example.com"));
     let found = a.local_account("bob@example.com").await.unwrap().unwrap();
     assert_eq!(found.user, bob);
@@ -339,22 +356,26 @@ async fn accounts(store: &Store) {
 
     // Identities: the same (issuer, subject) is the same user, with the
     // profile refreshed; another subject, or another issuer, another user.
+    // Only the first sign-in says it created the user.
     let profile = |name: &str, email: Option<&str>| Profile {
         name: name.to_owned(),
         email: email.map(str::to_owned),
         picture: Some(format!("https://pics.example/{name}")),
     };
     let issuer = "https://id.example";
-    let cat = a
+    let first = a
         .sign_in_identity(issuer, "sub-1", &profile("Cat", Some("cat@x.example")), NOW)
         .await
         .unwrap();
-    let cat_seq = joined_seq(store, &mut seq).await;
+    assert!(first.created);
+    let cat = first.user;
     assert_eq!(cat.email.as_deref(), Some("cat@x.example"));
     let cat_again = a
         .sign_in_identity(issuer, "sub-1", &profile("Catherine", None), NOW + 1)
         .await
         .unwrap();
+    assert!(!cat_again.created);
+    let cat_again = cat_again.user;
     assert_eq!(cat_again.id, cat.id);
     assert_eq!(
         (cat_again.name.as_str(), cat_again.email.as_deref()),
@@ -368,33 +389,54 @@ async fn accounts(store: &Store) {
         .sign_in_identity(issuer, "sub-2", &profile("Cat", None), NOW)
         .await
         .unwrap();
-    let other_seq = joined_seq(store, &mut seq).await;
     let elsewhere = a
         .sign_in_identity("https://other.example", "sub-1", &profile("Cat", None), NOW)
         .await
         .unwrap();
-    let elsewhere_seq = joined_seq(store, &mut seq).await;
+    assert!(other.created && elsewhere.created);
+    let (other, elsewhere) = (other.user, elsewhere.user);
     let ids: HashSet<i64> = [cat.id, other.id, elsewhere.id, ann.id, bob.id]
         .into_iter()
         .collect();
     assert_eq!(ids.len(), 5, "every new identity is a new user");
 
-    // Every new user, of every kind, is a member of general from the start;
-    // signing in again or a refused sign-up adds no one.
-    for (user, joined) in [
-        (&ann, ann_seq),
-        (&ann2, ann2_seq),
-        (&bob, bob_seq),
-        (&cat, cat_seq),
-        (&other, other_seq),
-        (&elsewhere, elsewhere_seq),
-    ] {
-        assert_in_general(store, user.id, NOW, joined).await;
+    // Creating users writes nothing to any room: the silent joins go
+    // through the committer, so that they take a seq like every event.
+    let users = [&ann, &ann2, &bob, &cat, &other, &elsewhere];
+    for user in users {
+        assert_eq!(
+            store.rooms.membership(general_id, user.id).await.unwrap(),
+            None
+        );
     }
-    assert_eq!(general(store).await.member_count, members_before + 6);
+    let unchanged = general(store).await;
+    assert_eq!(
+        (unchanged.last_seq, unchanged.member_count),
+        (before.last_seq, before.member_count)
+    );
 
-    // With nothing unread: the read marker starts at general's last seq.
-    let general_id = general(store).await.id;
+    // The silent join: one event each, a plain member who has read it all;
+    // the same key again answers the same and takes no seq.
+    let mut seq = before.last_seq;
+    for user in users {
+        let answer = join_general(store, &user.public()).await;
+        seq += 1;
+        assert_eq!(ok(&answer).seq, Some(seq));
+        assert_in_general(store, user.id, NOW, seq).await;
+    }
+    let repeat = join_general(store, &ann.public()).await;
+    assert_eq!(
+        ok(&repeat).seq,
+        Some(before.last_seq + 1),
+        "ann's first answer"
+    );
+    let joined = general(store).await;
+    assert_eq!(
+        (joined.last_seq, joined.member_count),
+        (seq, before.member_count + 6)
+    );
+
+    // With nothing unread whatever came before: the marker is at the join.
     let posted = commit(
         store,
         &[entry(
@@ -406,10 +448,10 @@ async fn accounts(store: &Store) {
     .await;
     seq += 1; // the post
     assert_eq!(seqs(&posted), [Some(seq)]);
-    let dan = a.create_guest("dan", NOW + 1).await.unwrap();
-    let dan_seq = joined_seq(store, &mut seq).await;
-    assert_in_general(store, dan.id, NOW + 1, dan_seq).await;
-    assert_eq!(general(store).await.member_count, members_before + 7);
+    let dan = guest(store, "dan").await;
+    seq += 1;
+    assert_in_general(store, dan.id, NOW, seq).await;
+    assert_eq!(general(store).await.member_count, before.member_count + 7);
 }
 
 async fn sessions(store: &Store) {
@@ -1323,6 +1365,7 @@ async fn member_list(store: &Store) {
         )
         .await
         .unwrap()
+        .user
         .public();
     let u3 = guest(store, "ml-3").await;
     let u4 = guest(store, "ml-4").await;
@@ -1450,6 +1493,7 @@ async fn replay(store: &Store) {
         )
         .await
         .unwrap()
+        .user
         .public();
     let cat = guest(store, "rp-cat").await;
     let room = create(store, &ann, "RP", "rp").await;
@@ -1601,7 +1645,7 @@ async fn replay(store: &Store) {
         .unwrap()
         .is_empty());
 
-    // A sign-up's silent join of general, as accounts write it.
+    // A sign-up's silent join of general, as the committer writes it.
     let before = general(store).await;
     let dan = guest(store, "rp-dan").await;
     assert_eq!(
@@ -1724,7 +1768,13 @@ async fn sqlite_hook_failure_rolls_back_messages_and_events() {
             .unwrap(),
     );
     let db = sqlx::SqlitePool::connect(&url).await.unwrap();
-    let ann = guest(&store, "ann").await;
+    // Not joined to general: the hook sees this test's events only.
+    let ann = store
+        .accounts
+        .create_guest("ann", NOW)
+        .await
+        .unwrap()
+        .public();
     let room = store
         .rooms
         .create_room("r", "r", ann.id, NOW)

@@ -13,9 +13,9 @@
 use super::{new_token, token_hash};
 use crate::{
     config::OidcProvider,
-    store::{OidcFlow, Profile, Store},
+    store::{OidcFlow, Profile, SignedIn, Store},
 };
-use app::protocol::{Me, MAX_DISPLAY_NAME_CHARS};
+use app::protocol::MAX_DISPLAY_NAME_CHARS;
 use axum::http::StatusCode;
 use openidconnect::{
     core::{
@@ -291,7 +291,7 @@ impl Oidc {
         id: &str,
         browser: Option<&str>,
         callback: Callback,
-    ) -> Result<Me, FlowError> {
+    ) -> Result<SignedIn, FlowError> {
         let provider = self.provider(id)?;
         let restart = "Start the sign-in again from the sign-in page.";
         let state = callback
@@ -453,13 +453,13 @@ impl Oidc {
         sources.push(claimed!(&claims));
         let profile = profile(&sources);
         let subject = claims.subject().as_str();
-        let user = store
+        let signed_in = store
             .accounts
             .sign_in_identity(claims.issuer().as_str(), subject, &profile, crate::now_ms())
             .await
             .map_err(unavailable)?;
-        tracing::info!(user = user.id, provider = %provider.id, "signed in with OpenID");
-        Ok(user)
+        tracing::info!(user = signed_in.user.id, provider = %provider.id, "signed in with OpenID");
+        Ok(signed_in)
     }
 }
 

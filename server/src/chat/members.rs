@@ -2,7 +2,7 @@
 
 use super::{policy::Action, Chat};
 use crate::{commit::plan::Command, unavailable};
-use app::protocol::{ApiError, MemberInfo, RoomSummary, UserInfo};
+use app::protocol::{ApiError, ErrorCode, MemberInfo, RoomSummary, UserInfo};
 
 /// Most members one `members` call returns.
 pub const MEMBERS_PAGE: u32 = 100;
@@ -26,6 +26,39 @@ impl Chat {
         )
         .await?;
         self.summary_of(user, room_id).await
+    }
+
+    /// Joins a new user to every `auto_join` room (general), silently: a
+    /// `member_joined {silent: true}` through the committer like any join,
+    /// so it takes the room's next `seq` and reaches the members connected
+    /// now, and the new user's read marker starts at it (nothing unread).
+    /// Each join is recorded under the fixed key
+    /// `00000000-0000-4000-8000-{room_id:012x}`, so calling this again for
+    /// the same user changes nothing. A user banned from such a room stays
+    /// out of it. Called once, when the user is created.
+    pub async fn join_defaults(&self, user: &UserInfo) -> Result<(), ApiError> {
+        let rooms = self.store().rooms.auto_join().await.map_err(unavailable)?;
+        for room_id in rooms {
+            let joined = self
+                .inner
+                .committer
+                .call(
+                    user.clone(),
+                    Some(format!("00000000-0000-4000-8000-{room_id:012x}")),
+                    Command::Join {
+                        room_id,
+                        silent: true,
+                    },
+                )
+                .await;
+            match joined {
+                Err(err) if err.code == ErrorCode::Banned => {}
+                other => {
+                    other?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Leaves a room.

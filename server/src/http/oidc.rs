@@ -66,15 +66,23 @@ pub(super) async fn callback(
         });
     };
     let browser = auth::cookie_value(&headers, oidc::FLOW_COOKIE);
-    let user = match state
+    let signed_in = match state
         .oidc
         .finish(&state.store, &provider, browser, callback)
         .await
     {
-        Ok(user) => user,
+        Ok(signed_in) => signed_in,
         Err(err) => return error_page(&err),
     };
-    let token = match auth::start_session(&state, user.id).await {
+    let user = signed_in.user;
+    let started = async {
+        // A new user joins general before their first session exists.
+        if signed_in.created {
+            state.chat.join_defaults(&user.public()).await?;
+        }
+        auth::start_session(&state, user.id).await
+    };
+    let token = match started.await {
         Ok(token) => token,
         Err(err) => {
             return error_page(&oidc::FlowError {

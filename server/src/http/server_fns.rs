@@ -176,6 +176,7 @@ impl Backend for AppBackend {
             .create_guest(&name, crate::now_ms())
             .await
             .map_err(unavailable)?;
+        self.0.chat.join_defaults(&user.public()).await?;
         let token = self.start_session(&user).await?;
         tracing::info!(user = user.id, "guest signed in");
         Ok(token)
@@ -215,6 +216,7 @@ impl Backend for AppBackend {
             }
             Err(err) => return Err(unavailable(err)),
         };
+        self.0.chat.join_defaults(&user.public()).await?;
         let token = self.start_session(&user).await?;
         tracing::info!(user = user.id, "local account created");
         Ok(token)

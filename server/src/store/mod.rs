@@ -229,9 +229,18 @@ pub struct OidcFlow {
     pub expires_at: i64,
 }
 
-/// Users and the ways they sign in. Every user created here becomes a member
-/// of the `auto_join` rooms (general) in the same transaction, silently,
-/// with nothing unread.
+/// A sign-in with an identity provider: the user, and whether this sign-in
+/// created them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedIn {
+    pub user: Me,
+    pub created: bool,
+}
+
+/// Users and the ways they sign in. A user created here belongs to no room
+/// yet: the caller joins them to the `auto_join` rooms through the committer
+/// ([`crate::chat::Chat::join_defaults`]), so those joins take their `seq`
+/// and reach the rooms' connected members like every other event.
 #[async_trait]
 pub trait Accounts: Send + Sync {
     /// Creates a guest user.
@@ -256,7 +265,7 @@ pub trait Accounts: Send + Sync {
         subject: &str,
         profile: &Profile,
         now: i64,
-    ) -> Result<Me>;
+    ) -> Result<SignedIn>;
 }
 
 /// Sessions, and OpenID sign-ins on their way to becoming one.
@@ -297,6 +306,8 @@ pub trait Rooms: Send + Sync {
     async fn create_room(&self, name: &str, name_key: &str, by: i64, now: i64) -> Result<RoomRow>;
     /// Every public room with its `seq` counter, oldest first.
     async fn rooms(&self) -> Result<Vec<RoomRow>>;
+    /// The rooms every new user joins (general), by id.
+    async fn auto_join(&self) -> Result<Vec<i64>>;
     /// `user_id`'s membership of `room_id`, if they have one.
     async fn membership(&self, room_id: i64, user_id: i64) -> Result<Option<Membership>>;
     /// The facts `chat::policy` decides on: the room's kind and where

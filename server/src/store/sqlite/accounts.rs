@@ -1,66 +1,10 @@
 //! [`Accounts`] on SQLite: users, local accounts and linked identities.
 
 use super::{conflict_or, user, SqliteStore};
-use crate::store::{Accounts, LocalAccount, Profile, Result};
+use crate::store::{Accounts, LocalAccount, Profile, Result, SignedIn};
 use app::protocol::Me;
 use async_trait::async_trait;
-use sqlx::{Connection, Row, SqliteConnection};
-
-/// Makes a new user a member of every `auto_join` room (general), in the
-/// transaction that creates the user, as a silent `Join` would: the room's
-/// counter advances by one for a `member_joined {role: member, silent:
-/// true}` event, `member_count` follows, and the command is recorded under
-/// the fixed key `00000000-0000-4000-8000-{room_id:012x}` (plan v2 §3,
-/// `join_defaults`). The read marker starts at that event, so a new user
-/// has nothing unread.
-///
-/// Done here rather than through the committer so that a user never exists
-/// without their general membership (one transaction); the committer's hooks
-/// do not see these joins (a silent join carries nothing to index).
-async fn join_auto_rooms(conn: &mut SqliteConnection, user_id: i64, now: i64) -> Result<()> {
-    let rooms: Vec<(i64, i64)> = sqlx::query_as(
-        "UPDATE rooms SET last_seq = last_seq + 1, member_count = member_count + 1
-         WHERE auto_join = 1 RETURNING id, last_seq",
-    )
-    .fetch_all(&mut *conn)
-    .await?;
-    for (room_id, seq) in rooms {
-        sqlx::query(
-            "INSERT INTO members (room_id, user_id, joined_at, last_read_seq) VALUES (?, ?, ?, ?)",
-        )
-        .bind(room_id)
-        .bind(user_id)
-        .bind(now)
-        .bind(seq)
-        .execute(&mut *conn)
-        .await?;
-        sqlx::query(
-            "INSERT INTO room_events (room_id, seq, kind, actor_id, target_id, payload, ts)
-             VALUES (?, ?, 'member_joined', ?, ?, '{\"role\":\"member\",\"silent\":true}', ?)",
-        )
-        .bind(room_id)
-        .bind(seq)
-        .bind(user_id)
-        .bind(user_id)
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
-        sqlx::query(
-            "INSERT INTO commands (user_id, client_id, kind, room_id, result, created_at)
-             VALUES (?, ?, 'join', ?, json_object('room_id', ?, 'seq', ?, 'ts', ?), ?)",
-        )
-        .bind(user_id)
-        .bind(format!("00000000-0000-4000-8000-{room_id:012x}"))
-        .bind(room_id)
-        .bind(room_id)
-        .bind(seq)
-        .bind(now)
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
-    }
-    Ok(())
-}
+use sqlx::{Connection, Row};
 
 #[async_trait]
 impl Accounts for SqliteStore {
@@ -74,7 +18,6 @@ impl Accounts for SqliteStore {
         .bind(now)
         .fetch_one(&mut *tx)
         .await?;
-        join_auto_rooms(&mut tx, id, now).await?;
         tx.commit().await?;
         w.ok();
         Ok(Me {
@@ -113,7 +56,6 @@ impl Accounts for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(conflict_or)?;
-        join_auto_rooms(&mut tx, id, now).await?;
         tx.commit().await?;
         w.ok();
         Ok(Me {
@@ -147,7 +89,7 @@ impl Accounts for SqliteStore {
         subject: &str,
         profile: &Profile,
         now: i64,
-    ) -> Result<Me> {
+    ) -> Result<SignedIn> {
         let mut w = self.writer().await?;
         let mut tx = w.begin_with("BEGIN IMMEDIATE").await?;
         let linked: Option<i64> =
@@ -156,7 +98,7 @@ impl Accounts for SqliteStore {
                 .bind(subject)
                 .fetch_optional(&mut *tx)
                 .await?;
-        let id = match linked {
+        let (id, created) = match linked {
             Some(id) => {
                 sqlx::query("UPDATE users SET name = ?, email = ?, picture = ? WHERE id = ?")
                     .bind(&profile.name)
@@ -173,7 +115,7 @@ impl Accounts for SqliteStore {
                 .bind(subject)
                 .execute(&mut *tx)
                 .await?;
-                id
+                (id, false)
             }
             None => {
                 let id: i64 = sqlx::query_scalar(
@@ -197,17 +139,19 @@ impl Accounts for SqliteStore {
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
-                join_auto_rooms(&mut tx, id, now).await?;
-                id
+                (id, true)
             }
         };
         tx.commit().await?;
         w.ok();
-        Ok(Me {
-            id,
-            name: profile.name.clone(),
-            email: profile.email.clone(),
-            picture: profile.picture.clone(),
+        Ok(SignedIn {
+            user: Me {
+                id,
+                name: profile.name.clone(),
+                email: profile.email.clone(),
+                picture: profile.picture.clone(),
+            },
+            created,
         })
     }
 }

@@ -48,6 +48,14 @@ impl Rooms for SqliteStore {
         })
     }
 
+    async fn auto_join(&self) -> Result<Vec<i64>> {
+        Ok(
+            sqlx::query_scalar("SELECT id FROM rooms WHERE auto_join = 1 ORDER BY id")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
     async fn rooms(&self) -> Result<Vec<RoomRow>> {
         // Public rooms only (a private room's name is its members' business).
         let rows = sqlx::query(
