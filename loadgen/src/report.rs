@@ -527,7 +527,7 @@ pub fn markdown(c: &Value) -> String {
     let summary = &page["summary"];
     let _ = writeln!(
         md,
-        "- `GET /rooms/bench-page` (server-rendered, 50 messages of history, signed in), \
+        "- `GET /r/<id>/bench-page` (server-rendered, 50 messages of history, signed in), \
          `oha` {}: **{} requests/s**, p50 {} ms, p99 **{} ms**, success rate {}.",
         meta["oha_args"].as_str().unwrap_or(""),
         fmt(num(&summary["requestsPerSec"]), 0),
