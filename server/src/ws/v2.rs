@@ -21,7 +21,7 @@ use crate::{
 };
 use app::protocol::{
     v2::{ClientFrame, ServerFrame, PROTOCOL_VERSION, RESUME_BUDGET, RESUME_LIMIT},
-    ApiError, ErrorCode, Me, Role,
+    ApiError, ErrorCode, EventKind, Me, Role,
 };
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use futures::{SinkExt, StreamExt};
@@ -64,6 +64,7 @@ pub(super) async fn connection(socket: WebSocket, state: AppState, me: Me, sessi
         state.clone(),
         V2Writer {
             state: state.clone(),
+            user_id: me.id,
             dedupe: Dedupe::default(),
         },
     ));
@@ -437,6 +438,9 @@ impl Session {
 /// replays from the room's event log.
 struct V2Writer {
     state: AppState,
+    /// The connection's user: a replay leaves out what the room did while
+    /// they were not in it.
+    user_id: i64,
     dedupe: Dedupe,
 }
 
@@ -460,6 +464,28 @@ impl Writer for V2Writer {
             Out::Replay { room_id, after } => self.replay(sink, room_id, after).await,
         }
     }
+}
+
+/// Whether a member's replay sends an event of `kind`, given whether they
+/// were in the room just before it (`member`, updated). A user sees their
+/// own leave, kick or ban, then nothing of the room until they join again
+/// (their `member_joined` included): a replay read after a leave in another
+/// tab must not show what came after it (DESIGN: events go to members only;
+/// for a private room, anything else is a leak).
+fn seen_by(user_id: i64, member: &mut bool, kind: &EventKind) -> bool {
+    let before = *member;
+    match kind {
+        EventKind::MemberLeft { user }
+        | EventKind::MemberKicked { user, .. }
+        | EventKind::MemberBanned { user, .. }
+            if user.id == user_id =>
+        {
+            *member = false;
+        }
+        EventKind::MemberJoined { user, .. } if user.id == user_id => *member = true,
+        _ => {}
+    }
+    before || *member
 }
 
 async fn feed(sink: &mut Sink, frame: Utf8Bytes) -> Result<(), Close> {
@@ -493,6 +519,9 @@ impl V2Writer {
             return Ok(());
         }
         let mut cursor = after;
+        // A replay is queued for a room the user belonged to; it is read
+        // from the store later, and they may have left it meanwhile.
+        let mut member = true;
         loop {
             let page = store
                 .events
@@ -502,7 +531,9 @@ impl V2Writer {
             let full = page.len() >= REPLAY_PAGE as usize;
             for event in page {
                 cursor = event.seq;
-                feed(sink, encode(&ServerFrame::Event(event))).await?;
+                if seen_by(self.user_id, &mut member, &event.kind) {
+                    feed(sink, encode(&ServerFrame::Event(event))).await?;
+                }
             }
             if !full {
                 break;
@@ -510,5 +541,61 @@ impl V2Writer {
         }
         self.dedupe.replayed(room_id, cursor);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use app::protocol::UserInfo;
+
+    fn user(id: i64) -> UserInfo {
+        UserInfo {
+            id,
+            name: format!("u{id}"),
+            picture: None,
+        }
+    }
+
+    fn post() -> EventKind {
+        EventKind::Unknown
+    }
+
+    /// What a replay to user 1 sends of `kinds`, starting as a member.
+    fn sent(kinds: &[EventKind]) -> Vec<usize> {
+        let mut member = true;
+        kinds
+            .iter()
+            .enumerate()
+            .filter(|(_, kind)| seen_by(1, &mut member, kind))
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    #[test]
+    fn a_replay_stops_showing_the_room_at_the_users_own_leave_until_they_join_again() {
+        let left = EventKind::MemberLeft { user: user(1) };
+        let kicked = EventKind::MemberKicked {
+            user: user(1),
+            by: user(2),
+        };
+        let banned = EventKind::MemberBanned {
+            user: user(1),
+            by: user(2),
+        };
+        let joined = EventKind::MemberJoined {
+            user: user(1),
+            role: Role::Member,
+            silent: false,
+        };
+        let other_left = EventKind::MemberLeft { user: user(2) };
+        // Someone else leaving changes nothing.
+        assert_eq!(sent(&[post(), other_left, post()]), [0, 1, 2]);
+        // Their own leave is shown; what follows is not.
+        assert_eq!(sent(&[post(), left.clone(), post(), post()]), [0, 1]);
+        assert_eq!(sent(&[kicked, post()]), [0]);
+        assert_eq!(sent(&[banned, post()]), [0]);
+        // Joining again shows the room from the join on.
+        assert_eq!(sent(&[post(), left, post(), joined, post()]), [0, 1, 3, 4]);
     }
 }
