@@ -28,7 +28,7 @@ use crate::{
     store::Store,
     unavailable,
 };
-use app::protocol::{validate_client_id, ApiError, UserInfo};
+use app::protocol::{validate_client_id, ApiError, RoomKind, UserInfo};
 use policy::{Access, Action};
 use std::{sync::Arc, time::Duration};
 
@@ -100,6 +100,16 @@ impl Chat {
     /// transport gives when not).
     pub async fn may(&self, user: &UserInfo, room_id: i64, action: Action) -> Result<(), ApiError> {
         self.authorize(user, room_id, action).await.map(|_| ())
+    }
+
+    /// [`Chat::may`], answering the room's kind when allowed.
+    pub async fn may_in(
+        &self,
+        user: &UserInfo,
+        room_id: i64,
+        action: Action,
+    ) -> Result<RoomKind, ApiError> {
+        self.authorize(user, room_id, action).await.map(|a| a.kind)
     }
 
     /// Queues a command built by one of the `*_command` functions (or a

@@ -77,6 +77,10 @@ pub enum HubError {
     /// `resume` is once per connection.
     #[error("resume is accepted once per connection")]
     AlreadyResumed,
+    /// `open` of a room that is not previewable by a user who is not (or no
+    /// longer) a member of it.
+    #[error("not a member of this room")]
+    NotMember,
 }
 
 /// What `resume` did.
@@ -289,7 +293,9 @@ impl Hub {
 
     /// Opens a room on the connection: its presence and typing, replaying
     /// after `since` first when given; a room the user is not a member of
-    /// is previewed (its live events too). The caller has authorised it.
+    /// is previewed (its live events too) when `previewable` (public), and
+    /// refused ([`HubError::NotMember`]) otherwise. The caller has
+    /// authorised it.
     /// Opening one more than `MAX_OPEN` closes the oldest. Replies with the
     /// `presence` snapshot.
     pub fn open(
@@ -297,6 +303,7 @@ impl Hub {
         conn: &Arc<Conn>,
         room_id: i64,
         since: Option<i64>,
+        previewable: bool,
     ) -> Result<Opened, HubError> {
         self.with_user(conn.user.id, |state| {
             if state.entry(conn.id).is_none() {
@@ -306,6 +313,12 @@ impl Hub {
                 return Err(HubError::BeforeHello);
             }
             let member = state.rooms.contains_key(&room_id);
+            // Decided under the user's lock, which a leave takes too: a
+            // member who left since the caller's check is no previewer of a
+            // room that has none.
+            if !member && !previewable {
+                return Err(HubError::NotMember);
+            }
             let closed = conn.mark_open(room_id);
             if let Some(oldest) = closed {
                 self.leave_open(conn.id, oldest);
@@ -740,7 +753,7 @@ mod tests {
         let (_b, mut bob_rx) = greeted(&hub, &bob, &[1]); // member, not resumed
         let (c, mut cat_rx) = online(&hub, &cat, &[]);
         let (_d, mut dan_rx) = online(&hub, &dan, &[2]);
-        let opened = hub.open(&c, 1, None).unwrap();
+        let opened = hub.open(&c, 1, None, true).unwrap();
         assert_eq!(
             opened,
             Opened {
@@ -857,7 +870,7 @@ mod tests {
         let hub = Hub::new();
         let (ann, wat) = (user(1, "Ann"), user(2, "Wat"));
         let (w, mut w_rx) = online(&hub, &wat, &[1]);
-        hub.open(&w, 1, None).unwrap();
+        hub.open(&w, 1, None, true).unwrap();
         assert_eq!(
             seen(&mut w_rx),
             [Seen::Frame(ServerFrame::Presence {
@@ -874,7 +887,7 @@ mod tests {
         let (c2, _rx2) = online(&hub, &ann, &[1, 2]);
         assert!(seen(&mut w_rx).is_empty(), "already online");
 
-        hub.open(&w, 1, None).unwrap();
+        hub.open(&w, 1, None, true).unwrap();
         assert_eq!(
             seen(&mut w_rx),
             [Seen::Frame(ServerFrame::Presence {
@@ -904,7 +917,7 @@ mod tests {
         // A second connection of the first user: users are counted once.
         conns.push(online(&hub, &everyone[0], &[1]));
         let (first, rx) = &mut conns[0];
-        hub.open(first, 1, None).unwrap();
+        hub.open(first, 1, None, true).unwrap();
         let got = seen(rx);
         let [Seen::Frame(ServerFrame::Presence {
             room_id: 1,
@@ -933,7 +946,7 @@ mod tests {
         let (c, mut c_rx) = online(&hub, &cat, &[1]); // member, room not open
         let (p, mut p_rx) = online(&hub, &pat, &[]); // previews room 1
         for conn in [&a, &b, &p] {
-            hub.open(conn, 1, None).unwrap();
+            hub.open(conn, 1, None, true).unwrap();
         }
         for rx in [&mut a_rx, &mut b_rx, &mut p_rx] {
             seen(rx);
@@ -967,14 +980,14 @@ mod tests {
         let hub = Hub::new();
         let (ann, pat) = (user(1, "Ann"), user(2, "Pat"));
         let (a, _a_rx) = online(&hub, &ann, &[1]);
-        hub.open(&a, 1, None).unwrap();
+        hub.open(&a, 1, None, true).unwrap();
         let (p, mut p_rx) = online(&hub, &pat, &[]);
         let rooms: Vec<i64> = (1..=MAX_OPEN as i64 + 1).collect();
         for &room in &rooms[..MAX_OPEN] {
-            assert_eq!(hub.open(&p, room, None).unwrap().closed, None);
+            assert_eq!(hub.open(&p, room, None, true).unwrap().closed, None);
         }
         assert_eq!(
-            hub.open(&p, rooms[MAX_OPEN], None).unwrap(),
+            hub.open(&p, rooms[MAX_OPEN], None, true).unwrap(),
             Opened {
                 preview: true,
                 closed: Some(1)
@@ -988,8 +1001,8 @@ mod tests {
         assert_eq!(hub.publish(2, 1, &event("e")), 1);
         assert_eq!(seen(&mut p_rx), [Seen::Event(2, 1)]);
         // Reopening 3 makes it the newest: the next open closes 2.
-        hub.open(&p, 3, None).unwrap();
-        assert_eq!(hub.open(&p, 9, None).unwrap().closed, Some(2));
+        hub.open(&p, 3, None, true).unwrap();
+        assert_eq!(hub.open(&p, 9, None, true).unwrap().closed, Some(2));
     }
 
     #[test]
@@ -1002,13 +1015,13 @@ mod tests {
         hub.resume(&a, &BTreeMap::new()).unwrap();
         assert_eq!(hub.live_rooms(), 3);
         let (p, _p_rx) = online(&hub, &pat, &[]);
-        hub.open(&p, 4, None).unwrap();
+        hub.open(&p, 4, None, true).unwrap();
         assert_eq!(hub.live_rooms(), 4);
         assert!(hub.close(&p, 4));
         assert_eq!(hub.live_rooms(), 3);
         hub.member_removed(ann.id, 3);
         assert_eq!(hub.live_rooms(), 2);
-        hub.open(&p, 1, None).unwrap();
+        hub.open(&p, 1, None, true).unwrap();
         hub.disconnect(&a);
         assert_eq!(hub.live_rooms(), 1, "pat still previews room 1");
         hub.disconnect(&p);
@@ -1037,7 +1050,7 @@ mod tests {
         });
         assert_eq!(hub.to_user(ann.id, &read), 1);
         assert!(seen(&mut rx).is_empty());
-        assert_eq!(hub.open(&conn, 1, None), Err(HubError::BeforeHello));
+        assert_eq!(hub.open(&conn, 1, None, true), Err(HubError::BeforeHello));
         assert_eq!(
             hub.resume(&conn, &BTreeMap::new()),
             Err(HubError::BeforeHello)
@@ -1068,7 +1081,7 @@ mod tests {
         hub.publish(1, 4, &event("e"));
         assert_eq!(seen(&mut rx), [Seen::Replay(1, 3), Seen::Event(1, 4)]);
         hub.disconnect(&conn);
-        assert_eq!(hub.open(&conn, 1, None), Err(HubError::Gone));
+        assert_eq!(hub.open(&conn, 1, None, true), Err(HubError::Gone));
         assert_eq!(hub.publish(1, 5, &event("e")), 0);
     }
 
@@ -1077,10 +1090,10 @@ mod tests {
         let hub = Hub::new();
         let (ann, wat) = (user(1, "Ann"), user(2, "Wat"));
         let (w, mut w_rx) = online(&hub, &wat, &[5]);
-        hub.open(&w, 5, None).unwrap();
+        hub.open(&w, 5, None, true).unwrap();
         let (c1, mut rx1) = online(&hub, &ann, &[1]);
         let (c2, mut rx2) = greeted(&hub, &ann, &[1]);
-        assert!(hub.open(&c1, 5, Some(2)).unwrap().preview);
+        assert!(hub.open(&c1, 5, Some(2), true).unwrap().preview);
         assert!(matches!(
             seen(&mut rx1)[..],
             [
@@ -1122,6 +1135,30 @@ mod tests {
         assert!(!hub.typing(&c1, 5));
     }
 
+    /// A member who left a room that has no previews (private, DM) between
+    /// the caller's rights check and `open` is refused, not made a
+    /// previewer: the room's events and presence stay with its members.
+    #[test]
+    fn a_room_without_previews_is_not_opened_by_someone_who_left_it() {
+        let hub = Hub::new();
+        let (ann, wat) = (user(1, "Ann"), user(2, "Wat"));
+        let (w, mut w_rx) = online(&hub, &wat, &[5]);
+        hub.open(&w, 5, None, false).unwrap();
+        let (a, mut rx) = online(&hub, &ann, &[5]);
+        seen(&mut w_rx);
+        seen(&mut rx);
+        // The check passed while Ann was a member; the leave lands first.
+        hub.member_removed(ann.id, 5);
+        seen(&mut rx);
+        assert_eq!(hub.open(&a, 5, Some(1), false), Err(HubError::NotMember));
+        assert!(!a.is_open(5));
+        assert!(seen(&mut rx).is_empty(), "no presence, no replay");
+        assert_eq!(hub.publish(5, 9, &event("e")), 1, "wat only");
+        assert!(seen(&mut rx).is_empty());
+        // A member opens it as before.
+        assert!(!hub.open(&w, 5, None, false).unwrap().preview);
+    }
+
     #[test]
     fn ended_sessions_are_kicked_with_1008() {
         let hub = Hub::new();
@@ -1153,7 +1190,7 @@ mod tests {
                         hub.hello(&conn, memberships(&[room, 7]), hello(&who))
                             .unwrap();
                         hub.resume(&conn, &BTreeMap::new()).unwrap();
-                        hub.open(&conn, (room + 1) % 5, None).unwrap();
+                        hub.open(&conn, (room + 1) % 5, None, true).unwrap();
                         hub.publish(room, round, &event("e"));
                         if round % 2 == 0 {
                             hub.member_added(who.id, &summary(8, 0));

@@ -12,7 +12,7 @@ use super::{
 use crate::{
     chat::{
         messages::{page_size, HistoryQuery, Post},
-        policy::Action,
+        policy::{self, Action},
         Chat,
     },
     commit::{plan::Command, Reply},
@@ -21,7 +21,7 @@ use crate::{
 };
 use app::protocol::{
     v2::{ClientFrame, ServerFrame, PROTOCOL_VERSION, RESUME_BUDGET, RESUME_LIMIT},
-    ApiError, ErrorCode, EventKind, Me, Role,
+    ApiError, ErrorCode, EventKind, Me, Role, RoomKind,
 };
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use futures::{SinkExt, StreamExt};
@@ -418,17 +418,24 @@ impl Session {
     /// seq. An open room is already streamed, so opening it again replays
     /// nothing.
     async fn open(&self, room_id: i64, since: Option<i64>) -> Result<(), ApiError> {
-        self.state
+        let kind = self
+            .state
             .chat
-            .may(&self.conn.user, room_id, Action::Open)
+            .may_in(&self.conn.user, room_id, Action::Open)
             .await?;
         // A member's events come by membership; `since` still replays what
         // its timeline lacks (a page loaded before the events that followed
         // it), deduplicated against the live stream. Opening an open room
         // again replays nothing.
         let since = since.filter(|_| !self.conn.is_open(room_id));
-        match self.state.hub.open(&self.conn, room_id, since) {
+        match self
+            .state
+            .hub
+            .open(&self.conn, room_id, since, kind == RoomKind::Public)
+        {
             Ok(_) | Err(HubError::Gone) => Ok(()),
+            // Left since the check: answered as the policy answers outsiders.
+            Err(HubError::NotMember) => Err(policy::Denied::NotFound.into()),
             Err(err) => Err(ApiError::new(ErrorCode::BadFrame, err.to_string())),
         }
     }
