@@ -36,14 +36,19 @@ type Answer = Result<Receipt, ApiError>;
 /// A new guest, as others see them, joined to general as the server joins
 /// every new user (`Chat::join_defaults`).
 async fn guest(store: &Store, name: &str) -> UserInfo {
-    let user = store
+    let user = loner(store, name).await;
+    ok(&join_general(store, &user).await);
+    user
+}
+
+/// A new guest who belongs to no room (not even general).
+async fn loner(store: &Store, name: &str) -> UserInfo {
+    store
         .accounts
         .create_guest(name, NOW)
         .await
         .unwrap()
-        .public();
-    ok(&join_general(store, &user).await);
-    user
+        .public()
 }
 
 /// The silent join of general a new user gets, under its fixed key.
@@ -155,13 +160,8 @@ async fn sqlite_posts_take_the_room_counter_and_write_events_and_commands() {
     let url = format!("sqlite://{}", dir.path().join("chat.db").display());
     let store = server::store::open(&url).await.unwrap();
     let db = sqlx::SqlitePool::connect(&url).await.unwrap();
-    // Not joined to general: the hook sees this test's events only.
-    let ann = store
-        .accounts
-        .create_guest("ann", NOW)
-        .await
-        .unwrap()
-        .public();
+    // Not joined to general: the only events are this test's.
+    let ann = loner(&store, "ann").await;
     let room = store
         .rooms
         .create_room("r", "r", ann.id, NOW)
@@ -1769,12 +1769,7 @@ async fn sqlite_hook_failure_rolls_back_messages_and_events() {
     );
     let db = sqlx::SqlitePool::connect(&url).await.unwrap();
     // Not joined to general: the hook sees this test's events only.
-    let ann = store
-        .accounts
-        .create_guest("ann", NOW)
-        .await
-        .unwrap()
-        .public();
+    let ann = loner(&store, "ann").await;
     let room = store
         .rooms
         .create_room("r", "r", ann.id, NOW)
