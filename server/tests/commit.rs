@@ -75,7 +75,7 @@ async fn user(store: &Store, name: &str) -> UserInfo {
         &*store.events,
         &[Entry {
             actor: user.clone(),
-            client_id: Some(format!("00000000-0000-4000-8000-{general:012x}")),
+            client_id: Some(server::chat::members::default_join_key(general)),
             command: Command::Join {
                 room_id: general,
                 silent: true,

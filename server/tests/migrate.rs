@@ -539,7 +539,7 @@ async fn check_writes_after_the_upgrade(store: &Store, expected: &Value) {
         &*store.events,
         &[Entry {
             actor: new.public(),
-            client_id: Some(format!("00000000-0000-4000-8000-{:012x}", general.id)),
+            client_id: Some(server::chat::members::default_join_key(general.id)),
             command: Command::Join {
                 room_id: general.id,
                 silent: true,

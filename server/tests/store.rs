@@ -58,7 +58,7 @@ async fn join_general(store: &Store, user: &UserInfo) -> Answer {
         store,
         &[entry(
             user,
-            &format!("00000000-0000-4000-8000-{general:012x}"),
+            &server::chat::members::default_join_key(general),
             Command::Join {
                 room_id: general,
                 silent: true,

@@ -4,6 +4,12 @@ use super::{policy::Action, Chat};
 use crate::{commit::plan::Command, unavailable};
 use app::protocol::{ApiError, ErrorCode, MemberInfo, RoomSummary, UserInfo};
 
+/// The `client_id` of a user's automatic join of the `auto_join` room
+/// `room_id` ([`Chat::join_defaults`]).
+pub fn default_join_key(room_id: i64) -> String {
+    format!("00000000-0000-4000-8000-{room_id:012x}")
+}
+
 /// Most members one `members` call returns.
 pub const MEMBERS_PAGE: u32 = 100;
 
@@ -44,17 +50,16 @@ impl Chat {
                 .committer
                 .call(
                     user.clone(),
-                    Some(format!("00000000-0000-4000-8000-{room_id:012x}")),
+                    Some(default_join_key(room_id)),
                     Command::Join {
                         room_id,
                         silent: true,
                     },
                 )
                 .await;
-            match joined {
-                Err(err) if err.code == ErrorCode::Banned => {}
-                other => {
-                    other?;
+            if let Err(err) = joined {
+                if err.code != ErrorCode::Banned {
+                    return Err(err);
                 }
             }
         }

@@ -99,7 +99,7 @@ impl Chat {
     /// Whether `user` may do `action` in `room_id` (the answer every
     /// transport gives when not).
     pub async fn may(&self, user: &UserInfo, room_id: i64, action: Action) -> Result<(), ApiError> {
-        self.authorize(user, room_id, action).await.map(|_| ())
+        self.may_in(user, room_id, action).await.map(|_| ())
     }
 
     /// [`Chat::may`], answering the room's kind when allowed.
