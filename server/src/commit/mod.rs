@@ -122,7 +122,19 @@ impl Committer {
     ) -> (Self, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE);
         let health = Arc::new(WriteHealth::default());
-        let task = tokio::spawn(run(rx, events, hub, health.clone(), stop));
+        // The committer runs on a thread of its own, not as a task among the
+        // connections' tasks: a batch is a dozen round trips to SQLite's
+        // thread, and as a task each of them waited behind every writer task
+        // a fan-out had just woken (1,000 readers at 500k deliveries/s: p99
+        // 47–72 ms on its own thread against 74–118 ms as a task, 3 runs
+        // each, `bench/results/2026-12-02-committer-thread.md`).
+        // `Handle::block_on` keeps the runtime's timers and `tokio::spawn`
+        // for what it calls.
+        let runtime = tokio::runtime::Handle::current();
+        let health_run = health.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            runtime.block_on(run(rx, events, hub, health_run, stop));
+        });
         (Self { tx, health }, task)
     }
 
