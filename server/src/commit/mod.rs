@@ -1,7 +1,7 @@
 //! The batch committer: the one place state changes become durable and
 //! ordered.
 //!
-//! Commands from every connection and server function queue here. One task
+//! Commands from every connection and server function queue here. One thread
 //! takes everything queued (up to [`MAX_BATCH`]) and commits it in one
 //! transaction ([`write`]), in which every command is authorised again
 //! ([`plan`], over `chat::policy`) and every event gets its room's next
