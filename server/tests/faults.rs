@@ -604,7 +604,10 @@ async fn fault_sigterm_closes_every_busy_socket_with_1012() {
     const SOCKETS: usize = 60;
     let mut server = ServerProcess::spawn().await;
     let acked = Arc::new(AtomicUsize::new(0));
-    let mut tasks = Vec::new();
+    // Every room and socket exists before any socket starts sending: set up
+    // behind 60 flooding senders, each creation would wait its turn in a
+    // committer queue thousands of sends deep.
+    let mut clients = Vec::new();
     for i in 0..SOCKETS {
         // A room each: a shared one would fan every send out 60 times and
         // turn busy sockets into slow consumers (1013).
@@ -613,9 +616,12 @@ async fn fault_sigterm_closes_every_busy_socket_with_1012() {
         assert_eq!(status, 200, "{body}");
         let room = body["id"].as_i64().expect("room id");
         // Its creator is a member: the room's events reach the socket.
-        let client = server.ws(&cookie).await;
-        tasks.push(tokio::spawn(busy_socket(client, room, acked.clone())));
+        clients.push((server.ws(&cookie).await, room));
     }
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .map(|(client, room)| tokio::spawn(busy_socket(client, room, acked.clone())))
+        .collect();
     until("every socket has had an ack", || {
         acked.load(Ordering::SeqCst) == SOCKETS
     })
