@@ -84,16 +84,28 @@ async fn read_loop<H: Handler>(
     // this much silence means the peer is gone (sleep, lost network).
     let ping = Duration::from_secs(state.config.ws_ping_secs.max(1));
     let silence = ping * 2 + Duration::from_secs(1);
+    // One timer for the connection's life, moved on only when it fires: a
+    // timer armed per frame would cost a timer-wheel insert and removal for
+    // every frame read.
+    let mut heard = tokio::time::Instant::now();
+    let deadline = tokio::time::sleep(silence);
+    tokio::pin!(deadline);
     loop {
-        let message = match tokio::time::timeout(silence, stream.next()).await {
-            Ok(Some(message)) => message,
-            Ok(None) => return,
-            Err(_) => {
+        let next = tokio::select! {
+            biased;
+            next = stream.next() => next,
+            () = &mut deadline => {
+                if heard.elapsed() < silence {
+                    deadline.as_mut().reset(heard + silence);
+                    continue;
+                }
                 tracing::info!(conn = handler.link().id(), "peer silent; closing");
                 handler.link().kick(Close::Gone);
                 return;
             }
         };
+        let Some(message) = next else { return };
+        heard = tokio::time::Instant::now();
         // A kicked connection (e.g. its session ended) is closing: nothing
         // more it sends may act.
         if handler.link().is_kicked() {

@@ -47,11 +47,16 @@ pub(super) async fn write_loop<L: Link, W: Writer>(
 ) {
     let every = Duration::from_secs(state.config.ws_ping_secs.max(1));
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    // Waited on for the connection's life, not made anew for every frame:
+    // each new one registers with (and then leaves) a waiter list.
+    let kicked = conn.kicked();
+    let shutdown = state.shutdown.cancelled();
+    tokio::pin!(kicked, shutdown);
     let close = loop {
         let first = tokio::select! {
             biased;
-            close = conn.kicked() => break close,
-            () = state.shutdown.cancelled() => break Close::Restart,
+            close = &mut kicked => break close,
+            () = &mut shutdown => break Close::Restart,
             _ = ping.tick() => {
                 if sink.send(Message::Ping(bytes::Bytes::new())).await.is_err() {
                     return;
@@ -63,29 +68,38 @@ pub(super) async fn write_loop<L: Link, W: Writer>(
                 None => break Close::Normal,
             },
         };
-        // Coalesce: everything already queued goes out with one flush.
-        let burst = async {
-            let mut next = Some(first);
-            let mut written = 0;
-            while let Some(out) = next.take() {
-                writer.write(&mut sink, out).await?;
-                written += 1;
-                if written < MAX_COALESCE {
-                    next = queue.try_recv().ok();
+        let outcome = {
+            // Coalesce: everything already queued goes out with one flush.
+            let burst = async {
+                let mut next = Some(first);
+                let mut written = 0;
+                while let Some(out) = next.take() {
+                    writer.write(&mut sink, out).await?;
+                    written += 1;
+                    if written < MAX_COALESCE {
+                        next = queue.try_recv().ok();
+                    }
                 }
-            }
-            sink.flush().await.map_err(|_| Close::Normal)
-        };
-        // A peer that stops reading blocks the write once the socket buffers
-        // are full: a kick, shutdown or the write timeout must still end it.
-        // `finish` then tries the close frame, briefly.
-        let outcome = tokio::select! {
-            result = burst => result,
-            close = conn.kicked() => Err(close),
-            () = state.shutdown.cancelled() => Err(Close::Restart),
-            () = tokio::time::sleep(WRITE_TIMEOUT) => {
-                tracing::info!(conn = conn.id(), "write timed out; dropping connection");
-                return;
+                sink.flush().await.map_err(|_| Close::Normal)
+            };
+            tokio::pin!(burst);
+            // Nearly every burst is written at once (the socket has room); only
+            // one that has to wait arms the write timeout, so the common case
+            // costs no timer.
+            match futures::poll!(&mut burst) {
+                std::task::Poll::Ready(result) => result,
+                // A peer that stops reading blocks the write once the socket
+                // buffers are full: a kick, shutdown or the write timeout must
+                // still end it. `finish` then tries the close frame, briefly.
+                std::task::Poll::Pending => tokio::select! {
+                    result = &mut burst => result,
+                    close = &mut kicked => Err(close),
+                    () = &mut shutdown => Err(Close::Restart),
+                    () = tokio::time::sleep(WRITE_TIMEOUT) => {
+                        tracing::info!(conn = conn.id(), "write timed out; dropping connection");
+                        return;
+                    }
+                },
             }
         };
         if let Err(close) = outcome {
