@@ -239,8 +239,8 @@ impl Hub {
                 self.with_room(room_id, true, |live| {
                     // A preview already streams the room live: it becomes the
                     // membership's stream without a hole or a replay.
-                    let previewing = room::remove(&mut live.previewers, conn.id);
-                    room::add(&mut live.recipients, conn);
+                    let previewing = live.previewers.remove(conn.id);
+                    live.recipients.add(conn);
                     let after = cursors
                         .get(&room_id)
                         .copied()
@@ -277,7 +277,7 @@ impl Hub {
                 let last = !state.online();
                 for &room_id in state.rooms.keys() {
                     self.with_room(room_id, false, |live| {
-                        room::remove(&mut live.recipients, conn.id);
+                        live.recipients.remove(conn.id);
                         if last {
                             live.tell_open(&presence_changed(room_id, &conn.user, false), None);
                         }
@@ -324,9 +324,9 @@ impl Hub {
                 self.leave_open(conn.id, oldest);
             }
             self.with_room(room_id, true, |live| {
-                room::add(&mut live.open, conn);
+                live.open.add(conn);
                 if !member {
-                    room::add(&mut live.previewers, conn);
+                    live.previewers.add(conn);
                 }
                 conn.push(Out::Frame(live.presence(room_id)));
                 if let Some(after) = since {
@@ -426,8 +426,8 @@ impl Hub {
             };
             self.with_room(room_id, true, |live| {
                 for conn in &resumed {
-                    room::remove(&mut live.previewers, conn.id);
-                    room::add(&mut live.recipients, conn);
+                    live.previewers.remove(conn.id);
+                    live.recipients.add(conn);
                 }
                 if !was_member {
                     live.tell_open(&presence_changed(room_id, &user, true), None);
@@ -459,9 +459,9 @@ impl Hub {
             }
             self.with_room(room_id, false, |live| {
                 for &id in &ids {
-                    room::remove(&mut live.recipients, id);
-                    room::remove(&mut live.previewers, id);
-                    room::remove(&mut live.open, id);
+                    live.recipients.remove(id);
+                    live.previewers.remove(id);
+                    live.open.remove(id);
                 }
                 if let Some(user) = online.filter(|_| was_member) {
                     live.tell_open(&presence_changed(room_id, &user, false), None);
@@ -532,8 +532,8 @@ impl Hub {
     /// Ends the previewing and open state of a connection in a room.
     fn leave_open(&self, conn_id: u64, room_id: i64) {
         self.with_room(room_id, false, |live| {
-            room::remove(&mut live.open, conn_id);
-            room::remove(&mut live.previewers, conn_id);
+            live.open.remove(conn_id);
+            live.previewers.remove(conn_id);
         });
     }
 
