@@ -165,8 +165,7 @@ impl Conns {
             if let Some(moved) = self.list.get(at) {
                 self.at.insert(moved.id, at);
             }
-            // Well below the threshold, so that a list hovering around it
-            // does not build and drop its index again and again.
+            // As `reindex` does.
             if self.list.len() < INDEX_FROM / 2 {
                 self.at = HashMap::new();
             }
@@ -183,9 +182,11 @@ impl Conns {
         }
     }
 
-    /// Rebuilds the index, or drops it once the list is short.
+    /// Rebuilds the index. It is built past [`INDEX_FROM`] connections and
+    /// dropped only below half of that, so that a list hovering around the
+    /// threshold does not build and drop it again and again.
     fn reindex(&mut self) {
-        self.at = if self.list.len() > INDEX_FROM {
+        self.at = if self.list.len() >= INDEX_FROM / 2 {
             self.list
                 .iter()
                 .enumerate()
@@ -246,6 +247,15 @@ mod tests {
         assert_eq!(ids(&list), left);
         list.retain(|c| c.id % 2 == 0);
         left.retain(|id| id % 2 == 0);
+        assert_eq!(ids(&list), left);
+        for id in left.clone() {
+            if id > 100 {
+                list.remove(id);
+            }
+        }
+        left.retain(|&id| id <= 100);
+        assert!(left.len() < 64 && left.len() >= 32, "{}", left.len());
+        assert!(!list.at.is_empty(), "the index outlives a dip below 64");
         assert_eq!(ids(&list), left);
         for id in left.clone() {
             if id > 20 {
