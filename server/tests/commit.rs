@@ -8,7 +8,7 @@ use server::commit::{
     write::{commit_batch, Entry, Receipt},
 };
 use server::store::{
-    sqlite::{SqliteHook, SqliteStore},
+    sqlite::{rusqlite, SqliteHook, SqliteStore},
     AppendedEvent, Store, StoreError,
 };
 use std::sync::{
@@ -22,11 +22,10 @@ const NOW: i64 = 1_700_000_000_000;
 /// reached commit (one per transaction the committer used).
 struct Failing(AtomicBool, AtomicUsize);
 
-#[async_trait::async_trait]
 impl SqliteHook for Failing {
-    async fn before_commit(
+    fn before_commit(
         &self,
-        _: &mut sqlx::SqliteConnection,
+        _: &rusqlite::Connection,
         _: &[AppendedEvent],
     ) -> server::store::Result<()> {
         if self.0.load(Ordering::SeqCst) {

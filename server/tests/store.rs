@@ -18,7 +18,7 @@ use server::commit::{
     write::{commit_batch, Entry, Receipt},
 };
 use server::store::{
-    sqlite::{SqliteHook, SqliteStore},
+    sqlite::{rusqlite, SqliteHook, SqliteStore},
     AppendedEvent, AroundPage, Claim, Done, MemberChange, MemberState, Membership, MessageRow,
     NewEvent, NewRoom, OidcFlow, Profile, ReadState, Role, RoomChange, RoomRow, Store, StoreError,
     StoredMessage,
@@ -1734,18 +1734,15 @@ struct Recorder {
     fail: std::sync::atomic::AtomicBool,
 }
 
-#[async_trait::async_trait]
 impl SqliteHook for Recorder {
-    async fn before_commit(
+    fn before_commit(
         &self,
-        conn: &mut sqlx::SqliteConnection,
+        conn: &rusqlite::Connection,
         events: &[AppendedEvent],
     ) -> server::store::Result<()> {
         self.seen.lock().unwrap().extend_from_slice(events);
         // The hook writes in the batch's transaction.
-        sqlx::query("UPDATE write_probe SET at = at WHERE id = 1")
-            .execute(&mut *conn)
-            .await?;
+        conn.execute("UPDATE write_probe SET at = at WHERE id = 1", [])?;
         if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(StoreError::Missing("hook"));
         }

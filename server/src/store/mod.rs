@@ -34,6 +34,9 @@ pub enum StoreError {
     /// The database failed or cannot be reached.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// The database failed, on SQLite's writing connection.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     /// A hook of the committing transaction failed: the batch was rolled
     /// back. Never a constraint error, whatever the hook's cause: the
     /// commands are not at fault, so they are answered `unavailable`.
@@ -53,6 +56,9 @@ impl StoreError {
             StoreError::Conflict | StoreError::Missing(_) => true,
             StoreError::Database(sqlx::Error::Database(db)) => {
                 !matches!(db.kind(), sqlx::error::ErrorKind::Other)
+            }
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => {
+                e.code == rusqlite::ErrorCode::ConstraintViolation
             }
             _ => false,
         }
