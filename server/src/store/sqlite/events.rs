@@ -169,8 +169,8 @@ async fn users_by_id(conn: &mut SqliteConnection, ids: &[i64]) -> Result<HashMap
 ///
 /// Every step runs synchronously on the caller's thread (the committer's):
 /// its futures are ready at once. Each statement is prepared once for the
-/// connection's life and run once per row, which costs SQLite no more than a
-/// multi-row statement and needs no split at its limit on bound values.
+/// connection's life and run once per row (a key, a room, a message, an
+/// event), so no statement grows with the batch.
 /// Dropped without [`EventTx::commit`] (an error, a hook's refusal, a
 /// cancelled task), its [`Writer`] closes the connection, which rolls the
 /// transaction back, and the next write opens a new one.
