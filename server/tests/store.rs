@@ -154,6 +154,19 @@ async fn sqlite_keeps_the_store_contract() {
 /// What the SQLite store writes beside the messages, read back with SQL: the
 /// seq comes from the room's counter (which later event kinds advance too),
 /// each post has a `posted` event without its text and a processed command.
+/// The writer and the readers open one file: a database only in memory
+/// would be two, so it is refused with a clear error.
+#[tokio::test]
+async fn sqlite_refuses_an_in_memory_database() {
+    for url in ["sqlite::memory:", "sqlite://:memory:"] {
+        let err = SqliteStore::open(url).await.unwrap_err();
+        assert!(
+            err.to_string().contains("must name a SQLite file"),
+            "{url}: {err}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn sqlite_posts_take_the_room_counter_and_write_events_and_commands() {
     let dir = tempfile::tempdir().unwrap();

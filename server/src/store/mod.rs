@@ -57,8 +57,17 @@ impl StoreError {
             StoreError::Database(sqlx::Error::Database(db)) => {
                 !matches!(db.kind(), sqlx::error::ErrorKind::Other)
             }
+            // The constraints sqlx names (its `ErrorKind`), no others.
             StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => {
-                e.code == rusqlite::ErrorCode::ConstraintViolation
+                use rusqlite::ffi;
+                [
+                    ffi::SQLITE_CONSTRAINT_UNIQUE,
+                    ffi::SQLITE_CONSTRAINT_PRIMARYKEY,
+                    ffi::SQLITE_CONSTRAINT_FOREIGNKEY,
+                    ffi::SQLITE_CONSTRAINT_NOTNULL,
+                    ffi::SQLITE_CONSTRAINT_CHECK,
+                ]
+                .contains(&e.extended_code)
             }
             _ => false,
         }

@@ -183,7 +183,7 @@ pub(super) struct SqliteEventTx {
 #[async_trait]
 impl Events for SqliteStore {
     async fn begin(&self) -> Result<Box<dyn EventTx>> {
-        let mut w = self.writer().await;
+        let mut w = self.writer().await?;
         // BEGIN IMMEDIATE takes the write lock up front, so the transaction
         // never has to upgrade a read lock (which SQLite may refuse with BUSY).
         w.conn()?.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;

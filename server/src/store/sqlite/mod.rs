@@ -88,7 +88,15 @@ impl SqliteStore {
                 std::fs::create_dir_all(dir).map_err(|e| StoreError::Database(e.into()))?;
             }
         }
+        // The writer opens the file by its path: a database only in memory
+        // would be a different one for it and for the readers.
         let path = options.get_filename().to_owned();
+        let name = path.to_string_lossy();
+        if name.is_empty() || name.starts_with(':') || name.starts_with("file:") {
+            return Err(StoreError::Database(sqlx::Error::Configuration(
+                format!("DATABASE_URL must name a SQLite file, not {url}").into(),
+            )));
+        }
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .connect_with(options)
@@ -105,7 +113,7 @@ impl SqliteStore {
     }
 
     /// The writing connection (waiting while another write holds it).
-    async fn writer(&self) -> Writer {
+    async fn writer(&self) -> Result<Writer> {
         self.writer.acquire().await
     }
 
@@ -117,7 +125,7 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&mut rusqlite::Connection) -> Result<T> + Send + 'static,
     {
-        let mut w = self.writer().await;
+        let mut w = self.writer().await?;
         tokio::task::spawn_blocking(move || {
             let out = write(w.conn()?)?;
             w.ok();

@@ -4,7 +4,6 @@ use super::{user, SqliteStore};
 use crate::store::{OidcFlow, Result, Sessions, StoreError};
 use app::protocol::Me;
 use async_trait::async_trait;
-use rusqlite::OptionalExtension;
 use std::collections::HashSet;
 
 /// Session hashes looked up per statement by `live_sessions`.
@@ -111,13 +110,16 @@ impl Sessions for SqliteStore {
     async fn take_oidc_flow(&self, state_hash: &[u8]) -> Result<Option<OidcFlow>> {
         let state_hash = state_hash.to_owned();
         self.write(move |c| {
-            // One statement: two callbacks racing with the same state cannot both get it.
-            let row = c
-                .prepare_cached(
-                    "DELETE FROM oidc_flows WHERE state_hash = ?1
-                     RETURNING state_hash, browser_hash, provider, nonce, pkce_verifier, expires_at",
-                )?
-                .query_row([state_hash], |row| {
+            // One statement: two callbacks racing with the same state cannot
+            // both get it. Run to its end, not just its first row: SQLite
+            // saves a DELETE … RETURNING only once every row has been read,
+            // and an error saving it must not be lost.
+            let mut delete = c.prepare_cached(
+                "DELETE FROM oidc_flows WHERE state_hash = ?1
+                 RETURNING state_hash, browser_hash, provider, nonce, pkce_verifier, expires_at",
+            )?;
+            let rows = delete
+                .query_map([state_hash], |row| {
                     Ok((
                         row.get::<_, Vec<u8>>(0)?,
                         row.get::<_, Vec<u8>>(1)?,
@@ -126,8 +128,9 @@ impl Sessions for SqliteStore {
                         row.get(4)?,
                         row.get(5)?,
                     ))
-                })
-                .optional()?;
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let row = rows.into_iter().next();
             let Some((state, browser, provider, nonce, pkce_verifier, expires_at)) = row else {
                 return Ok(None);
             };

@@ -36,6 +36,11 @@ const WAL_AUTOCHECKPOINT_PAGES: u32 = 20_000;
 /// spare (rusqlite's default keeps 16).
 const STATEMENT_CACHE: usize = 64;
 
+/// How long a write waits for the writing connection (another write holds
+/// it: a COMMIT stuck in fsync on a sick disk, say) before failing, as
+/// sqlx's pool did.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How long a write waits for SQLite's file lock (held by a checkpoint, or
 /// by another process such as a test reading the file) before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -63,12 +68,13 @@ impl WriterPool {
         }))))
     }
 
-    /// The writing connection, waiting while another write holds it.
-    pub(super) async fn acquire(&self) -> Writer {
-        Writer {
-            slot: self.0.clone().lock_owned().await,
-            ok: false,
-        }
+    /// The writing connection, waiting while another write holds it (at
+    /// most [`ACQUIRE_TIMEOUT`]).
+    pub(super) async fn acquire(&self) -> Result<Writer> {
+        let slot = tokio::time::timeout(ACQUIRE_TIMEOUT, self.0.clone().lock_owned())
+            .await
+            .map_err(|_| StoreError::Database(sqlx::Error::PoolTimedOut))?;
+        Ok(Writer { slot, ok: false })
     }
 }
 
