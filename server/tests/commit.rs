@@ -8,7 +8,7 @@ use server::commit::{
     write::{commit_batch, Entry, Receipt},
 };
 use server::store::{
-    sqlite::{rusqlite, SqliteHook, SqliteStore},
+    sqlite::{SqliteHook, SqliteStore},
     AppendedEvent, Store, StoreError,
 };
 use std::sync::{
@@ -22,10 +22,11 @@ const NOW: i64 = 1_700_000_000_000;
 /// reached commit (one per transaction the committer used).
 struct Failing(AtomicBool, AtomicUsize);
 
+#[async_trait::async_trait]
 impl SqliteHook for Failing {
-    fn before_commit(
+    async fn before_commit(
         &self,
-        _: &rusqlite::Connection,
+        _: &mut sqlx::SqliteConnection,
         _: &[AppendedEvent],
     ) -> server::store::Result<()> {
         if self.0.load(Ordering::SeqCst) {

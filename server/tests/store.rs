@@ -18,7 +18,7 @@ use server::commit::{
     write::{commit_batch, Entry, Receipt},
 };
 use server::store::{
-    sqlite::{rusqlite, SqliteHook, SqliteStore},
+    sqlite::{SqliteHook, SqliteStore},
     AppendedEvent, AroundPage, Claim, Done, MemberChange, MemberState, Membership, MessageRow,
     NewEvent, NewRoom, OidcFlow, Profile, ReadState, Role, RoomChange, RoomRow, Store, StoreError,
     StoredMessage,
@@ -154,19 +154,6 @@ async fn sqlite_keeps_the_store_contract() {
 /// What the SQLite store writes beside the messages, read back with SQL: the
 /// seq comes from the room's counter (which later event kinds advance too),
 /// each post has a `posted` event without its text and a processed command.
-/// The writer and the readers open one file: a database only in memory
-/// would be two, so it is refused with a clear error.
-#[tokio::test]
-async fn sqlite_refuses_an_in_memory_database() {
-    for url in ["sqlite::memory:", "sqlite://:memory:"] {
-        let err = SqliteStore::open(url).await.unwrap_err();
-        assert!(
-            err.to_string().contains("must name a SQLite file"),
-            "{url}: {err}"
-        );
-    }
-}
-
 #[tokio::test]
 async fn sqlite_posts_take_the_room_counter_and_write_events_and_commands() {
     let dir = tempfile::tempdir().unwrap();
@@ -1747,15 +1734,18 @@ struct Recorder {
     fail: std::sync::atomic::AtomicBool,
 }
 
+#[async_trait::async_trait]
 impl SqliteHook for Recorder {
-    fn before_commit(
+    async fn before_commit(
         &self,
-        conn: &rusqlite::Connection,
+        conn: &mut sqlx::SqliteConnection,
         events: &[AppendedEvent],
     ) -> server::store::Result<()> {
         self.seen.lock().unwrap().extend_from_slice(events);
         // The hook writes in the batch's transaction.
-        conn.execute("UPDATE write_probe SET at = at WHERE id = 1", [])?;
+        sqlx::query("UPDATE write_probe SET at = at WHERE id = 1")
+            .execute(&mut *conn)
+            .await?;
         if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(StoreError::Missing("hook"));
         }

@@ -123,14 +123,11 @@ impl Committer {
         let (tx, rx) = mpsc::channel(QUEUE);
         let health = Arc::new(WriteHealth::default());
         // The committer runs on a thread of its own, not as a task among the
-        // connections' tasks: it runs each batch's statements on SQLite
-        // synchronously, COMMIT's fsync included (`store::sqlite::writer`),
-        // which would stall every task of a runtime thread. On its own thread
-        // it also never waits behind the writer tasks a fan-out has just
-        // woken (1,000 readers at 500k deliveries/s, when a batch still
-        // awaited sqlx's thread: p99 47–72 ms on its own thread against
-        // 74–118 ms as a task, 3 runs each,
-        // `bench/results/2026-12-02-committer-thread.md`).
+        // connections' tasks: a batch is a dozen round trips to SQLite's
+        // thread, and as a task each of them waited behind every writer task
+        // a fan-out had just woken (1,000 readers at 500k deliveries/s: p99
+        // 47–72 ms on its own thread against 74–118 ms as a task, 3 runs
+        // each, `bench/results/2026-12-02-committer-thread.md`).
         // `Handle::block_on` keeps the runtime's timers and `tokio::spawn`
         // for what it calls.
         let runtime = tokio::runtime::Handle::current();

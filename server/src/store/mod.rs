@@ -34,9 +34,6 @@ pub enum StoreError {
     /// The database failed or cannot be reached.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
-    /// The database failed, on SQLite's writing connection.
-    #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
     /// A hook of the committing transaction failed: the batch was rolled
     /// back. Never a constraint error, whatever the hook's cause: the
     /// commands are not at fault, so they are answered `unavailable`.
@@ -56,18 +53,6 @@ impl StoreError {
             StoreError::Conflict | StoreError::Missing(_) => true,
             StoreError::Database(sqlx::Error::Database(db)) => {
                 !matches!(db.kind(), sqlx::error::ErrorKind::Other)
-            }
-            // The constraints sqlx names (its `ErrorKind`), no others.
-            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => {
-                use rusqlite::ffi;
-                [
-                    ffi::SQLITE_CONSTRAINT_UNIQUE,
-                    ffi::SQLITE_CONSTRAINT_PRIMARYKEY,
-                    ffi::SQLITE_CONSTRAINT_FOREIGNKEY,
-                    ffi::SQLITE_CONSTRAINT_NOTNULL,
-                    ffi::SQLITE_CONSTRAINT_CHECK,
-                ]
-                .contains(&e.extended_code)
             }
             _ => false,
         }

@@ -1,28 +1,30 @@
 //! [`Accounts`] on SQLite: users, local accounts and linked identities.
 
-use super::{user, writer::conflict_or, SqliteStore};
+use super::{conflict_or, user, SqliteStore};
 use crate::store::{Accounts, LocalAccount, Profile, Result, SignedIn};
 use app::protocol::Me;
 use async_trait::async_trait;
-use rusqlite::{OptionalExtension, TransactionBehavior};
-use sqlx::Row;
+use sqlx::{Connection, Row};
 
 #[async_trait]
 impl Accounts for SqliteStore {
     async fn create_guest(&self, name: &str, now: i64) -> Result<Me> {
-        let name = name.to_owned();
-        self.write(move |c| {
-            c.prepare_cached(
-                "INSERT INTO users (name, kind, created_at) VALUES (?1, 'guest', ?2)",
-            )?
-            .execute((&name, now))?;
-            Ok(Me {
-                id: c.last_insert_rowid(),
-                name,
-                ..Me::default()
-            })
+        let mut w = self.writer().await?;
+        let mut tx = w.begin_with("BEGIN IMMEDIATE").await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO users (name, kind, created_at) VALUES (?, 'guest', ?) RETURNING id",
+        )
+        .bind(name)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        w.ok();
+        Ok(Me {
+            id,
+            name: name.to_owned(),
+            ..Me::default()
         })
-        .await
     }
 
     async fn create_local_account(
@@ -33,30 +35,35 @@ impl Accounts for SqliteStore {
         password_hash: &str,
         now: i64,
     ) -> Result<Me> {
-        let (name, email) = (name.to_owned(), email.to_owned());
-        let (email_key, password_hash) = (email_key.to_owned(), password_hash.to_owned());
-        self.write(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            tx.prepare_cached(
-                "INSERT INTO users (name, kind, email, created_at) VALUES (?1, 'local', ?2, ?3)",
-            )?
-            .execute((&name, &email, now))?;
-            let id = tx.last_insert_rowid();
-            tx.prepare_cached(
-                "INSERT INTO local_accounts (email_key, user_id, password_hash, created_at)
-                 VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute((&email_key, id, &password_hash, now))
-            .map_err(conflict_or)?;
-            tx.commit()?;
-            Ok(Me {
-                id,
-                name,
-                email: Some(email),
-                picture: None,
-            })
-        })
+        let mut w = self.writer().await?;
+        let mut tx = w.begin_with("BEGIN IMMEDIATE").await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO users (name, kind, email, created_at) VALUES (?, 'local', ?, ?) RETURNING id",
+        )
+        .bind(name)
+        .bind(email)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO local_accounts (email_key, user_id, password_hash, created_at)
+             VALUES (?, ?, ?, ?)",
+        )
+        .bind(email_key)
+        .bind(id)
+        .bind(password_hash)
+        .bind(now)
+        .execute(&mut *tx)
         .await
+        .map_err(conflict_or)?;
+        tx.commit().await?;
+        w.ok();
+        Ok(Me {
+            id,
+            name: name.to_owned(),
+            email: Some(email.to_owned()),
+            picture: None,
+        })
     }
 
     async fn local_account(&self, email_key: &str) -> Result<Option<LocalAccount>> {
@@ -83,51 +90,68 @@ impl Accounts for SqliteStore {
         profile: &Profile,
         now: i64,
     ) -> Result<SignedIn> {
-        let (issuer, subject, profile) = (issuer.to_owned(), subject.to_owned(), profile.clone());
-        self.write(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let linked: Option<i64> = tx
-                .prepare_cached("SELECT user_id FROM identities WHERE issuer = ?1 AND subject = ?2")?
-                .query_row((&issuer, &subject), |row| row.get(0))
-                .optional()?;
-            let (id, created) = match linked {
-                Some(id) => {
-                    tx.prepare_cached(
-                        "UPDATE users SET name = ?1, email = ?2, picture = ?3 WHERE id = ?4",
-                    )?
-                    .execute((&profile.name, &profile.email, &profile.picture, id))?;
-                    tx.prepare_cached(
-                        "UPDATE identities SET last_login_at = ?1 WHERE issuer = ?2 AND subject = ?3",
-                    )?
-                    .execute((now, &issuer, &subject))?;
-                    (id, false)
-                }
-                None => {
-                    tx.prepare_cached(
-                        "INSERT INTO users (name, kind, email, picture, created_at)
-                         VALUES (?1, 'oidc', ?2, ?3, ?4)",
-                    )?
-                    .execute((&profile.name, &profile.email, &profile.picture, now))?;
-                    let id = tx.last_insert_rowid();
-                    tx.prepare_cached(
-                        "INSERT INTO identities (issuer, subject, user_id, created_at, last_login_at)
-                         VALUES (?1, ?2, ?3, ?4, ?4)",
-                    )?
-                    .execute((&issuer, &subject, id, now))?;
-                    (id, true)
-                }
-            };
-            tx.commit()?;
-            Ok(SignedIn {
-                user: Me {
-                    id,
-                    name: profile.name,
-                    email: profile.email,
-                    picture: profile.picture,
-                },
-                created,
-            })
+        let mut w = self.writer().await?;
+        let mut tx = w.begin_with("BEGIN IMMEDIATE").await?;
+        let linked: Option<i64> =
+            sqlx::query_scalar("SELECT user_id FROM identities WHERE issuer = ? AND subject = ?")
+                .bind(issuer)
+                .bind(subject)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let (id, created) = match linked {
+            Some(id) => {
+                sqlx::query("UPDATE users SET name = ?, email = ?, picture = ? WHERE id = ?")
+                    .bind(&profile.name)
+                    .bind(&profile.email)
+                    .bind(&profile.picture)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "UPDATE identities SET last_login_at = ? WHERE issuer = ? AND subject = ?",
+                )
+                .bind(now)
+                .bind(issuer)
+                .bind(subject)
+                .execute(&mut *tx)
+                .await?;
+                (id, false)
+            }
+            None => {
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO users (name, kind, email, picture, created_at)
+                     VALUES (?, 'oidc', ?, ?, ?) RETURNING id",
+                )
+                .bind(&profile.name)
+                .bind(&profile.email)
+                .bind(&profile.picture)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO identities (issuer, subject, user_id, created_at, last_login_at)
+                     VALUES (?, ?, ?, ?, ?)",
+                )
+                .bind(issuer)
+                .bind(subject)
+                .bind(id)
+                .bind(now)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                (id, true)
+            }
+        };
+        tx.commit().await?;
+        w.ok();
+        Ok(SignedIn {
+            user: Me {
+                id,
+                name: profile.name.clone(),
+                email: profile.email.clone(),
+                picture: profile.picture.clone(),
+            },
+            created,
         })
-        .await
     }
 }

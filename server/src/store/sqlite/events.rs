@@ -1,25 +1,22 @@
 //! [`Events`] on SQLite: the committing transaction, and history, replay
 //! and pages around a message read back from what it wrote.
 //!
-//! The transaction runs on the writing connection ([`super::writer`]),
-//! synchronously on the committer's thread: each step is one prepared
-//! statement run once per row (a key it looks up, a room whose seqs it
-//! reserves, a message, an event, a command it records), with no round trip
-//! between threads anywhere in a batch. The reads run on sqlx's pool.
+//! A batch costs a fixed number of statements whatever its size (plan v2
+//! §1, "Writing and reading it"): one lookup of the commands it repeats, one
+//! `UPDATE rooms … RETURNING` reserving every room's seqs, then one
+//! multi-row insert each into `messages`, `room_events` and `commands`, each
+//! split only when it would exceed SQLite's limit on bound values.
 
 use super::{
-    room_kind, rows_per_statement, standing, user_info,
-    writer::{conflict_or, Writer},
-    SqliteHook, SqliteStore,
+    room_kind, rows_per_statement, standing, user_info, values, SqliteHook, SqliteStore, Writer,
 };
 use crate::chat::policy::Standing;
 use crate::store::{
     AppendedEvent, AroundPage, Claim, Done, EventTx, Events, HistoryPage, MemberChange, MessageRow,
     NewEvent, NewRoom, ReadState, Result, RoomChange, RoomState, StoreError, StoredMessage,
 };
-use app::protocol::{Event, EventKind, Role, RoomKind, UserInfo};
+use app::protocol::{Event, EventKind, Role, UserInfo};
 use async_trait::async_trait;
-use rusqlite::OptionalExtension;
 use serde::{de::DeserializeOwned, Deserialize};
 use sqlx::{sqlite::SqliteRow, Row, SqliteConnection};
 use std::{
@@ -167,13 +164,11 @@ async fn users_by_id(conn: &mut SqliteConnection, ids: &[i64]) -> Result<HashMap
 /// The committer's transaction on SQLite: the writing connection inside
 /// `BEGIN IMMEDIATE`, and the events appended so far, for the hooks.
 ///
-/// Every step runs synchronously on the caller's thread (the committer's):
-/// its futures are ready at once. Each statement is prepared once for the
-/// connection's life and run once per row (a key, a room, a message, an
-/// event), so no statement grows with the batch.
-/// Dropped without [`EventTx::commit`] (an error, a hook's refusal, a
-/// cancelled task), its [`Writer`] closes the connection, which rolls the
-/// transaction back, and the next write opens a new one.
+/// The transaction is opened with a plain statement rather than sqlx's
+/// `Transaction`, which would borrow the connection it is also handed back
+/// in. Dropped without [`EventTx::commit`] (an error, a hook's refusal, a
+/// cancelled task), its [`Writer`] is closed, not reused, and SQLite rolls
+/// the transaction back with the connection.
 pub(super) struct SqliteEventTx {
     w: Writer,
     hooks: Arc<[Arc<dyn SqliteHook>]>,
@@ -186,7 +181,7 @@ impl Events for SqliteStore {
         let mut w = self.writer().await?;
         // BEGIN IMMEDIATE takes the write lock up front, so the transaction
         // never has to upgrade a read lock (which SQLite may refuse with BUSY).
-        w.conn()?.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut *w).await?;
         Ok(Box::new(SqliteEventTx {
             w,
             hooks: self.hooks.clone(),
@@ -350,56 +345,92 @@ impl Events for SqliteStore {
     }
 }
 
+/// Advances each room's `seq` counter by its count, in one statement (per
+/// chunk), rooms in id order; returns each room's first reserved `seq`. A
+/// room that does not exist is [`StoreError::Missing`].
+///
+/// The counter is the only source of seqs, never `MAX(seq) + 1`: it is
+/// shared by every event kind and is what several PostgreSQL nodes agree on.
+async fn reserve_seqs(
+    conn: &mut SqliteConnection,
+    counts: &BTreeMap<i64, i64>,
+) -> Result<HashMap<i64, i64>> {
+    let mut reserved = HashMap::with_capacity(counts.len());
+    let rooms: Vec<(i64, i64)> = counts.iter().map(|(&id, &n)| (id, n)).collect();
+    for chunk in rooms.chunks(rows_per_statement(2)) {
+        let sql = format!(
+            "UPDATE rooms SET last_seq = last_seq + v.column2 FROM (VALUES {}) AS v
+             WHERE rooms.id = v.column1 RETURNING rooms.id, rooms.last_seq",
+            values("(?, ?)", chunk.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for &(id, n) in chunk {
+            query = query.bind(id).bind(n);
+        }
+        // RETURNING order is unspecified: map by id.
+        for row in query.fetch_all(&mut *conn).await? {
+            let id: i64 = row.try_get("id")?;
+            let last: i64 = row.try_get("last_seq")?;
+            let first = last - counts.get(&id).copied().unwrap_or(0) + 1;
+            reserved.insert(id, first);
+        }
+    }
+    if reserved.len() < counts.len() {
+        return Err(StoreError::Missing("room"));
+    }
+    Ok(reserved)
+}
+
 #[async_trait]
 impl EventTx for SqliteEventTx {
     async fn claim(&mut self, keys: &[(i64, &str)]) -> Result<Vec<Claim>> {
-        let c = self.w.conn()?;
-        let mut find = c.prepare_cached(
-            "SELECT kind, room_id, result FROM commands WHERE user_id = ?1 AND client_id = ?2",
-        )?;
-        keys.iter()
-            .map(|&(user, key)| {
-                let done = find
-                    .query_row((user, key), |row| {
-                        Ok(Claim::Done {
-                            kind: row.get(0)?,
-                            room_id: row.get(1)?,
-                            result: row.get(2)?,
-                        })
-                    })
-                    .optional()?;
-                Ok(done.unwrap_or(Claim::New))
-            })
-            .collect()
+        let mut claims = vec![Claim::New; keys.len()];
+        for (c, chunk) in keys.chunks(rows_per_statement(3)).enumerate() {
+            let base = c * rows_per_statement(3);
+            // A VALUES join: one primary-key search per key (see `processed`).
+            let sql = format!(
+                "SELECT v.column1 AS at, c.kind, c.room_id, c.result
+                 FROM (VALUES {}) AS v
+                 JOIN commands c ON c.user_id = v.column2 AND c.client_id = v.column3",
+                values("(?, ?, ?)", chunk.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for (i, &(user, key)) in chunk.iter().enumerate() {
+                query = query.bind((base + i) as i64).bind(user).bind(key);
+            }
+            for row in query.fetch_all(&mut *self.w).await? {
+                let at: i64 = row.try_get("at")?;
+                claims[at as usize] = Claim::Done {
+                    kind: row.try_get("kind")?,
+                    room_id: row.try_get("room_id")?,
+                    result: row.try_get("result")?,
+                };
+            }
+        }
+        Ok(claims)
     }
 
     async fn rooms(&mut self, ids: &[i64]) -> Result<Vec<RoomState>> {
-        let c = self.w.conn()?;
-        let mut find = c.prepare_cached(
-            "SELECT kind, name, name_key, topic, last_seq, member_count FROM rooms WHERE id = ?1",
-        )?;
         let mut rooms = Vec::with_capacity(ids.len());
-        for &id in ids {
-            let row = find
-                .query_row([id], |row| {
-                    Ok((
-                        row.get::<_, String>(0)?,
-                        RoomState {
-                            id,
-                            kind: RoomKind::Public,
-                            name: row.get(1)?,
-                            name_key: row.get(2)?,
-                            topic: row.get(3)?,
-                            last_seq: row.get(4)?,
-                            member_count: row.get(5)?,
-                        },
-                    ))
-                })
-                .optional()?;
-            if let Some((kind, room)) = row {
+        for chunk in ids.chunks(rows_per_statement(1)) {
+            let sql = format!(
+                "SELECT id, kind, name, name_key, topic, last_seq, member_count FROM rooms
+                 WHERE id IN ({}) ORDER BY id",
+                vec!["?"; chunk.len()].join(", ")
+            );
+            let mut query = sqlx::query(&sql);
+            for &id in chunk {
+                query = query.bind(id);
+            }
+            for row in query.fetch_all(&mut *self.w).await? {
                 rooms.push(RoomState {
-                    kind: room_kind(&kind)?,
-                    ..room
+                    id: row.try_get("id")?,
+                    kind: room_kind(row.try_get("kind")?)?,
+                    name: row.try_get("name")?,
+                    name_key: row.try_get("name_key")?,
+                    topic: row.try_get("topic")?,
+                    last_seq: row.try_get("last_seq")?,
+                    member_count: row.try_get("member_count")?,
                 });
             }
         }
@@ -407,147 +438,170 @@ impl EventTx for SqliteEventTx {
     }
 
     async fn standings(&mut self, pairs: &[(i64, i64)]) -> Result<Vec<(i64, i64, Standing)>> {
-        let c = self.w.conn()?;
-        let mut find = c.prepare_cached(
-            "SELECT state, role FROM members WHERE room_id = ?1 AND user_id = ?2",
-        )?;
         let mut found = Vec::with_capacity(pairs.len());
-        for &(room, user) in pairs {
-            let row = find
-                .query_row((room, user), |row| {
-                    Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
-                })
-                .optional()?;
-            if let Some((state, role)) = row {
-                found.push((room, user, standing(&state, &role)?));
+        for chunk in pairs.chunks(rows_per_statement(2)) {
+            let sql = format!(
+                "SELECT m.room_id, m.user_id, m.state, m.role FROM (VALUES {}) AS v
+                 JOIN members m ON m.room_id = v.column1 AND m.user_id = v.column2",
+                values("(?, ?)", chunk.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for &(room, user) in chunk {
+                query = query.bind(room).bind(user);
+            }
+            for row in query.fetch_all(&mut *self.w).await? {
+                found.push((
+                    row.try_get("room_id")?,
+                    row.try_get("user_id")?,
+                    standing(row.try_get("state")?, row.try_get("role")?)?,
+                ));
             }
         }
         Ok(found)
     }
 
     async fn names_taken(&mut self, keys: &[&str]) -> Result<Vec<String>> {
-        let c = self.w.conn()?;
-        let mut find =
-            c.prepare_cached("SELECT 1 FROM rooms WHERE kind = 'public' AND name_key = ?1")?;
         let mut taken = Vec::new();
-        for &key in keys {
-            if find.exists([key])? {
-                taken.push(key.to_owned());
+        for chunk in keys.chunks(rows_per_statement(1)) {
+            let sql = format!(
+                "SELECT name_key FROM rooms WHERE kind = 'public' AND name_key IN ({})",
+                vec!["?"; chunk.len()].join(", ")
+            );
+            let mut query = sqlx::query(&sql);
+            for &key in chunk {
+                query = query.bind(key);
+            }
+            for row in query.fetch_all(&mut *self.w).await? {
+                taken.push(row.try_get("name_key")?);
             }
         }
         Ok(taken)
     }
 
     async fn insert_rooms(&mut self, rooms: &[NewRoom<'_>]) -> Result<Vec<i64>> {
-        let c = self.w.conn()?;
-        let mut insert = c.prepare_cached(
-            "INSERT INTO rooms (kind, name, name_key, topic, last_seq, created_by, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )?;
+        // Creations are rare (and rate-limited): one statement each.
         let mut ids = Vec::with_capacity(rooms.len());
         for r in rooms {
-            insert
-                .execute((
-                    r.kind.as_str(),
-                    r.name,
-                    r.name_key,
-                    r.topic,
-                    r.last_seq,
-                    r.created_by,
-                    r.ts,
-                ))
-                .map_err(conflict_or)?;
-            ids.push(c.last_insert_rowid());
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO rooms (kind, name, name_key, topic, last_seq, created_by, created_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            )
+            .bind(r.kind.as_str())
+            .bind(r.name)
+            .bind(r.name_key)
+            .bind(r.topic)
+            .bind(r.last_seq)
+            .bind(r.created_by)
+            .bind(r.ts)
+            .fetch_one(&mut *self.w)
+            .await
+            .map_err(super::conflict_or)?;
+            ids.push(id);
         }
         Ok(ids)
     }
 
-    /// Advances each room's `seq` counter by its count, rooms in id order;
-    /// returns each room's first reserved `seq`. A room that does not exist
-    /// is [`StoreError::Missing`].
-    ///
-    /// The counter is the only source of seqs, never `MAX(seq) + 1`: it is
-    /// shared by every event kind and is what several PostgreSQL nodes agree
-    /// on.
     async fn reserve_seqs(&mut self, counts: &[(i64, i64)]) -> Result<Vec<(i64, i64)>> {
         let counts: BTreeMap<i64, i64> = counts.iter().copied().collect();
-        let c = self.w.conn()?;
-        let mut reserve = c.prepare_cached(
-            "UPDATE rooms SET last_seq = last_seq + ?1 WHERE id = ?2 RETURNING last_seq",
-        )?;
+        let reserved = reserve_seqs(&mut self.w, &counts).await?;
         counts
-            .iter()
-            .map(|(&id, &n)| {
-                let last: i64 = reserve
-                    .query_row((n, id), |row| row.get(0))
-                    .optional()?
-                    .ok_or(StoreError::Missing("room"))?;
-                Ok((id, last - n + 1))
+            .keys()
+            .map(|id| {
+                let first = reserved.get(id).ok_or(StoreError::Missing("room"))?;
+                Ok((*id, *first))
             })
             .collect()
     }
 
     async fn insert_messages(&mut self, rows: &[MessageRow<'_>]) -> Result<Vec<i64>> {
-        let c = self.w.conn()?;
-        let mut insert = c.prepare_cached(
-            "INSERT INTO messages (room_id, seq, author_id, body, client_id, reply_to, mentions, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )?;
-        let mut ids = Vec::with_capacity(rows.len());
-        for m in rows {
-            insert.execute((
-                m.room_id,
-                m.seq,
-                m.author_id,
-                m.body,
-                m.client_id,
-                m.reply_to,
-                m.mentions,
-                m.ts,
-            ))?;
-            ids.push(c.last_insert_rowid());
+        let mut ids: HashMap<(i64, i64), i64> = HashMap::with_capacity(rows.len());
+        for chunk in rows.chunks(rows_per_statement(8)) {
+            let sql = format!(
+                "INSERT INTO messages (room_id, seq, author_id, body, client_id, reply_to, mentions, created_at)
+                 VALUES {} RETURNING id, room_id, seq",
+                values("(?, ?, ?, ?, ?, ?, ?, ?)", chunk.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for m in chunk {
+                query = query
+                    .bind(m.room_id)
+                    .bind(m.seq)
+                    .bind(m.author_id)
+                    .bind(m.body)
+                    .bind(m.client_id)
+                    .bind(m.reply_to)
+                    .bind(m.mentions)
+                    .bind(m.ts);
+            }
+            // RETURNING order is unspecified: map by (room, seq), which is unique.
+            for row in query.fetch_all(&mut *self.w).await? {
+                ids.insert(
+                    (row.try_get("room_id")?, row.try_get("seq")?),
+                    row.try_get("id")?,
+                );
+            }
         }
+        let ids: Vec<i64> = rows
+            .iter()
+            .map(|m| {
+                ids.get(&(m.room_id, m.seq))
+                    .copied()
+                    .ok_or(StoreError::Missing("message"))
+            })
+            .collect::<Result<_>>()?;
         Ok(ids)
     }
 
     async fn record_mentions(&mut self, rows: &[MessageRow<'_>], ids: &[i64]) -> Result<()> {
-        let c = self.w.conn()?;
-        let mut note = c.prepare_cached(
-            "INSERT OR IGNORE INTO mentions (user_id, room_id, seq, message_id)
-             SELECT user_id, room_id, ?1, ?2 FROM members
-             WHERE room_id = ?3 AND state = 'joined'
-               AND user_id IN (SELECT value FROM json_each(?4))",
-        )?;
-        let mut count = c.prepare_cached(
-            "UPDATE members SET mention_count = mention_count + 1
-             WHERE room_id = ?1 AND state = 'joined' AND last_read_seq < ?2
-               AND user_id IN (SELECT value FROM json_each(?3))",
-        )?;
+        // Mentions are rare: two statements per message that has any.
         for (m, id) in rows.iter().zip(ids) {
             let Some(mentions) = m.mentions else { continue };
-            note.execute((m.seq, id, m.room_id, mentions))?;
-            count.execute((m.room_id, m.seq, mentions))?;
+            sqlx::query(
+                "INSERT OR IGNORE INTO mentions (user_id, room_id, seq, message_id)
+                 SELECT user_id, room_id, ?, ? FROM members
+                 WHERE room_id = ? AND state = 'joined'
+                   AND user_id IN (SELECT value FROM json_each(?))",
+            )
+            .bind(m.seq)
+            .bind(id)
+            .bind(m.room_id)
+            .bind(mentions)
+            .execute(&mut *self.w)
+            .await?;
+            sqlx::query(
+                "UPDATE members SET mention_count = mention_count + 1
+                 WHERE room_id = ? AND state = 'joined' AND last_read_seq < ?
+                   AND user_id IN (SELECT value FROM json_each(?))",
+            )
+            .bind(m.room_id)
+            .bind(m.seq)
+            .bind(mentions)
+            .execute(&mut *self.w)
+            .await?;
         }
         Ok(())
     }
 
     async fn append_events(&mut self, events: &[NewEvent<'_>]) -> Result<()> {
-        let c = self.w.conn()?;
-        let mut insert = c.prepare_cached(
-            "INSERT INTO room_events (room_id, seq, kind, actor_id, target_id, message_id, payload, ts)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )?;
-        for e in events {
-            insert.execute((
-                e.room_id,
-                e.seq,
-                e.kind,
-                e.actor_id,
-                e.target_id,
-                e.message_id,
-                e.payload,
-                e.ts,
-            ))?;
+        for chunk in events.chunks(rows_per_statement(8)) {
+            let sql = format!(
+                "INSERT INTO room_events (room_id, seq, kind, actor_id, target_id, message_id, payload, ts)
+                 VALUES {}",
+                values("(?, ?, ?, ?, ?, ?, ?, ?)", chunk.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for e in chunk {
+                query = query
+                    .bind(e.room_id)
+                    .bind(e.seq)
+                    .bind(e.kind)
+                    .bind(e.actor_id)
+                    .bind(e.target_id)
+                    .bind(e.message_id)
+                    .bind(e.payload)
+                    .bind(e.ts);
+            }
+            query.execute(&mut *self.w).await?;
         }
         self.appended.extend(events.iter().map(|e| AppendedEvent {
             room_id: e.room_id,
@@ -560,84 +614,111 @@ impl EventTx for SqliteEventTx {
     }
 
     async fn apply_members(&mut self, changes: &[MemberChange]) -> Result<()> {
-        // member_count moves only when the row's state really changed.
-        let c = self.w.conn()?;
-        let mut join = c.prepare_cached(
-            "INSERT INTO members (room_id, user_id, state, role, joined_at, last_read_seq)
-             VALUES (?1, ?2, 'joined', ?3, ?4, ?5)
-             ON CONFLICT (room_id, user_id) DO UPDATE SET
-                 state = 'joined', role = excluded.role, joined_at = excluded.joined_at,
-                 last_read_seq = excluded.last_read_seq, mention_count = 0
-             WHERE members.state <> 'joined'",
-        )?;
-        let mut leave = c.prepare_cached(
-            "DELETE FROM members WHERE room_id = ?1 AND user_id = ?2 AND state = 'joined'",
-        )?;
-        let mut count =
-            c.prepare_cached("UPDATE rooms SET member_count = member_count + ?1 WHERE id = ?2")?;
-        for m in changes {
-            let (changed, delta) = match m.join {
-                Some(role) => (
-                    join.execute((m.room_id, m.user_id, role.as_str(), m.ts, m.seq))
-                        .map_err(conflict_or)?,
-                    1,
-                ),
-                None => (leave.execute((m.room_id, m.user_id))?, -1),
+        // Joins and leaves are rare next to posts: one statement each, with
+        // member_count moved only when the row's state really changed.
+        for c in changes {
+            let changed = match c.join {
+                Some(role) => sqlx::query(
+                    "INSERT INTO members (room_id, user_id, state, role, joined_at, last_read_seq)
+                     VALUES (?, ?, 'joined', ?, ?, ?)
+                     ON CONFLICT (room_id, user_id) DO UPDATE SET
+                         state = 'joined', role = excluded.role, joined_at = excluded.joined_at,
+                         last_read_seq = excluded.last_read_seq, mention_count = 0
+                     WHERE members.state <> 'joined'",
+                )
+                .bind(c.room_id)
+                .bind(c.user_id)
+                .bind(role.as_str())
+                .bind(c.ts)
+                .bind(c.seq)
+                .execute(&mut *self.w)
+                .await
+                .map_err(super::conflict_or)?
+                .rows_affected(),
+                None => sqlx::query(
+                    "DELETE FROM members WHERE room_id = ? AND user_id = ? AND state = 'joined'",
+                )
+                .bind(c.room_id)
+                .bind(c.user_id)
+                .execute(&mut *self.w)
+                .await?
+                .rows_affected(),
             };
             if changed > 0 {
-                count.execute((delta, m.room_id))?;
+                let delta: i64 = if c.join.is_some() { 1 } else { -1 };
+                sqlx::query("UPDATE rooms SET member_count = member_count + ? WHERE id = ?")
+                    .bind(delta)
+                    .bind(c.room_id)
+                    .execute(&mut *self.w)
+                    .await?;
             }
         }
         Ok(())
     }
 
     async fn update_rooms(&mut self, changes: &[RoomChange<'_>]) -> Result<()> {
-        let c = self.w.conn()?;
-        for r in changes {
-            if let Some((name, key)) = r.name {
-                c.prepare_cached("UPDATE rooms SET name = ?1, name_key = ?2 WHERE id = ?3")?
-                    .execute((name, key, r.room_id))
-                    .map_err(conflict_or)?;
+        for c in changes {
+            if let Some((name, key)) = c.name {
+                sqlx::query("UPDATE rooms SET name = ?, name_key = ? WHERE id = ?")
+                    .bind(name)
+                    .bind(key)
+                    .bind(c.room_id)
+                    .execute(&mut *self.w)
+                    .await
+                    .map_err(super::conflict_or)?;
             }
-            if let Some(topic) = r.topic {
-                c.prepare_cached("UPDATE rooms SET topic = ?1 WHERE id = ?2")?
-                    .execute((topic, r.room_id))?;
+            if let Some(topic) = c.topic {
+                sqlx::query("UPDATE rooms SET topic = ? WHERE id = ?")
+                    .bind(topic)
+                    .bind(c.room_id)
+                    .execute(&mut *self.w)
+                    .await?;
             }
         }
         Ok(())
     }
 
     async fn mark_read(&mut self, marks: &[(i64, i64, i64)]) -> Result<Vec<ReadState>> {
-        let c = self.w.conn()?;
-        // Forward only, never past the room's end; mentions at or below the
-        // marker no longer count.
-        let mut forward = c.prepare_cached(
-            "UPDATE members SET
-                 last_read_seq = MAX(last_read_seq, MIN(?1, (SELECT last_seq FROM rooms WHERE id = ?2)))
-             WHERE room_id = ?2 AND user_id = ?3 AND state = 'joined'
-             RETURNING last_read_seq",
-        )?;
-        let mut mentions = c.prepare_cached(
-            "UPDATE members SET mention_count =
-                 (SELECT COUNT(*) FROM mentions WHERE user_id = ?1 AND room_id = ?2 AND seq > ?3)
-             WHERE room_id = ?2 AND user_id = ?1 RETURNING mention_count",
-        )?;
-        let mut unread = c.prepare_cached(
-            "SELECT COUNT(*) FROM (SELECT 1 FROM messages
-             WHERE room_id = ?1 AND seq > ?2 AND author_id != ?3 AND deleted_at IS NULL
-             LIMIT 1000)",
-        )?;
         let mut states = Vec::with_capacity(marks.len());
         for &(room, user, seq) in marks {
-            let marker: Option<i64> = forward
-                .query_row((seq, room, user), |row| row.get(0))
-                .optional()?;
-            let Some(last_read_seq) = marker else {
-                continue;
-            };
-            let mention_count: i64 =
-                mentions.query_row((user, room, last_read_seq), |row| row.get(0))?;
-            let unread: i64 = unread.query_row((room, last_read_seq, user), |row| row.get(0))?;
+            // Forward only, never past the room's end; mentions at or below
+            // the marker no longer count.
+            let row = sqlx::query(
+                "UPDATE members SET
+                     last_read_seq = MAX(last_read_seq, MIN(?, (SELECT last_seq FROM rooms WHERE id = ?)))
+                 WHERE room_id = ? AND user_id = ? AND state = 'joined'
+                 RETURNING last_read_seq",
+            )
+            .bind(seq)
+            .bind(room)
+            .bind(room)
+            .bind(user)
+            .fetch_optional(&mut *self.w)
+            .await?;
+            let Some(row) = row else { continue };
+            let last_read_seq: i64 = row.try_get("last_read_seq")?;
+            let mention_count: i64 = sqlx::query_scalar(
+                "UPDATE members SET mention_count =
+                     (SELECT COUNT(*) FROM mentions WHERE user_id = ? AND room_id = ? AND seq > ?)
+                 WHERE room_id = ? AND user_id = ? RETURNING mention_count",
+            )
+            .bind(user)
+            .bind(room)
+            .bind(last_read_seq)
+            .bind(room)
+            .bind(user)
+            .fetch_one(&mut *self.w)
+            .await?;
+            let unread: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM messages
+                 WHERE room_id = ? AND seq > ? AND author_id != ? AND deleted_at IS NULL
+                 LIMIT 1000)",
+            )
+            .bind(room)
+            .bind(last_read_seq)
+            .bind(user)
+            .fetch_one(&mut *self.w)
+            .await?;
             states.push(ReadState {
                 room_id: room,
                 user_id: user,
@@ -650,25 +731,35 @@ impl EventTx for SqliteEventTx {
     }
 
     async fn record(&mut self, done: &[Done<'_>]) -> Result<()> {
-        let c = self.w.conn()?;
-        let mut insert = c.prepare_cached(
-            "INSERT INTO commands (user_id, client_id, kind, room_id, result, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?;
-        for d in done {
-            insert.execute((d.user_id, d.client_id, d.kind, d.room_id, d.result, d.ts))?;
+        for chunk in done.chunks(rows_per_statement(6)) {
+            let sql = format!(
+                "INSERT INTO commands (user_id, client_id, kind, room_id, result, created_at) VALUES {}",
+                values("(?, ?, ?, ?, ?, ?)", chunk.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for d in chunk {
+                query = query
+                    .bind(d.user_id)
+                    .bind(d.client_id)
+                    .bind(d.kind)
+                    .bind(d.room_id)
+                    .bind(d.result)
+                    .bind(d.ts);
+            }
+            query.execute(&mut *self.w).await?;
         }
         Ok(())
     }
 
     async fn commit(mut self: Box<Self>) -> Result<()> {
-        let c = self.w.conn()?;
-        for hook in self.hooks.iter() {
+        let hooks = self.hooks.clone();
+        for hook in hooks.iter() {
             // On error the Writer is dropped unmarked: closed, rolled back.
-            hook.before_commit(c, &self.appended)
+            hook.before_commit(&mut self.w, &self.appended)
+                .await
                 .map_err(|err| StoreError::Hook(err.to_string()))?;
         }
-        c.prepare_cached("COMMIT")?.execute([])?;
+        sqlx::query("COMMIT").execute(&mut *self.w).await?;
         self.w.ok();
         Ok(())
     }

@@ -8,27 +8,30 @@
 //!
 //! One [`SqliteStore`] implements every aggregate, one file each
 //! ([`accounts`], [`sessions`], [`rooms`], [`events`]; [`Health`] here), over
-//! what they share: sqlx's pool of readers, and the one writing connection
-//! ([`writer`]), which is rusqlite's, used synchronously.
+//! two pools they share: readers, and the one writing connection lent by
+//! [`Writer`].
 
 mod accounts;
 mod events;
 mod rooms;
 mod sessions;
-mod writer;
-
-pub use rusqlite;
 
 use super::{AppendedEvent, Health, MemberState, Result, Role as StoredRole, StoreError};
 use crate::chat::policy::Standing;
 use app::protocol::{Me, Role, RoomKind, UserInfo};
 use async_trait::async_trait;
 use sqlx::{
+    pool::PoolConnection,
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
-    Row, SqlitePool,
+    Row, Sqlite, SqliteConnection, SqlitePool,
 };
-use std::{fmt, str::FromStr, sync::Arc, time::Duration};
-use writer::{Writer, WriterPool};
+use std::{
+    fmt,
+    ops::{Deref, DerefMut},
+    str::FromStr,
+    sync::Arc,
+    time::Duration,
+};
 
 /// Most values one statement may bind: SQLite's `SQLITE_MAX_VARIABLE_NUMBER`
 /// (32766 since 3.32; the bundled library keeps the default). Multi-row
@@ -41,8 +44,8 @@ pub struct SqliteStore {
     /// Reads, several at once (WAL readers do not block the writer).
     pool: SqlitePool,
     /// Writes: one connection, since SQLite has one writer anyway; writes
-    /// queue here rather than spin on the file lock. See [`writer`].
-    writer: WriterPool,
+    /// queue here rather than spin on the file lock. See [`Writer`].
+    writer: SqlitePool,
     /// Run in every committer transaction, before its COMMIT.
     hooks: Arc<[Arc<dyn SqliteHook>]>,
 }
@@ -61,13 +64,67 @@ impl fmt::Debug for SqliteStore {
 /// indexing will be one): it runs with the batch's events just before
 /// COMMIT, and an error rolls the whole batch back, messages and events
 /// together, so what it writes is never out of step with the log.
-///
-/// It runs synchronously on the committer's thread, as the whole batch
-/// does: keep it to statements on `conn`.
+#[async_trait]
 pub trait SqliteHook: Send + Sync {
     /// Writes what `events` call for, on the transaction's connection.
-    fn before_commit(&self, conn: &rusqlite::Connection, events: &[AppendedEvent]) -> Result<()>;
+    async fn before_commit(
+        &self,
+        conn: &mut SqliteConnection,
+        events: &[AppendedEvent],
+    ) -> Result<()>;
 }
+
+/// The writing connection, lent for one write. Unless the write succeeds
+/// ([`Writer::ok`] after its last step), the connection is closed instead of
+/// reused: after a fault SQLite can leave a connection unable to write long
+/// after the disk recovered. A WAL file it had to reopen read-only answers
+/// every later write with "attempt to write a readonly database"; a COMMIT
+/// that failed was rolled back by SQLite itself, so the ROLLBACK sqlx queues
+/// fails and sqlx still counts a transaction open ("begin_with at non-zero
+/// transaction depth"). A new connection costs little.
+struct Writer {
+    conn: PoolConnection<Sqlite>,
+    ok: bool,
+}
+
+impl Writer {
+    /// Marks the write as done: the connection is kept for the next one.
+    fn ok(&mut self) {
+        self.ok = true;
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        if !self.ok {
+            self.conn.close_on_drop();
+        }
+    }
+}
+
+impl Deref for Writer {
+    type Target = SqliteConnection;
+
+    fn deref(&self) -> &SqliteConnection {
+        &self.conn
+    }
+}
+
+impl DerefMut for Writer {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        &mut self.conn
+    }
+}
+
+/// Pages the WAL may hold before a commit copies them back into the database
+/// (SQLite's default is 1,000, about 4 MiB). The committer's batches touch
+/// the same hot pages (room counters, index tails) again and again; a longer
+/// WAL copies each of them once per checkpoint instead of once per 1,000
+/// pages. Scenario 3 of `make bench` (2,000 rooms): 27.5k instead of 22.7k
+/// deliveries/s and 32.5 instead of 34.8 µs of CPU per delivery, medians of
+/// 3 (`bench/results/2026-12-02-committer-thread.md`). The WAL file then
+/// grows to about 80 MiB.
+const WAL_AUTOCHECKPOINT_PAGES: u32 = 20_000;
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at `url` and migrates it.
@@ -88,23 +145,30 @@ impl SqliteStore {
                 std::fs::create_dir_all(dir).map_err(|e| StoreError::Database(e.into()))?;
             }
         }
-        // The writer opens the file by its path: a database only in memory
-        // would be a different one for it and for the readers.
-        let path = options.get_filename().to_owned();
-        let name = path.to_string_lossy();
-        if name.is_empty() || name.starts_with(':') || name.starts_with("file:") {
-            return Err(StoreError::Database(sqlx::Error::Configuration(
-                format!("DATABASE_URL must name a SQLite file, not {url}").into(),
-            )));
-        }
+        // Every write goes through `Writer`, which closes the connection after
+        // any failed write, so no hook has to check connections on release.
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(
+                options
+                    .clone()
+                    .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string())
+                    // A multi-row statement in a transaction (each insert
+                    // of a batch) keeps a statement journal, a copy of every
+                    // page it changes, so a constraint error can undo that
+                    // statement alone. Past 64 KiB SQLite spills it to a
+                    // temporary file, a `pwrite` per page: 7 % of the
+                    // server's CPU in scenario 3 of `make bench`. In memory
+                    // it is bounded by the pages one statement of one batch
+                    // touches.
+                    .pragma("temp_store", "memory"),
+            )
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .connect_with(options)
             .await?;
-        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        let writer = tokio::task::spawn_blocking(move || WriterPool::open(path))
-            .await
-            .map_err(|_| StoreError::Database(sqlx::Error::WorkerCrashed))??;
         Ok(Self {
             pool,
             writer,
@@ -114,25 +178,10 @@ impl SqliteStore {
 
     /// The writing connection (waiting while another write holds it).
     async fn writer(&self) -> Result<Writer> {
-        self.writer.acquire().await
-    }
-
-    /// Runs `write` on the writing connection, on a thread where blocking is
-    /// allowed (a COMMIT waits for fsync); the connection is kept only if it
-    /// succeeds.
-    async fn write<T, F>(&self, write: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut rusqlite::Connection) -> Result<T> + Send + 'static,
-    {
-        let mut w = self.writer().await?;
-        tokio::task::spawn_blocking(move || {
-            let out = write(w.conn()?)?;
-            w.ok();
-            Ok(out)
+        Ok(Writer {
+            conn: self.writer.acquire().await?,
+            ok: false,
         })
-        .await
-        .map_err(|_| StoreError::Database(sqlx::Error::WorkerCrashed))?
     }
 }
 
@@ -192,9 +241,27 @@ fn count(n: i64) -> u32 {
     u32::try_from(n.max(0)).unwrap_or(u32::MAX)
 }
 
+/// `rows` copies of `row` (a parenthesised list of placeholders), for a
+/// multi-row `VALUES`.
+fn values(row: &str, rows: usize) -> String {
+    vec![row; rows].join(", ")
+}
+
 /// How many rows of `per_row` bound values fit in one statement.
 fn rows_per_statement(per_row: usize) -> usize {
     MAX_VARIABLES / per_row
+}
+
+fn conflict_or(err: sqlx::Error) -> StoreError {
+    if is_unique_violation(&err) {
+        StoreError::Conflict
+    } else {
+        err.into()
+    }
+}
+
+fn is_unique_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
 }
 
 #[async_trait]
@@ -205,14 +272,15 @@ impl Health for SqliteStore {
     }
 
     async fn probe_write(&self, now: i64) -> Result<()> {
-        self.write(move |c| {
-            c.prepare_cached(
-                "INSERT INTO write_probe (id, at) VALUES (?1, ?2)
-                 ON CONFLICT (id) DO UPDATE SET at = excluded.at",
-            )?
-            .execute((1, now))?;
-            Ok(())
-        })
-        .await
+        let mut w = self.writer().await?;
+        sqlx::query(
+            "INSERT INTO write_probe (id, at) VALUES (1, ?)
+             ON CONFLICT (id) DO UPDATE SET at = excluded.at",
+        )
+        .bind(now)
+        .execute(&mut *w)
+        .await?;
+        w.ok();
+        Ok(())
     }
 }

@@ -2,41 +2,43 @@
 //! read side (access facts, summaries, the directory, member lists).
 
 use super::{
-    count, role, room_kind, rows_per_statement, standing, user_info, writer::conflict_or,
-    SqliteStore,
+    conflict_or, count, role, room_kind, rows_per_statement, standing, user_info, SqliteStore,
 };
 use crate::chat::policy::{Access, Standing};
 use crate::store::{MemberState, Membership, Result, Role, RoomRow, Rooms, StoreError};
 use app::protocol::{DirectoryEntry, DirectoryPage, MemberInfo, RoomSummary};
 use async_trait::async_trait;
-use rusqlite::TransactionBehavior;
-use sqlx::{sqlite::SqliteRow, Row};
+use sqlx::{sqlite::SqliteRow, Connection, Row};
 
 #[async_trait]
 impl Rooms for SqliteStore {
     async fn create_room(&self, name: &str, name_key: &str, by: i64, now: i64) -> Result<RoomRow> {
-        let (stored, key) = (name.to_owned(), name_key.to_owned());
-        let id = self
-            .write(move |c| {
-                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                // The creator is its first member, so the count starts at 1.
-                // No event yet: a `member_joined` comes with the v2 committer.
-                tx.prepare_cached(
-                    "INSERT INTO rooms (kind, name, name_key, member_count, created_by, created_at)
-                     VALUES ('public', ?1, ?2, 1, ?3, ?4)",
-                )?
-                .execute((&stored, &key, by, now))
-                .map_err(conflict_or)?;
-                let id = tx.last_insert_rowid();
-                tx.prepare_cached(
-                    "INSERT INTO members (room_id, user_id, role, joined_at, last_read_seq)
-                     VALUES (?1, ?2, 'owner', ?3, 0)",
-                )?
-                .execute((id, by, now))?;
-                tx.commit()?;
-                Ok(id)
-            })
-            .await?;
+        let mut w = self.writer().await?;
+        let mut tx = w.begin_with("BEGIN IMMEDIATE").await?;
+        // The creator is its first member, so the count starts at 1. No
+        // event yet: a `member_joined` comes with the v2 committer.
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO rooms (kind, name, name_key, member_count, created_by, created_at)
+             VALUES ('public', ?, ?, 1, ?, ?) RETURNING id",
+        )
+        .bind(name)
+        .bind(name_key)
+        .bind(by)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(conflict_or)?;
+        sqlx::query(
+            "INSERT INTO members (room_id, user_id, role, joined_at, last_read_seq)
+             VALUES (?, ?, 'owner', ?, 0)",
+        )
+        .bind(id)
+        .bind(by)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        w.ok();
         Ok(RoomRow {
             id,
             name: name.to_owned(),

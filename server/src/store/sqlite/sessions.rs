@@ -4,6 +4,7 @@ use super::{user, SqliteStore};
 use crate::store::{OidcFlow, Result, Sessions, StoreError};
 use app::protocol::Me;
 use async_trait::async_trait;
+use sqlx::Row;
 use std::collections::HashSet;
 
 /// Session hashes looked up per statement by `live_sessions`.
@@ -18,16 +19,18 @@ impl Sessions for SqliteStore {
         now: i64,
         expires_at: i64,
     ) -> Result<()> {
-        let token_hash = token_hash.to_owned();
-        self.write(move |c| {
-            c.prepare_cached(
-                "INSERT INTO sessions (token_hash, user_id, created_at, expires_at)
-                 VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute((token_hash, user_id, now, expires_at))?;
-            Ok(())
-        })
-        .await
+        let mut w = self.writer().await?;
+        sqlx::query(
+            "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
+        )
+        .bind(token_hash)
+        .bind(user_id)
+        .bind(now)
+        .bind(expires_at)
+        .execute(&mut *w)
+        .await?;
+        w.ok();
+        Ok(())
     }
 
     async fn session_user(&self, token_hash: &[u8], now: i64) -> Result<Option<Me>> {
@@ -68,98 +71,82 @@ impl Sessions for SqliteStore {
     }
 
     async fn delete_session(&self, token_hash: &[u8]) -> Result<()> {
-        let token_hash = token_hash.to_owned();
-        self.write(move |c| {
-            c.prepare_cached("DELETE FROM sessions WHERE token_hash = ?1")?
-                .execute([token_hash])?;
-            Ok(())
-        })
-        .await
+        let mut w = self.writer().await?;
+        sqlx::query("DELETE FROM sessions WHERE token_hash = ?")
+            .bind(token_hash)
+            .execute(&mut *w)
+            .await?;
+        w.ok();
+        Ok(())
     }
 
     async fn purge_sessions(&self, now: i64) -> Result<u64> {
-        self.write(move |c| {
-            let done = c
-                .prepare_cached("DELETE FROM sessions WHERE expires_at <= ?1")?
-                .execute([now])?;
-            Ok(done as u64)
-        })
-        .await
+        let mut w = self.writer().await?;
+        let done = sqlx::query("DELETE FROM sessions WHERE expires_at <= ?")
+            .bind(now)
+            .execute(&mut *w)
+            .await?;
+        w.ok();
+        Ok(done.rows_affected())
     }
 
     async fn create_oidc_flow(&self, flow: &OidcFlow) -> Result<()> {
-        let flow = flow.clone();
-        self.write(move |c| {
-            c.prepare_cached(
-                "INSERT INTO oidc_flows (state_hash, browser_hash, provider, nonce, pkce_verifier, expires_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?
-            .execute((
-                &flow.state_hash[..],
-                &flow.browser_hash[..],
-                &flow.provider,
-                &flow.nonce,
-                &flow.pkce_verifier,
-                flow.expires_at,
-            ))?;
-            Ok(())
-        })
-        .await
+        let mut w = self.writer().await?;
+        sqlx::query(
+            "INSERT INTO oidc_flows (state_hash, browser_hash, provider, nonce, pkce_verifier, expires_at)
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&flow.state_hash[..])
+        .bind(&flow.browser_hash[..])
+        .bind(&flow.provider)
+        .bind(&flow.nonce)
+        .bind(&flow.pkce_verifier)
+        .bind(flow.expires_at)
+        .execute(&mut *w)
+        .await?;
+        w.ok();
+        Ok(())
     }
 
     async fn take_oidc_flow(&self, state_hash: &[u8]) -> Result<Option<OidcFlow>> {
-        let state_hash = state_hash.to_owned();
-        self.write(move |c| {
-            // One statement: two callbacks racing with the same state cannot
-            // both get it. Run to its end, not just its first row: SQLite
-            // saves a DELETE … RETURNING only once every row has been read,
-            // and an error saving it must not be lost.
-            let mut delete = c.prepare_cached(
-                "DELETE FROM oidc_flows WHERE state_hash = ?1
-                 RETURNING state_hash, browser_hash, provider, nonce, pkce_verifier, expires_at",
-            )?;
-            let rows = delete
-                .query_map([state_hash], |row| {
-                    Ok((
-                        row.get::<_, Vec<u8>>(0)?,
-                        row.get::<_, Vec<u8>>(1)?,
-                        row.get(2)?,
-                        row.get(3)?,
-                        row.get(4)?,
-                        row.get(5)?,
-                    ))
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            let row = rows.into_iter().next();
-            let Some((state, browser, provider, nonce, pkce_verifier, expires_at)) = row else {
-                return Ok(None);
-            };
-            let hash = |column: &str, bytes: Vec<u8>| -> Result<[u8; 32]> {
-                bytes.try_into().map_err(|_| {
-                    StoreError::Database(sqlx::Error::Decode(
-                        format!("{column} is not 32 bytes").into(),
-                    ))
-                })
-            };
-            Ok(Some(OidcFlow {
-                state_hash: hash("state_hash", state)?,
-                browser_hash: hash("browser_hash", browser)?,
-                provider,
-                nonce,
-                pkce_verifier,
-                expires_at,
-            }))
-        })
-        .await
+        let mut w = self.writer().await?;
+        // One statement: two callbacks racing with the same state cannot both get it.
+        let rows = sqlx::query(
+            "DELETE FROM oidc_flows WHERE state_hash = ?
+             RETURNING state_hash, browser_hash, provider, nonce, pkce_verifier, expires_at",
+        )
+        .bind(state_hash)
+        .fetch_all(&mut *w)
+        .await?;
+        w.ok();
+        let Some(row) = rows.into_iter().next() else {
+            return Ok(None);
+        };
+        let hash = |column: &str| -> Result<[u8; 32]> {
+            let bytes: Vec<u8> = row.try_get(column)?;
+            bytes.try_into().map_err(|_| {
+                StoreError::Database(sqlx::Error::Decode(
+                    format!("{column} is not 32 bytes").into(),
+                ))
+            })
+        };
+        Ok(Some(OidcFlow {
+            state_hash: hash("state_hash")?,
+            browser_hash: hash("browser_hash")?,
+            provider: row.try_get("provider")?,
+            nonce: row.try_get("nonce")?,
+            pkce_verifier: row.try_get("pkce_verifier")?,
+            expires_at: row.try_get("expires_at")?,
+        }))
     }
 
     async fn purge_oidc_flows(&self, now: i64) -> Result<u64> {
-        self.write(move |c| {
-            let done = c
-                .prepare_cached("DELETE FROM oidc_flows WHERE expires_at <= ?1")?
-                .execute([now])?;
-            Ok(done as u64)
-        })
-        .await
+        let mut w = self.writer().await?;
+        let done = sqlx::query("DELETE FROM oidc_flows WHERE expires_at <= ?")
+            .bind(now)
+            .execute(&mut *w)
+            .await?;
+        w.ok();
+        Ok(done.rows_affected())
     }
 }
