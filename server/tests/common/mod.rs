@@ -40,9 +40,17 @@ static TRACING: Once = Once::new();
 /// Logs only when `TEST_LOG` is set.
 fn init_tracing() {
     TRACING.call_once(|| {
-        if std::env::var_os("TEST_LOG").is_some() {
+        if let Some(filter) = std::env::var_os("TEST_LOG") {
+            // `TEST_LOG=1` logs the server at debug; anything else is the
+            // filter itself (`TEST_LOG=info,tower_http=debug,sqlx=debug`).
+            let filter = filter.to_string_lossy();
+            let filter = if filter == "1" {
+                "info,server=debug"
+            } else {
+                &filter
+            };
             tracing_subscriber::fmt()
-                .with_env_filter(tracing_subscriber::EnvFilter::new("info,server=debug"))
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
                 .with_test_writer()
                 .init();
         }
